@@ -1,0 +1,5 @@
+"""``python -m dumbwaiter`` is the ``dumbwaiter`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,298 @@
+"""Every setting, declared once.
+
+:class:`Config` is the one table: each field carries its default, its unit
+and its help text in ``metadata``.  The command-line parser (``cli.py``), the
+``DUMBWAITER_*`` environment loader (below) and the settings page of the docs
+are all produced from it, so no option is spelled twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .protocols import Limits, Role
+
+__all__ = ["SECONDS", "Config", "ConfigError", "GiB", "KiB", "MiB", "parse_size", "settings"]
+
+SECONDS = 1.0
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+
+class ConfigError(Exception):
+    """A setting has a value it cannot take; the message names it."""
+
+
+def parse_size(text: str) -> int:
+    """``"512"``, ``"64k"``, ``"16M"``, ``"1G"`` (binary units) -> bytes."""
+    text = text.strip()
+    units = {"k": KiB, "m": MiB, "g": GiB}
+    scale = units.get(text[-1:].lower(), 1)
+    number = text[:-1] if scale != 1 else text
+    try:
+        value = int(number)
+    except ValueError:
+        raise ConfigError(f"not a size: {text!r} (use bytes, or a k/M/G suffix)") from None
+    if value < 0:
+        raise ConfigError(f"a size cannot be negative: {text!r}")
+    return value * scale
+
+
+def parse_mode(text: str) -> int:
+    """A unix permission mode in octal, ``"660"`` or ``"0o660"``."""
+    try:
+        mode = int(text.removeprefix("0o"), 8)
+    except ValueError:
+        raise ConfigError(f"not an octal mode: {text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(f"mode out of range: {text!r}")
+    return mode
+
+
+def parse_roles(text: str) -> frozenset[Role]:
+    """``"responder,authorizer,filter"`` -> roles."""
+    try:
+        return frozenset(Role[name.strip().upper()] for name in text.split(",") if name.strip())
+    except KeyError as exc:
+        raise ConfigError(f"unknown FastCGI role {exc.args[0].lower()!r}") from None
+
+
+def _positive(value: Any) -> None:
+    if value < 1:
+        raise ConfigError("must be at least 1")
+
+
+def _not_negative(value: Any) -> None:
+    if value < 0:
+        raise ConfigError("cannot be negative")
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    check: Callable[[Any], None] | None = None,
+    repeat: bool = False,
+    cli: bool = True,
+) -> Any:
+    """Declare one setting: the field's default plus how to read and document it."""
+    meta = {
+        "help": help,
+        "flag": flag,
+        "metavar": metavar,
+        "parse": parse,
+        "check": check,
+        "repeat": repeat,
+        "cli": cli,
+    }
+    if isinstance(default, list | dict | set):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(slots=True)
+class Config:
+    """The settings of one server.  Build it with keyword arguments (the
+    Python API), from the command line (``cli.py``) or from the environment
+    (:meth:`from_env`); then call :meth:`validate`."""
+
+    # -- listeners ---------------------------------------------------------
+    fastcgi: list[str] = setting(
+        [],
+        "Serve FastCGI on ADDR (HOST:PORT, :PORT, [IPv6]:PORT, unix:/path or fd:N). Repeatable.",
+        metavar="ADDR",
+        repeat=True,
+    )
+    http: list[str] = setting(
+        [],
+        "Serve HTTP/1.1 on ADDR (same forms as --fastcgi). Repeatable.",
+        metavar="ADDR",
+        repeat=True,
+    )
+    socket_mode: int = setting(
+        0o660, "Permissions of unix sockets we create, in octal.", metavar="MODE", parse=parse_mode
+    )
+    backlog: int = setting(
+        socket.SOMAXCONN, "Length of the kernel's accept queue.", metavar="N", check=_positive
+    )
+    # -- the application ---------------------------------------------------
+    script_name: str | None = setting(
+        None,
+        "The URL prefix the app is mounted under: SCRIPT_NAME is set to it and PATH_INFO to "
+        "the rest of the path, whatever the front server sent. Use '' for an app at the root.",
+        metavar="PREFIX",
+    )
+    debug: bool = setting(
+        False, "Send tracebacks of app errors to the client (never in production)."
+    )
+    # -- concurrency -------------------------------------------------------
+    threads: int = setting(8, "Threads running the app.", metavar="N", check=_positive)
+    queue_size: int = setting(
+        1024,
+        "Requests that may wait for a thread; beyond that the server answers 503 at once.",
+        metavar="N",
+        check=_not_negative,
+    )
+    # -- sizes -------------------------------------------------------------
+    spool_threshold: int = setting(
+        1 * MiB,
+        "Request bodies larger than this are spooled to a temporary file.",
+        metavar="BYTES",
+        parse=parse_size,
+    )
+    max_body: int = setting(
+        1 * GiB,
+        "Largest request body accepted (413 beyond); 0 = no limit.",
+        metavar="BYTES",
+        parse=parse_size,
+    )
+    max_header_bytes: int = setting(
+        64 * KiB,
+        "Largest FastCGI params block / HTTP header section (431 beyond).",
+        metavar="BYTES",
+        parse=parse_size,
+    )
+    max_header_count: int = setting(
+        256,
+        "Most params / header fields in one request (431 beyond).",
+        metavar="N",
+        check=_positive,
+    )
+    max_request_line: int = setting(
+        8 * KiB, "Longest HTTP request target (414 beyond).", metavar="BYTES", parse=parse_size
+    )
+    max_streams: int = setting(
+        100,
+        "Most concurrent requests on one multiplexed FastCGI connection.",
+        metavar="N",
+        check=_positive,
+    )
+    write_buffer: int = setting(
+        256 * KiB,
+        "Response bytes buffered per connection before the app's writes wait for the client.",
+        metavar="BYTES",
+        parse=parse_size,
+    )
+    # -- timeouts ----------------------------------------------------------
+    keepalive_timeout: float = setting(
+        120 * SECONDS,
+        "Close a kept-alive connection idle this long (keep it above the front server's "
+        "upstream keepalive_timeout).",
+        metavar="S",
+        check=_not_negative,
+    )
+    read_timeout: float = setting(
+        60 * SECONDS,
+        "Close a connection that sends nothing for this long while a request is partly received.",
+        metavar="S",
+        check=_not_negative,
+    )
+    graceful_timeout: float = setting(
+        30 * SECONDS,
+        "On SIGTERM, how long requests in flight may take to finish.",
+        metavar="S",
+        check=_not_negative,
+    )
+    # -- FastCGI -----------------------------------------------------------
+    fastcgi_multiplex: bool = setting(
+        True, "Advertise and serve FCGI_MPXS_CONNS (several requests per connection).", cli=False
+    )
+    fastcgi_roles: frozenset[Role] = setting(
+        frozenset(Role),
+        "FastCGI roles served (responder,authorizer,filter); others get FCGI_UNKNOWN_ROLE.",
+        metavar="ROLES",
+        parse=parse_roles,
+    )
+    fastcgi_web_server_addrs: list[str] | None = setting(
+        None,
+        "Peers allowed on TCP FastCGI listeners (default: FCGI_WEB_SERVER_ADDRS when "
+        "inherited from a web server, otherwise anyone).",
+        cli=False,
+    )
+    cgi: bool = setting(
+        False, "Serve one request as CGI from the environment and stdin.", cli=False
+    )
+    # -- runtime -----------------------------------------------------------
+    loop: str = setting(
+        "auto", "Event loop: auto (uvloop if installed), asyncio or uvloop.", metavar="NAME"
+    )
+    log_level: str = setting("info", "debug, info, warning or error.", metavar="LEVEL")
+
+    def limits(self) -> Limits:
+        """The protocol-level view of the size settings."""
+        return Limits(
+            max_header_bytes=self.max_header_bytes,
+            max_header_count=self.max_header_count,
+            max_request_line=self.max_request_line,
+            max_body=self.max_body,
+            max_streams=self.max_streams,
+        )
+
+    def validate(self) -> Config:
+        """Check every value; raise :class:`ConfigError` naming the first bad one."""
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            if check is not None:
+                try:
+                    check(getattr(self, f.name))
+                except ConfigError as exc:
+                    raise ConfigError(f"{flag_of(f)}: {exc}") from None
+        if self.loop not in ("auto", "asyncio", "uvloop"):
+            raise ConfigError(f"--loop: unknown event loop {self.loop!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"--log-level: unknown level {self.log_level!r}")
+        if self.script_name not in (None, "") and (
+            not self.script_name.startswith("/") or self.script_name.endswith("/")
+        ):
+            raise ConfigError("--script-name: must start with '/' and not end with one")
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Config:
+        """Settings from ``DUMBWAITER_<NAME>`` variables, then ``overrides``."""
+        values: dict[str, Any] = {}
+        for f in settings():
+            raw = environ.get("DUMBWAITER_" + f.name.upper())
+            if raw is not None:
+                values[f.name] = parse_value(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+
+def settings() -> tuple[dataclasses.Field[Any], ...]:
+    """The declared settings, in declaration order."""
+    return dataclasses.fields(Config)
+
+
+def flag_of(f: dataclasses.Field[Any]) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    """Turn one textual value (command line or environment) into the field's type."""
+    parse = f.metadata.get("parse")
+    try:
+        if parse is not None:
+            return parse(raw)
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if kind == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("list"):
+            return [item for item in raw.split(",") if item]
+        return raw
+    except ConfigError as exc:
+        raise ConfigError(f"{flag_of(f)}: {exc}") from None
+    except ValueError:
+        raise ConfigError(f"{flag_of(f)}: bad value {raw!r}") from None

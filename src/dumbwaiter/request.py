@@ -1,0 +1,158 @@
+"""The one request model every protocol produces.
+
+A :class:`Request` is the CGI/1.1 meta-variables the protocol parsed (a dict of
+str) plus the body, received whole before the request is dispatched: the event
+loop writes it into a :class:`BodyBuffer` (memory up to a threshold, then an
+anonymous temporary file), and the application thread reads it through an
+:class:`InputStream`, which is ``wsgi.input``.
+
+Ownership: the loop thread writes the buffer until :meth:`BodyBuffer.finish`;
+after that only the application thread reads it.  The one thing the loop may
+still do is :meth:`InputStream.abort` (FastCGI ``FCGI_ABORT_REQUEST``, client
+gone), which makes further reads see EOF.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Iterator
+from typing import IO
+
+from .protocols import Role
+
+__all__ = ["EMPTY_INPUT", "BodyBuffer", "InputStream", "Request"]
+
+
+class InputStream:
+    """``wsgi.input``: a bounded reader with EOF at the body's length.
+
+    Supports ``read()``, ``read(n)``, ``readline()``, ``readline(n)``,
+    ``readlines(hint)`` and iteration, as PEP 3333 asks.
+    """
+
+    __slots__ = ("_aborted", "_file", "_remaining")
+
+    def __init__(self, file: IO[bytes], length: int) -> None:
+        self._file = file
+        self._remaining = length
+        self._aborted = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._aborted or self._remaining <= 0:
+            return b""
+        if size is None or size < 0 or size > self._remaining:
+            size = self._remaining
+        data = self._file.read(size)
+        self._remaining -= len(data)
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self._aborted or self._remaining <= 0:
+            return b""
+        if size is None or size < 0 or size > self._remaining:
+            size = self._remaining
+        line = self._file.readline(size)
+        self._remaining -= len(line)
+        return line
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+    def abort(self) -> None:
+        """Make every further read return ``b""`` (called from the loop)."""
+        self._aborted = True
+
+    def close(self) -> None:
+        self._aborted = True
+        self._file.close()
+
+
+EMPTY_INPUT = InputStream(io.BytesIO(b""), 0)
+
+
+class BodyBuffer:
+    """Collects one request body on the loop; spools past ``threshold`` bytes.
+
+    The temporary file is anonymous (unlinked at creation, mode 0600), so it
+    disappears with the last file descriptor, whatever happens.
+    """
+
+    __slots__ = ("_chunks", "_file", "_spool_dir", "_threshold", "size")
+
+    def __init__(self, threshold: int, spool_dir: str | None = None) -> None:
+        self._chunks: list[bytes] = []
+        self._file: IO[bytes] | None = None
+        self._threshold = threshold
+        self._spool_dir = spool_dir
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self._file is not None:
+            self._file.write(data)
+        elif self.size > self._threshold:
+            # Owned by this buffer until finish() hands it to the InputStream.
+            self._file = tempfile.TemporaryFile(dir=self._spool_dir)  # noqa: SIM115
+            self._file.writelines(self._chunks)
+            self._file.write(data)
+            self._chunks = []
+        else:
+            self._chunks.append(data)
+
+    def finish(self) -> InputStream:
+        """End of body: the reader the application gets."""
+        if self._file is not None:
+            self._file.seek(0)
+            return InputStream(self._file, self.size)
+        if not self._chunks:
+            return EMPTY_INPUT if self.size == 0 else InputStream(io.BytesIO(b""), 0)
+        body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks = []
+        return InputStream(io.BytesIO(body), len(body))
+
+    def discard(self) -> None:
+        self._chunks = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Request:
+    """One request as the gateway sees it, whatever the wire protocol."""
+
+    __slots__ = ("body", "cgi", "data", "data_input", "input", "role", "stream_id")
+
+    def __init__(self, stream_id: int, cgi: dict[str, str], role: Role, threshold: int) -> None:
+        self.stream_id = stream_id
+        #: CGI/1.1 meta-variables exactly as the protocol produced them.
+        self.cgi = cgi
+        self.role = role
+        self.body = BodyBuffer(threshold)
+        #: The FastCGI FILTER role's FCGI_DATA stream, when there is one.
+        self.data: BodyBuffer | None = BodyBuffer(threshold) if role is Role.FILTER else None
+        self.input: InputStream = EMPTY_INPUT
+        self.data_input: InputStream | None = None
+
+    def finish(self) -> None:
+        """Every input stream ended: turn the buffers into readers."""
+        self.input = self.body.finish()
+        if self.data is not None:
+            self.data_input = self.data.finish()
+
+    def discard(self) -> None:
+        """Drop the buffers (the request will never run)."""
+        self.body.discard()
+        if self.data is not None:
+            self.data.discard()

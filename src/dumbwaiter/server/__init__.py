@@ -1,0 +1,1 @@
+"""The asyncio side: listeners, connections, the thread pool, one serving process."""

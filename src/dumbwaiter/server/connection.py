@@ -1,0 +1,417 @@
+"""One client connection: the asyncio glue between a socket, a sans-IO
+protocol and the application threads.
+
+This module owns the thread boundary.  Only the loop thread touches the
+transport and the protocol object.  The loop hands a complete request to the
+pool (:class:`~dumbwaiter.server.pool.ThreadPool`); the application thread
+answers through its :class:`Stream`, whose methods come back to the loop only
+through ``loop.call_soon_threadsafe``.  Backpressure goes both ways: the
+application's writes wait while the transport is paused or while more than
+``write_buffer`` bytes are on their way to it.
+
+The connection never asks which protocol it speaks: it reacts to the events of
+:mod:`dumbwaiter.protocols.events` and answers with the response calls of the
+:class:`~dumbwaiter.protocols.ServerProtocol` contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, cast
+
+from ..protocols import (
+    BodyReceived,
+    FilterDataReceived,
+    RemoteProtocolError,
+    RequestAborted,
+    RequestComplete,
+    RequestReceived,
+    ServerProtocol,
+)
+from ..request import Request
+
+if TYPE_CHECKING:
+    from .worker import Listener, ServerContext
+
+__all__ = ["Connection", "Stream"]
+
+log = logging.getLogger("dumbwaiter")
+
+#: How long a connection we are closing because of a protocol error may keep
+#: sending before we stop reading (the peer should see our answer, not RST).
+LINGER_SECONDS = 2.0
+
+BUSY_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")]
+BUSY_BODY = b"503 Service Unavailable: the server is busy, retry shortly\n"
+
+
+class Stream:
+    """One request in flight: the application thread's handle on its response.
+
+    The ``start``/``write``/``end``/``abort``/``sendfile`` methods are called
+    from the application thread; everything they do to the connection happens
+    on the loop thread.  ``cancelled`` turns true when the client or the front
+    server gave up: writes are then dropped and the gateway stops iterating.
+    """
+
+    __slots__ = ("_loop", "cancelled", "conn", "owes_end", "request")
+
+    def __init__(self, conn: Connection, request: Request) -> None:
+        self.conn = conn
+        self.request = request
+        self.cancelled = False
+        #: Set when the peer aborted but still expects the end (FastCGI).
+        self.owes_end = False
+        self._loop = conn.ctx.loop
+
+    @property
+    def peer(self) -> dict[str, str]:
+        return self.conn.peer
+
+    # -- application thread ------------------------------------------------
+    def start(self, status: str, headers: list[tuple[str, str]], body: bytes, end: bool) -> None:
+        if body and not end:
+            self.conn.wait_writable(len(body))
+        self._loop.call_soon_threadsafe(self.conn.on_start, self, status, headers, body, end)
+
+    def write(self, data: bytes) -> bool:
+        """Queue ``data``; waits while the client is slow.  False: client gone."""
+        if self.cancelled:
+            return False
+        self.conn.wait_writable(len(data))
+        self._loop.call_soon_threadsafe(self.conn.on_body, self, data)
+        return not self.cancelled
+
+    def end(self) -> None:
+        self._loop.call_soon_threadsafe(self.conn.on_end, self)
+
+    def abort(self) -> None:
+        self._loop.call_soon_threadsafe(self.conn.on_abort, self)
+
+    def sendfile(self, file: IO[bytes], offset: int, count: int) -> bool:
+        """Send ``count`` bytes of ``file`` from ``offset`` with the loop's
+        sendfile when the protocol frames the body raw; False when it cannot
+        (the caller then iterates the file)."""
+        if self.cancelled or not self.conn.raw_body_ok(self):
+            return False
+        future = asyncio.run_coroutine_threadsafe(
+            self.conn.send_file(self, file, offset, count), self._loop
+        )
+        return future.result()
+
+    # -- loop thread -------------------------------------------------------
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.request.input.abort()
+        if self.request.data_input is not None:
+            self.request.data_input.abort()
+        self.conn.wake_writers()
+
+
+class Connection(asyncio.Protocol):
+    """The loop-side state of one accepted connection."""
+
+    def __init__(self, ctx: ServerContext, listener: Listener) -> None:
+        self.ctx = ctx
+        self.listener = listener
+        self.proto: ServerProtocol = ctx.factories[listener.protocol]()
+        self.transport: asyncio.Transport | None = None
+        self.peer: dict[str, str] = {}
+        self.receiving: dict[int, Request] = {}
+        self.running: dict[int, Stream] = {}
+        self.waiting: deque[Request] = deque()
+        self.deadline = 0.0
+        self.lingering = False
+        #: A peer error waiting for the responses owed before it to go out.
+        self.pending_error: RemoteProtocolError | None = None
+        # Write-side flow control, shared with the application threads.
+        self._flow = threading.Condition(threading.Lock())
+        self._paused = False
+        self._queued = 0
+
+    # -- asyncio.Protocol ----------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = self.listener.peer_environ(transport)
+        if self.peer is self.listener.REFUSED:
+            log.warning(
+                "%s: refused connection from %s (not an allowed web server)",
+                self.listener.name,
+                transport.get_extra_info("peername"),
+            )
+            transport.abort()
+            return
+        self.ctx.connections.add(self)
+        self.deadline = self.ctx.loop.time() + self.ctx.config.keepalive_timeout
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering or self.pending_error is not None:
+            return
+        try:
+            events = self.proto.receive_data(data)
+        except RemoteProtocolError as exc:
+            self.protocol_error(exc)
+            return
+        for event in events:
+            kind = type(event)
+            if kind is RequestReceived:
+                assert isinstance(event, RequestReceived)
+                self.receiving[event.stream_id] = Request(
+                    event.stream_id, event.environ, event.role, self.ctx.config.spool_threshold
+                )
+            elif kind is BodyReceived:
+                assert isinstance(event, BodyReceived)
+                self.receiving[event.stream_id].body.write(event.data)
+            elif kind is RequestComplete:
+                request = self.receiving.pop(event.stream_id)
+                if event.stream_id in self.running:
+                    self.waiting.append(request)  # pipelined behind its predecessor
+                else:
+                    self.dispatch(request)
+            elif kind is FilterDataReceived:
+                assert isinstance(event, FilterDataReceived)
+                data_buffer = self.receiving[event.stream_id].data
+                assert data_buffer is not None
+                data_buffer.write(event.data)
+            elif kind is RequestAborted:
+                self.aborted(event.stream_id)
+        reply = self.proto.data_to_send()
+        if reply and self.transport is not None:
+            self.transport.write(reply)
+        if self.waiting and self.transport is not None:
+            # Bound pipelining: read on only once the queue is served.
+            self.transport.pause_reading()
+        self.touch()
+
+    def eof_received(self) -> bool | None:
+        if self.lingering:
+            return False
+        try:
+            self.proto.receive_data(b"")
+        except RemoteProtocolError as exc:
+            log.info("%s: %s: %s", self.listener.name, self.peer_name(), exc)
+        # Keep the write side open while responses are still owed (a client
+        # may half-close after its last request).
+        return bool(self.running or self.waiting)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ctx.connections.discard(self)
+        self.transport = None
+        for request in self.receiving.values():
+            request.discard()
+        self.receiving.clear()
+        for request in self.waiting:
+            request.discard()
+        self.waiting.clear()
+        for stream in self.running.values():
+            stream.cancel()
+        with self._flow:
+            self._paused = False
+            self._flow.notify_all()
+
+    def pause_writing(self) -> None:
+        with self._flow:
+            self._paused = True
+
+    def resume_writing(self) -> None:
+        with self._flow:
+            self._paused = False
+            self._flow.notify_all()
+
+    # -- requests ------------------------------------------------------------
+    def dispatch(self, request: Request) -> None:
+        request.finish()
+        stream = Stream(self, request)
+        self.running[request.stream_id] = stream
+        if not self.ctx.pool.try_submit(stream):
+            self.ctx.rejected += 1
+            del self.running[request.stream_id]
+            request.input.close()
+            log.debug("%s: busy, 503 for %s", self.listener.name, self.peer_name())
+            self.write(
+                self.proto.reject(
+                    request.stream_id, "503 Service Unavailable", BUSY_HEADERS, BUSY_BODY
+                )
+            )
+            self.after_response(request.stream_id)
+
+    def aborted(self, stream_id: int) -> None:
+        request = self.receiving.pop(stream_id, None)
+        if request is not None:
+            request.discard()
+            self.write(self.proto.end_response(stream_id))
+            return
+        for queued in self.waiting:
+            if queued.stream_id == stream_id:
+                self.waiting.remove(queued)
+                queued.discard()
+                self.write(self.proto.end_response(stream_id))
+                return
+        stream = self.running.get(stream_id)
+        if stream is not None:
+            stream.owes_end = True
+            stream.cancel()
+
+    # -- responses (called on the loop by Stream) ----------------------------
+    def on_start(
+        self, stream: Stream, status: str, headers: list[tuple[str, str]], body: bytes, end: bool
+    ) -> None:
+        if body and not end:
+            self.release(len(body))
+        if stream.cancelled:
+            if end:
+                self.finish(stream)
+            return
+        self.write(self.proto.start_response(stream.request.stream_id, status, headers, body, end))
+        if end:
+            self.finish(stream)
+
+    def on_body(self, stream: Stream, data: bytes) -> None:
+        self.release(len(data))
+        if not stream.cancelled:
+            self.write(self.proto.send_body(stream.request.stream_id, data))
+
+    def on_end(self, stream: Stream) -> None:
+        if not stream.cancelled or stream.owes_end:
+            self.write(self.proto.end_response(stream.request.stream_id))
+        self.finish(stream)
+
+    def on_abort(self, stream: Stream) -> None:
+        if not stream.cancelled:
+            self.write(self.proto.abort_response(stream.request.stream_id))
+        elif stream.owes_end:
+            self.write(self.proto.end_response(stream.request.stream_id))
+        self.finish(stream)
+
+    def finish(self, stream: Stream) -> None:
+        """The application is done with ``stream``: free its slot and move on."""
+        self.ctx.pool.done()
+        stream.request.input.close()
+        stream_id = stream.request.stream_id
+        if self.running.get(stream_id) is stream:
+            del self.running[stream_id]
+        self.after_response(stream_id)
+
+    def after_response(self, stream_id: int) -> None:
+        if self.transport is None:
+            return
+        for queued in self.waiting:
+            if queued.stream_id == stream_id:
+                self.waiting.remove(queued)
+                self.dispatch(queued)
+                break
+        if not self.waiting and self.pending_error is None:
+            self.transport.resume_reading()
+        if self.running or self.waiting:
+            return
+        if self.pending_error is not None:
+            self.write(self.proto.error_response(self.pending_error))
+            self.linger()
+        elif self.proto.closing or self.ctx.draining:
+            self.transport.close()
+        else:
+            self.touch()
+
+    async def send_file(self, stream: Stream, file: IO[bytes], offset: int, count: int) -> bool:
+        if self.transport is None or stream.cancelled:
+            return False
+        try:
+            await self.ctx.loop.sendfile(self.transport, file, offset, count)
+        except NotImplementedError:  # uvloop: the gateway iterates the file instead
+            return False
+        except (ConnectionError, OSError):
+            stream.cancel()
+            return False
+        return True
+
+    def raw_body_ok(self, stream: Stream) -> bool:
+        check: Callable[[int], bool] | None = getattr(self.proto, "raw_body_ok", None)
+        return check is not None and check(stream.request.stream_id)
+
+    # -- flow control (application threads) -----------------------------------
+    def wait_writable(self, size: int) -> None:
+        """Block the calling application thread while the client is slow."""
+        limit = self.ctx.config.write_buffer
+        with self._flow:
+            while (self._paused or self._queued > limit) and self.transport is not None:
+                self._flow.wait()
+            self._queued += size
+
+    def release(self, size: int) -> None:
+        with self._flow:
+            self._queued -= size
+            if self._queued <= self.ctx.config.write_buffer:
+                self._flow.notify_all()
+
+    def wake_writers(self) -> None:
+        with self._flow:
+            self._flow.notify_all()
+
+    # -- helpers -----------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def touch(self) -> None:
+        """Re-arm the timeout that applies in the connection's current state."""
+        config = self.ctx.config
+        if self.running or self.waiting:
+            self.deadline = 0.0  # the application's time is not the client's
+        elif self.proto.idle:
+            self.deadline = self.ctx.loop.time() + config.keepalive_timeout
+        else:
+            self.deadline = self.ctx.loop.time() + config.read_timeout
+
+    def timed_out(self) -> None:
+        if self.transport is None:
+            return
+        if not self.proto.idle and not self.lingering:
+            log.info(
+                "%s: %s: request not received within %gs, closing",
+                self.listener.name,
+                self.peer_name(),
+                self.ctx.config.read_timeout,
+            )
+        self.transport.close()
+
+    def protocol_error(self, exc: RemoteProtocolError) -> None:
+        log.info("%s: %s: %s", self.listener.name, self.peer_name(), exc)
+        for request in self.receiving.values():
+            request.discard()
+        self.receiving.clear()
+        if self.transport is None:
+            return
+        if self.running or self.waiting:
+            # Answer in order: the error goes out after the responses owed.
+            self.pending_error = exc
+            self.transport.pause_reading()
+            return
+        self.write(self.proto.error_response(exc))
+        self.linger()
+
+    def linger(self) -> None:
+        """Close after our answer, reading and dropping what the peer still
+        sends for a moment, so it sees the answer rather than a reset."""
+        assert self.transport is not None
+        self.lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.deadline = self.ctx.loop.time() + LINGER_SECONDS
+        else:
+            self.transport.close()
+
+    def peer_name(self) -> str:
+        address = self.peer.get("REMOTE_ADDR")
+        if address:
+            return f"{address}:{self.peer.get('REMOTE_PORT', '')}"
+        return "peer"
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if nothing is in flight, else after it."""
+        if self.transport is not None and not self.running and not self.waiting:
+            self.transport.close()

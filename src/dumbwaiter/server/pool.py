@@ -1,0 +1,76 @@
+"""The bounded thread pool that runs blocking applications.
+
+A fixed number of threads take work from one queue.  The queue's bound is
+kept on the event-loop side: :meth:`ThreadPool.try_submit` and
+:meth:`ThreadPool.done` are only ever called from the loop thread, so
+``pending`` (queued + running) needs no lock, and a full pool is known before
+anything is queued, which is what lets the loop answer 503 at once without
+touching the application.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+__all__ = ["ThreadPool"]
+
+log = logging.getLogger("dumbwaiter")
+
+T = TypeVar("T")
+
+
+class ThreadPool(Generic[T]):
+    """``threads`` threads calling ``target(item)`` for each submitted item.
+
+    At most ``threads + queue_size`` items are pending at once; the caller
+    must call :meth:`done` once per accepted item when its work is over (the
+    loop learns that from the response's end, not from the thread returning).
+    """
+
+    def __init__(self, threads: int, queue_size: int, target: Callable[[T], None]) -> None:
+        self.threads = threads
+        self.capacity = threads + queue_size
+        self.pending = 0
+        self._target = target
+        self._queue: queue.SimpleQueue[T | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for number in range(self.threads):
+            thread = threading.Thread(
+                target=self._work, name=f"dumbwaiter-app-{number}", daemon=True
+            )
+            thread.start()
+            self._workers.append(thread)
+
+    def try_submit(self, item: T) -> bool:
+        """Queue ``item``; False (and nothing queued) when the pool is full."""
+        if self.pending >= self.capacity:
+            return False
+        self.pending += 1
+        self._queue.put(item)
+        return True
+
+    def done(self) -> None:
+        self.pending -= 1
+
+    def stop(self, timeout: float) -> None:
+        """Let each thread finish its current item, then end it."""
+        for _ in self._workers:
+            self._queue.put(None)
+        for thread in self._workers:
+            thread.join(timeout)
+        self._workers.clear()
+
+    def _work(self) -> None:
+        get = self._queue.get
+        target = self._target
+        while (item := get()) is not None:
+            try:
+                target(item)
+            except BaseException:  # the gateway handles app errors; this is our bug
+                log.exception("internal error in an application thread")

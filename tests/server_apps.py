@@ -1,0 +1,126 @@
+"""WSGI apps for the server tests (tests/test_server*.py), routed by PATH_INFO.
+
+Cross-process coordination goes through files in the directory named by the
+``DW_TEST_DIR`` environment variable, so a test can hold a request in the app
+and release it, and can see whether the app was called at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+StartResponse = Any
+DIR = os.environ.get("DW_TEST_DIR", "/tmp")
+_barrier = threading.Barrier(2, timeout=10)
+
+
+def _mark(name: str, text: str = "") -> None:
+    with open(os.path.join(DIR, name), "a") as f:
+        f.write(text + "\n")
+
+
+def _wait_for(name: str, limit: float = 20.0) -> bool:
+    path = os.path.join(DIR, name)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+class _Closing:
+    """An iterable that records its close() and can stall between chunks."""
+
+    def __init__(self, chunks: list[bytes], hold: str | None, tag: str) -> None:
+        self.chunks = chunks
+        self.hold = hold
+        self.tag = tag
+
+    def __iter__(self) -> Iterator[bytes]:
+        for number, chunk in enumerate(self.chunks):
+            if number == 1 and self.hold:
+                _wait_for(self.hold)
+            yield chunk
+
+    def close(self) -> None:
+        _mark("closed", self.tag)
+
+
+def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    path = environ.get("PATH_INFO", "")
+    query = environ.get("QUERY_STRING", "")
+    if path == "/hello":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "12")])
+        return [b"Hello world\n"]
+    if path.startswith("/echo"):
+        body = environ["wsgi.input"].read()
+        keys = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
+                "CONTENT_LENGTH", "REMOTE_ADDR", "SERVER_NAME", "SERVER_PORT", "HTTP_HOST",
+                "SERVER_PROTOCOL", "wsgi.url_scheme", "dumbwaiter.fcgi_role", "HTTP_X_TEST")
+        info = {k: environ.get(k) for k in keys}
+        info["body_sha256"] = hashlib.sha256(body).hexdigest()
+        info["body_length"] = len(body)
+        data = environ.get("dumbwaiter.fcgi_data")
+        if data is not None:
+            info["fcgi_data"] = data.read().decode("latin-1")
+        out = json.dumps(info).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [out]
+    if path == "/count":
+        _mark("calls", query)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"counted\n"]
+    if path == "/block":
+        # Held until the test creates the file named in the query string.
+        _mark("calls", "block " + query)
+        _mark("started", query)
+        released = _wait_for(query)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"released\n" if released else b"timed out\n"]
+    if path == "/barrier":
+        # Two requests must be in the app at the same time to pass.
+        try:
+            _barrier.wait()
+        except threading.BrokenBarrierError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+            return [b"not concurrent\n"]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"together\n"]
+    if path == "/stream":
+        # First chunk, then held until the file named in the query exists.
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _Closing([b"first\n", b"last\n"], query or None, "stream")
+    if path == "/error":
+        raise RuntimeError("the app failed on purpose")
+    if path == "/error-late":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _failing()
+    if path == "/authorize":
+        if environ.get("HTTP_AUTHORIZATION") == "Bearer good":
+            start_response("200 OK", [("Variable-X-User", "alice")])
+            return [b""]
+        start_response("401 Unauthorized", [("Content-Type", "text/plain"),
+                                            ("WWW-Authenticate", "Bearer")])
+        return [b"no\n"]
+    if path == "/big":
+        body = bytes(range(256)) * 480  # 122880 bytes
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"not found\n"]
+
+
+def _failing() -> Iterator[bytes]:
+    yield b"partial "
+    raise RuntimeError("failed after the head")
+
+
+application = app

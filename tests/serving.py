@@ -1,0 +1,146 @@
+"""Run a real dumbwaiter process for a test, and talk to it.
+
+``Server`` starts ``python -m dumbwaiter`` in its own process group, waits
+until every listener accepts, and stops it by its pid (SIGTERM, then SIGKILL
+after a bound).  Its stderr goes to a file the test can read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+TESTS = pathlib.Path(__file__).parent
+START_SECONDS = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def short_tmpdir() -> str:
+    """A private directory with a short path (unix socket paths are limited)."""
+    return tempfile.mkdtemp(prefix="dw", dir="/tmp")
+
+
+def connect(address: str, timeout: float = 10.0) -> socket.socket:
+    """Connect to ``unix:/path`` or ``HOST:PORT``."""
+    if address.startswith("unix:"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(address[5:])
+        return sock
+    host, _, port = address.rpartition(":")
+    return socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
+
+
+class Server:
+    """One dumbwaiter process for a test (use as a context manager)."""
+
+    def __init__(self, args: list[str], app: str = "server_apps:app", *,
+                 env: dict[str, str] | None = None, workdir: str | None = None,
+                 stdin: int | None = None, wait: list[str] | None = None) -> None:
+        self.dir = workdir or short_tmpdir()
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.args = args
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = os.pathsep.join([str(TESTS), full_env.get("PYTHONPATH", "")])
+        full_env["DW_TEST_DIR"] = self.dir
+        full_env.update(env or {})
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dumbwaiter", *args, app],
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+            start_new_session=True, cwd=self.dir,
+        )
+        self.wait_ready(wait if wait is not None else self.listeners())
+
+    def listeners(self) -> list[str]:
+        found = []
+        for flag, value in zip(self.args, self.args[1:], strict=False):
+            if flag in ("--fastcgi", "--http"):
+                found.append(value if not value.startswith(":") else "127.0.0.1" + value)
+        return found
+
+    def wait_ready(self, addresses: list[str]) -> None:
+        deadline = time.monotonic() + START_SECONDS
+        for address in addresses:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"dumbwaiter exited {self.proc.returncode}:\n{self.log()}")
+                try:
+                    connect(address, timeout=1.0).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError(f"dumbwaiter not ready on {address}:\n{self.log()}")
+                    time.sleep(0.02)
+
+    def log(self) -> str:
+        return pathlib.Path(self.log_path).read_text(errors="replace")
+
+    def path(self, name: str) -> pathlib.Path:
+        return pathlib.Path(self.dir) / name
+
+    def release(self, name: str) -> None:
+        self.path(name).write_text("go\n")
+
+    def calls(self) -> list[str]:
+        try:
+            return self.path("calls").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.proc.pid, signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signum)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def running(args: list[str], app: str = "server_apps:app", **kw: object) -> Iterator[Server]:
+    server = Server(args, app, **kw)  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_cli(args: list[str], timeout: float = 20.0, **kw: object) -> subprocess.CompletedProcess[str]:
+    """Run the command line to completion (for start-up errors)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "dumbwaiter", *args], capture_output=True, text=True,
+        timeout=timeout, env=env, stdin=subprocess.DEVNULL, **kw,  # type: ignore[call-overload]
+    )
