@@ -53,18 +53,18 @@ from .events import (
 )
 
 __all__ = [
-    "ServerProtocol",
-    "Limits",
-    "Event",
-    "Role",
-    "RequestReceived",
     "BodyReceived",
+    "Event",
     "FilterDataReceived",
-    "RequestComplete",
-    "RequestAborted",
+    "Limits",
+    "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
-    "LocalProtocolError",
+    "RequestAborted",
+    "RequestComplete",
+    "RequestReceived",
+    "Role",
+    "ServerProtocol",
 ]
 
 KiB = 1024

@@ -14,7 +14,7 @@ only these two come out.
 
 from __future__ import annotations
 
-__all__ = ["ProtocolError", "RemoteProtocolError", "LocalProtocolError"]
+__all__ = ["LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
 
 
 class ProtocolError(Exception):

@@ -23,13 +23,13 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
-    "Role",
-    "RequestReceived",
     "BodyReceived",
-    "FilterDataReceived",
-    "RequestComplete",
-    "RequestAborted",
     "Event",
+    "FilterDataReceived",
+    "RequestAborted",
+    "RequestComplete",
+    "RequestReceived",
+    "Role",
 ]
 
 

@@ -300,6 +300,12 @@ class Connection(asyncio.Protocol):
     def after_response(self, stream_id: int) -> None:
         if self.transport is None:
             return
+        if self.proto.closing:
+            # Nothing more may be sent on this connection (an abort, a
+            # close-delimited body, Connection: close): drop what waits.
+            for queued in self.waiting:
+                queued.discard()
+            self.waiting.clear()
         for queued in self.waiting:
             if queued.stream_id == stream_id:
                 self.waiting.remove(queued)

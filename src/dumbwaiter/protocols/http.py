@@ -1,0 +1,598 @@
+"""HTTP/1.1 server side (RFC 9110, RFC 9112), sans-IO, over llhttp.
+
+Theory of operation
+-------------------
+llhttp (through ``httptools.HttpRequestParser``) does the byte-level work:
+request line, field syntax, Content-Length and chunked framing (RFC 9112
+sections 3, 5, 6, 7).  Its callbacks land in the ``on_*`` methods below,
+which enforce what llhttp leaves to us -- the limits, Host (section 3.2), the
+transfer codings we implement (6.1), the HTTP versions we speak -- and derive
+the CGI environ once, when the head is complete.
+
+Every request is stream 1: requests on one connection are strictly
+sequential.  Each request whose head is complete becomes an ``_Exchange`` in
+a FIFO; responses are made for the front one, in order (section 9.3.2), so
+events for pipelined requests may run ahead of the responses.
+
+Receiving states: *reading* (parse what comes) until a request without
+keep-alive completes (9.6), the peer half-closes, ``max_pipelined`` requests
+are waiting (the rest of the pipeline is left unread and the connection
+closes after the owed responses; the client retries, 9.3.2), or the peer
+errs.  An error in bytes that also completed requests is *held*: those
+requests are returned and the error response goes out after their responses.
+
+Responding states: idle -> (start_response) sending -> (end_response) idle,
+with one framing chosen at the start: raw (a Content-Length, or the
+close-delimited body of an HTTP/1.0 response of unknown length), chunked, or
+no body (HEAD, 1xx, 204, 304).  ``abort_response`` and ``error_response``
+break the connection: afterwards every response call writes nothing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections import deque
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import NoReturn
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from . import Limits
+from .errors import LocalProtocolError, RemoteProtocolError
+from .events import BodyReceived, Event, RequestComplete, RequestReceived
+
+__all__ = ["CONTINUE", "HTTPServerProtocol"]
+
+STREAM_ID = 1
+#: The interim response to ``Expect: 100-continue`` (RFC 9110 section 10.1.1).
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+#: Bytes of a request line beyond its target (method, version, spaces, CRLF),
+#: allowed for in the raw bound on a head still being received.
+HEAD_SLACK = 1024
+UNLIMITED = 1 << 62
+
+# Response framings.
+_IDLE, _RAW, _CHUNKED, _NO_BODY = 0, 1, 2, 3
+# Status kinds: what the status allows of a body (RFC 9110 sections 8.6, 15.4.5).
+_BODY, _NO_CONTENT, _NOT_MODIFIED = 0, 1, 2
+# What start_response does with an application header it must look at.
+_HOP, _LENGTH, _DATE, _SERVER = 0, 1, 2, 3
+# Hop-by-hop fields (RFC 9110 section 7.6.1) are dropped: framing is ours.
+_HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding")
+_RESPONSE_FIELDS = dict.fromkeys((*_HOP_BY_HOP, "upgrade"), _HOP)
+_RESPONSE_FIELDS.update({"content-length": _LENGTH, "date": _DATE, "server": _SERVER})
+# Only names of these lengths are lowercased and looked up.
+_FIELD_LENGTHS = frozenset(len(name) for name in _RESPONSE_FIELDS)
+
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
+_CLOSE_LINE = b"Connection: close\r\n"
+_KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+# Searched for as ints: ``int in bytes`` is several times faster than ``bytes in bytes``.
+_HASH, _PERCENT = ord("#"), ord("%")
+
+
+def _status_entry(status: str) -> tuple[bytes, int]:
+    code = status[:3]
+    kind = _BODY
+    if code == "204" or code[0] == "1":
+        kind = _NO_CONTENT
+    elif code == "304":
+        kind = _NOT_MODIFIED
+    return b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n", kind
+
+
+#: Status line and kind per WSGI status; the common ones precomputed.
+_STATUSES = {f"{s.value} {s.phrase}": _status_entry(f"{s.value} {s.phrase}") for s in HTTPStatus}
+_CACHE_MAX = 512
+
+
+def _cgi_name(name: bytes) -> str | None:
+    """The environ key of request field ``name``, or None to drop it.
+
+    Names with ``_`` are dropped: ``X_Foo`` would otherwise arrive as the
+    same ``HTTP_X_FOO`` as ``X-Foo`` and let a client spoof a header a front
+    server sets.  ``Proxy`` is dropped too ("httpoxy": ``HTTP_PROXY`` is read
+    as a proxy setting by some libraries).
+    """
+    if b"_" in name:
+        return None
+    key = name.decode("latin-1").upper().replace("-", "_")
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return key
+    return None if key == "PROXY" else "HTTP_" + key
+
+
+_CGI_NAMES: dict[bytes, str | None] = {}
+
+
+def _now() -> bytes:
+    """The default Date: reads the clock on every response (the server
+    passes a cached value refreshed once a second instead)."""
+    return email.utils.formatdate(usegmt=True).encode("ascii")
+
+
+class _Stop(Exception):
+    """Raised from a callback to make llhttp stop reading (not an error)."""
+
+
+class _Exchange:
+    """One request whose head is complete, until its response is done."""
+
+    __slots__ = ("complete", "continue_owed", "head", "http10", "keep_alive")
+
+    def __init__(self, head: bool, http10: bool, keep_alive: bool) -> None:
+        self.head = head  # a HEAD request: the response never has a body
+        self.http10 = http10
+        self.keep_alive = keep_alive
+        self.complete = False  # the whole body arrived
+        self.continue_owed = False  # 100 Continue waits for earlier responses
+
+
+class HTTPServerProtocol:
+    """The server side of one HTTP/1.x connection (see the module doc).
+
+    ``date`` returns the value of the Date header (an IMF-fixdate, bytes);
+    ``server`` is the Server header's value (``b""``: none); at most
+    ``max_pipelined`` requests are read ahead of their responses.  Fields of
+    a chunked body's trailer are counted against the limits, then dropped.
+    Upgrade and CONNECT requests are answered as plain requests (a server may
+    ignore Upgrade, RFC 9110 section 7.8); one with a body is refused (400).
+    The ``on_*`` methods are llhttp's callbacks, not API.
+    """
+
+    def __init__(
+        self,
+        limits: Limits = Limits(),  # noqa: B008 (frozen, so sharing it is safe)
+        *,
+        date: Callable[[], bytes] | None = None,
+        server: bytes = b"dumbwaiter",
+        max_pipelined: int = 16,
+    ) -> None:
+        self._max_target = limits.max_request_line
+        self._max_count = limits.max_header_count
+        self._max_field_bytes = limits.max_header_bytes
+        self._max_head_raw = limits.max_request_line + limits.max_header_bytes + HEAD_SLACK
+        self._max_body = limits.max_body or UNLIMITED
+        self._max_pipelined = max_pipelined
+        self._date = date or _now
+        self._server_line = b"Server: " + server + b"\r\n" if server else b""
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._send = b""
+        # The request being received.
+        self._url = b""
+        self._fields: list[tuple[bytes, bytes]] = []
+        self._body_size = 0
+        self._current: _Exchange | None = None
+        self._in_message = self._in_fields = False
+        self._block = self._partial = 0  # raw bound on a field block (see receive_data)
+        self._failure: RemoteProtocolError | None = None
+        # The connection.
+        self._queue: deque[_Exchange] = deque()
+        self._reading = True
+        self._error: RemoteProtocolError | None = None  # held until owed responses are out
+        self._broken = False
+        # The response being sent.
+        self._mode = _IDLE
+        self._close_after = False
+
+    # -- receiving -------------------------------------------------------------
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed received bytes (``b""``: the peer half-closed); see ServerProtocol.
+
+        After a half-close, a request partly received is dropped silently; the
+        complete ones still get their responses.
+        """
+        if not self._reading:
+            return []
+        events: list[Event] = []
+        self._events = events
+        if not data:
+            self._reading = False
+            self._drop_partial()
+            return events
+        block = self._block
+        try:
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                self._after_upgrade(data[exc.args[0] :])
+        except httptools.HttpParserError as exc:
+            if not self._reading:  # a _Stop: the events so far stand
+                return events
+            return self._failed(events, self._failure or RemoteProtocolError(f"bad request: {exc}"))
+        if self._in_fields:
+            # httptools buffers a field until its end; bound what it holds.  Bytes
+            # fed while one head or trailer stayed incomplete all belong to it.
+            self._partial = self._partial + len(data) if block == self._block else 0
+            if self._partial > self._max_head_raw:
+                return self._failed(events, RemoteProtocolError("header section too large", 431))
+        return events
+
+    def data_to_send(self) -> bytes:
+        data, self._send = self._send, b""
+        return data
+
+    def _after_upgrade(self, data: bytes) -> None:
+        # The Upgrade or CONNECT request was complete and is answered as a plain
+        # one; what follows it is HTTP again.
+        while data:
+            try:
+                self._parser.feed_data(data)
+                return
+            except httptools.HttpParserUpgrade as exc:
+                data = data[exc.args[0] :]
+
+    def _failed(self, events: list[Event], error: RemoteProtocolError) -> list[Event]:
+        """Stop reading; raise ``error`` unless requests completed in this batch,
+        which are returned and answered before it (see the module doc)."""
+        self._reading = False
+        self._drop_partial()
+        done = len(events)
+        while done and type(events[done - 1]) is not RequestComplete:
+            done -= 1
+        if not done:
+            raise error
+        del events[done:]
+        self._error = error
+        return events
+
+    def _drop_partial(self) -> None:
+        """Forget a request that will never complete (unless it is being answered)."""
+        queue = self._queue
+        answering = len(queue) == 1 and self._mode != _IDLE
+        if self._in_message and queue and not queue[-1].complete and not answering:
+            queue.pop()
+        self._in_message = self._in_fields = False
+
+    def _fail(self, status: int, message: str) -> NoReturn:
+        self._failure = RemoteProtocolError(message, status)
+        raise self._failure
+
+    # -- llhttp callbacks (not API) --------------------------------------------
+    def on_message_begin(self) -> None:
+        if len(self._queue) >= self._max_pipelined:
+            self._reading = False
+            raise _Stop
+        self._in_message = self._in_fields = True
+        self._block += 1
+        self._url = b""
+        self._fields = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        if self._url:
+            url = self._url + url
+        if len(url) > self._max_target:
+            self._fail(414, "request target too long")
+        self._url = url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Only collected here (the hot path); on_headers_complete reads them.
+        # A trailer section is a list of its own, counted, then dropped.
+        fields = self._fields
+        fields.append((name, value))
+        if len(fields) > self._max_count:
+            self._fail(431, "too many header fields")
+
+    def on_headers_complete(self) -> None:
+        self._in_fields = False
+        parser = self._parser
+        version = parser.get_http_version()
+        protocol = _PROTOCOLS.get(version)
+        if protocol is None:  # llhttp takes a line without a version for HTTP/0.9
+            self._fail(400 if version == "0.9" else 505, f"HTTP/{version} request")
+        http10 = protocol == "HTTP/1.0"
+        environ = self._environ()
+        host = environ.get("HTTP_HOST")
+        if host is None and not http10:
+            self._fail(400, "HTTP/1.1 request without Host")  # RFC 9112 section 3.2
+        if host is not None and "," in host:
+            self._fail(400, "more than one Host")
+        has_body = False
+        length = environ.get("CONTENT_LENGTH")
+        if length is not None:  # llhttp checked the digits and refused duplicates
+            size = int(length)
+            if size > self._max_body:
+                self._fail(413, "request body too large")
+            has_body = size > 0
+        coding = environ.pop("HTTP_TRANSFER_ENCODING", None)  # the app gets it de-chunked
+        if coding is not None:
+            self._check_coding(coding, http10)
+            has_body = True
+        if has_body and parser.should_upgrade():
+            self._fail(400, "Upgrade or CONNECT with a body")  # llhttp would skip the body
+        method = parser.get_method().decode("ascii")
+        self._target(environ)
+        environ["REQUEST_METHOD"] = method
+        environ["SCRIPT_NAME"] = ""
+        environ["SERVER_PROTOCOL"] = protocol
+        exchange = self._current = _Exchange(method == "HEAD", http10, parser.should_keep_alive())
+        queue = self._queue
+        queue.append(exchange)
+        if has_body and not http10 and environ.get("HTTP_EXPECT", "").lower() == "100-continue":
+            if len(queue) == 1:
+                self._send += CONTINUE
+            else:  # not into the middle of an earlier response: after it
+                exchange.continue_owed = True
+        self._events.append(RequestReceived(STREAM_ID, environ))
+
+    def _environ(self) -> dict[str, str]:
+        """The header fields as CGI variables; their size checked (each counts
+        as written canonically: name, ": ", value, CRLF)."""
+        fields = self._fields
+        self._fields = []
+        environ: dict[str, str] = {}
+        size = 4 * len(fields)
+        names = _CGI_NAMES
+        for name, value in fields:
+            size += len(name) + len(value)
+            try:
+                key = names[name]
+            except KeyError:
+                key = _cgi_name(name)
+                if len(names) < _CACHE_MAX:
+                    names[name] = key
+            if key is None:
+                continue
+            # llhttp strips leading whitespace only (RFC 9110 section 5.5: both go).
+            text = value.rstrip(b" \t").decode("latin-1")
+            if key in environ:  # RFC 9110 5.3; Cookie lines join with "; " (RFC 6265 5.4)
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + text
+            else:
+                environ[key] = text
+        if size > self._max_field_bytes:
+            self._fail(431, "header section too large")
+        return environ
+
+    def _check_coding(self, coding: str, http10: bool) -> None:
+        """RFC 9112 section 6.1 and 6.3: chunked, last, and only in HTTP/1.1."""
+        codings = [c.strip() for c in coding.lower().split(",")]
+        if http10 or codings[-1] != "chunked":
+            self._fail(400, "bad Transfer-Encoding")
+        if len(codings) > 1:
+            self._fail(501, "transfer coding not implemented")
+
+    def _target(self, environ: dict[str, str]) -> None:
+        """PATH_INFO (percent-decoded, as latin-1), QUERY_STRING, REQUEST_URI."""
+        url = self._url
+        environ["REQUEST_URI"] = url.decode("latin-1")
+        if url[:1] != b"/" and b"://" in url:
+            # absolute-form: its authority replaces Host (RFC 9112 section 3.2.2)
+            rest = url[url.index(b"://") + 3 :]
+            cut = len(rest)
+            for separator in (b"/", b"?", b"#"):
+                found = rest.find(separator, 0, cut)
+                if found >= 0:
+                    cut = found
+            authority = rest[:cut].rpartition(b"@")[2]
+            if authority:
+                environ["HTTP_HOST"] = authority.decode("latin-1")
+            url = rest[cut:]
+            if url[:1] != b"/":
+                url = b"/" + url
+        if _HASH in url:
+            url = url[: url.index(_HASH)]
+        path, _, query = url.partition(b"?")
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        if _PERCENT in path:
+            path = unquote_to_bytes(path)
+        environ["PATH_INFO"] = path.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self._in_fields = False
+        size = self._body_size + len(body)
+        if size > self._max_body:
+            self._fail(413, "request body too large")
+        self._body_size = size
+        self._events.append(BodyReceived(STREAM_ID, body))
+
+    def on_chunk_header(self) -> None:
+        # A chunk-size line, or the last chunk's trailer section: a field block.
+        self._in_fields = True
+        self._block += 1
+
+    def on_chunk_complete(self) -> None:
+        self._in_fields = False
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        exchange = self._current
+        assert exchange is not None
+        exchange.complete = True
+        self._events.append(RequestComplete(STREAM_ID))
+        if not exchange.keep_alive:
+            self._reading = False  # nothing after it is read (RFC 9112 section 9.6)
+            raise _Stop
+
+    # -- responding ------------------------------------------------------------
+    def start_response(
+        self,
+        stream_id: int,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+        end: bool = False,
+    ) -> bytes:
+        """The head (and ``body``, and the end when ``end``), as one bytes object.
+
+        Framing: the application's Content-Length; else, when ``end``, the
+        length of ``body``; else chunked (HTTP/1.1) or close-delimited
+        (HTTP/1.0).  Raises :class:`LocalProtocolError` when no request
+        awaits a response or one is already started.
+        """
+        exchange = self._front(stream_id)
+        if exchange is None:
+            return b""
+        if self._mode != _IDLE:
+            raise LocalProtocolError("start_response() twice for one request")
+        line, kind = _STATUSES.get(status) or _status_entry(status)
+        lines = []
+        length: str | None = None
+        date = server = True
+        for name, value in headers:
+            if len(name) in _FIELD_LENGTHS:
+                field = _RESPONSE_FIELDS.get(name.lower())
+                if field == _HOP:
+                    continue
+                if field == _LENGTH:
+                    if length is None and value.isascii() and value.isdigit():
+                        length = value
+                    continue  # written below, with the framing
+                if field == _DATE:
+                    date = False
+                elif field == _SERVER:
+                    server = False
+            lines.append(f"{name}: {value}\r\n")
+        close = (
+            not exchange.keep_alive
+            or not exchange.complete  # the rest of its body is not worth reading
+            or (not self._reading and self._error is None and len(self._queue) == 1)
+        )
+        mode = _RAW
+        if kind == _NO_CONTENT:
+            mode, length = _NO_BODY, None  # RFC 9110 section 8.6
+        elif kind == _NOT_MODIFIED or exchange.head:
+            mode = _NO_BODY
+            if length is None and exchange.head and end and body:
+                length = str(len(body))  # what a GET would have said
+        elif length is None:
+            if end:
+                length = str(len(body))
+            elif not exchange.http10:
+                mode = _CHUNKED
+            else:
+                close = True  # close-delimited (RFC 9112 section 6.3, item 8)
+        if length is not None:
+            lines.append(f"Content-Length: {length}\r\n")
+        parts = [line, "".join(lines).encode("latin-1")]
+        if mode == _CHUNKED:
+            parts.append(_CHUNKED_LINE)
+        if close:
+            parts.append(_CLOSE_LINE)
+        elif exchange.http10:
+            parts.append(_KEEP_ALIVE_LINE)
+        if date:
+            parts += (b"Date: ", self._date(), b"\r\n")
+        if server:
+            parts.append(self._server_line)
+        parts.append(b"\r\n")
+        self._mode = mode
+        self._close_after = close
+        if body and mode != _NO_BODY:
+            parts.append(b"%x\r\n%b\r\n" % (len(body), body) if mode == _CHUNKED else body)
+        if end:
+            if mode == _CHUNKED:
+                parts.append(_LAST_CHUNK)
+            parts.append(self._finish())
+        return b"".join(parts)
+
+    def send_body(self, stream_id: int, data: bytes) -> bytes:
+        mode = self._mode
+        if mode == _RAW:
+            return data
+        if mode == _CHUNKED:
+            return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        if mode == _NO_BODY or self._front(stream_id) is None:
+            return b""
+        raise LocalProtocolError("send_body() before start_response()")
+
+    def end_response(self, stream_id: int) -> bytes:
+        mode = self._mode
+        if mode == _IDLE:
+            if self._front(stream_id) is None:
+                return b""
+            raise LocalProtocolError("end_response() before start_response()")
+        after = self._finish()
+        return _LAST_CHUNK + after if mode == _CHUNKED else after
+
+    def reject(
+        self, stream_id: int, status: str, headers: list[tuple[str, str]], body: bytes
+    ) -> bytes:
+        """A whole response for a request the application never saw; the
+        connection stays open if the request was read completely."""
+        return self.start_response(stream_id, status, headers, body, end=True)
+
+    def abort_response(self, stream_id: int) -> bytes:
+        """Nothing more is written: a chunked body lacks its last chunk, a
+        Content-Length one is short, so the client sees it broken."""
+        if stream_id != STREAM_ID:
+            raise LocalProtocolError(f"HTTP has only stream {STREAM_ID}")
+        self._break()
+        return b""
+
+    def error_response(self, error: RemoteProtocolError) -> bytes:
+        """A small complete response for ``error``, ending the connection
+        (nothing when a response was already started)."""
+        started = self._mode != _IDLE
+        self._break()
+        if started:
+            return b""
+        try:
+            reason = HTTPStatus(error.status).phrase
+        except ValueError:
+            reason = "Error"
+        body = f"{reason}\n".encode("latin-1")
+        head = (
+            f"HTTP/1.1 {error.status} {reason}\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n"
+        ).encode("latin-1")
+        date = b"Date: " + self._date() + b"\r\n"
+        return b"".join((head, _CLOSE_LINE, date, self._server_line, b"\r\n", body))
+
+    def raw_body_ok(self, stream_id: int) -> bool:
+        """True while the body may go out as raw bytes (``os.sendfile``):
+        Content-Length or close-delimited framing, and a body is sent."""
+        return self._mode == _RAW
+
+    @property
+    def closing(self) -> bool:
+        return self._broken or (not self._reading and not self._queue)
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self._in_message
+
+    def _front(self, stream_id: int) -> _Exchange | None:
+        """The exchange to answer; None when nothing may be written any more."""
+        if stream_id != STREAM_ID:
+            raise LocalProtocolError(f"HTTP has only stream {STREAM_ID}")
+        if self._broken:
+            return None
+        if not self._queue:
+            if self.closing:
+                return None
+            raise LocalProtocolError("no request awaits a response")
+        return self._queue[0]
+
+    def _finish(self) -> bytes:
+        """The front response is complete; returns what is owed right after it."""
+        self._queue.popleft()
+        self._mode = _IDLE
+        if self._close_after:
+            self._reading = False
+            self._queue.clear()  # pipelined requests behind it are never answered
+            return b""
+        queue = self._queue
+        if queue:
+            following = queue[0]
+            if following.continue_owed and not following.complete:
+                following.continue_owed = False
+                return CONTINUE
+            return b""
+        if self._error is not None:
+            error, self._error = self._error, None
+            return self.error_response(error)
+        return b""
+
+    def _break(self) -> None:
+        self._broken = True
+        self._reading = False
+        self._mode = _IDLE
+        self._queue.clear()
