@@ -61,9 +61,22 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         return [b"Hello world\n"]
     if path.startswith("/echo"):
         body = environ["wsgi.input"].read()
-        keys = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
-                "CONTENT_LENGTH", "REMOTE_ADDR", "SERVER_NAME", "SERVER_PORT", "HTTP_HOST",
-                "SERVER_PROTOCOL", "wsgi.url_scheme", "dumbwaiter.fcgi_role", "HTTP_X_TEST")
+        keys = (
+            "REQUEST_METHOD",
+            "SCRIPT_NAME",
+            "PATH_INFO",
+            "QUERY_STRING",
+            "CONTENT_TYPE",
+            "CONTENT_LENGTH",
+            "REMOTE_ADDR",
+            "SERVER_NAME",
+            "SERVER_PORT",
+            "HTTP_HOST",
+            "SERVER_PROTOCOL",
+            "wsgi.url_scheme",
+            "dumbwaiter.fcgi_role",
+            "HTTP_X_TEST",
+        )
         info = {k: environ.get(k) for k in keys}
         info["body_sha256"] = hashlib.sha256(body).hexdigest()
         info["body_length"] = len(body)
@@ -106,13 +119,16 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         if environ.get("HTTP_AUTHORIZATION") == "Bearer good":
             start_response("200 OK", [("Variable-X-User", "alice")])
             return [b""]
-        start_response("401 Unauthorized", [("Content-Type", "text/plain"),
-                                            ("WWW-Authenticate", "Bearer")])
+        start_response(
+            "401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")]
+        )
         return [b"no\n"]
     if path == "/big":
         body = bytes(range(256)) * 480  # 122880 bytes
-        start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                                  ("Content-Length", str(len(body)))])
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))],
+        )
         return [body]
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found\n"]

@@ -48,9 +48,16 @@ def connect(address: str, timeout: float = 10.0) -> socket.socket:
 class Server:
     """One dumbwaiter process for a test (use as a context manager)."""
 
-    def __init__(self, args: list[str], app: str = "server_apps:app", *,
-                 env: dict[str, str] | None = None, workdir: str | None = None,
-                 stdin: int | None = None, wait: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        app: str = "server_apps:app",
+        *,
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+        stdin: int | None = None,
+        wait: list[str] | None = None,
+    ) -> None:
         self.dir = workdir or short_tmpdir()
         self.log_path = os.path.join(self.dir, "server.log")
         self.args = args
@@ -62,8 +69,11 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dumbwaiter", *args, app],
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
-            stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
-            start_new_session=True, cwd=self.dir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+            cwd=self.dir,
         )
         self.wait_ready(wait if wait is not None else self.listeners())
 
@@ -86,7 +96,8 @@ class Server:
                 except OSError:
                     if time.monotonic() > deadline:
                         self.stop()
-                        raise RuntimeError(f"dumbwaiter not ready on {address}:\n{self.log()}")
+                        message = f"dumbwaiter not ready on {address}:\n{self.log()}"
+                        raise RuntimeError(message) from None
                     time.sleep(0.02)
 
     def log(self) -> str:
@@ -136,11 +147,18 @@ def running(args: list[str], app: str = "server_apps:app", **kw: object) -> Iter
         server.stop()
 
 
-def run_cli(args: list[str], timeout: float = 20.0, **kw: object) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], timeout: float = 20.0, **kw: object
+) -> subprocess.CompletedProcess[str]:
     """Run the command line to completion (for start-up errors)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-m", "dumbwaiter", *args], capture_output=True, text=True,
-        timeout=timeout, env=env, stdin=subprocess.DEVNULL, **kw,  # type: ignore[call-overload]
+        [sys.executable, "-m", "dumbwaiter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        **kw,  # type: ignore[call-overload]
     )

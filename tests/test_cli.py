@@ -78,8 +78,15 @@ def test_live_unix_socket_is_never_stolen() -> None:
 def test_no_socket_left_behind_when_a_later_listener_fails() -> None:
     folder = short_tmpdir()
     path = os.path.join(folder, "app.sock")
-    result = run_cli(["--fastcgi", f"unix:{path}", "--fastcgi", "unix:/nonexistent/dir/x.sock",
-                      "server_apps:app"])
+    result = run_cli(
+        [
+            "--fastcgi",
+            f"unix:{path}",
+            "--fastcgi",
+            "unix:/nonexistent/dir/x.sock",
+            "server_apps:app",
+        ]
+    )
     assert result.returncode == 1
     one_error_line(result)
     assert not os.path.exists(path)
@@ -141,7 +148,8 @@ def test_default_is_http_on_port_8000_when_nothing_else() -> None:
 
 def test_python_dash_m_and_console_script_agree() -> None:
     script = os.path.join(os.path.dirname(sys.executable), "dumbwaiter")
-    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=20,
-                            cwd=str(TESTS))
+    result = subprocess.run(
+        [script, "--version"], capture_output=True, text=True, timeout=20, cwd=str(TESTS)
+    )
     assert result.returncode == 0
     assert result.stdout == run_cli(["--version"]).stdout

@@ -31,10 +31,28 @@ def test_defaults_from_the_table() -> None:
 def test_options_are_parsed_by_type() -> None:
     _, config = config_from_args(
         [
-            "--fastcgi", "unix:/tmp/a.sock", "--fastcgi", ":9000", "--http", "127.0.0.1:8080",
-            "--threads", "3", "--queue-size", "0", "--max-body", "10M", "--socket-mode", "666",
-            "--keepalive-timeout", "1.5", "--script-name", "/app", "--debug",
-            "--fastcgi-roles", "responder,authorizer", "m",
+            "--fastcgi",
+            "unix:/tmp/a.sock",
+            "--fastcgi",
+            ":9000",
+            "--http",
+            "127.0.0.1:8080",
+            "--threads",
+            "3",
+            "--queue-size",
+            "0",
+            "--max-body",
+            "10M",
+            "--socket-mode",
+            "666",
+            "--keepalive-timeout",
+            "1.5",
+            "--script-name",
+            "/app",
+            "--debug",
+            "--fastcgi-roles",
+            "responder,authorizer",
+            "m",
         ]
     )
     assert config.fastcgi == ["unix:/tmp/a.sock", ":9000"]

@@ -16,8 +16,18 @@ from serving import Server, connect, free_port
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     port = free_port()
-    with Server(["--http", f"127.0.0.1:{port}", "--threads", "4", "--max-body", "1M",
-                 "--max-header-count", "50"]) as srv:
+    with Server(
+        [
+            "--http",
+            f"127.0.0.1:{port}",
+            "--threads",
+            "4",
+            "--max-body",
+            "1M",
+            "--max-header-count",
+            "50",
+        ]
+    ) as srv:
         srv.port = port  # type: ignore[attr-defined]
         yield srv
 
@@ -56,8 +66,12 @@ def test_hello_and_keepalive(server: Server) -> None:
 
 def test_environ_over_http(server: Server) -> None:
     conn = client(server)
-    conn.request("POST", "/echo/a%2Fb?x=1&y=%20", body=b"abc",
-                 headers={"Content-Type": "text/plain", "X-Test": "yes", "Host": "example.org:81"})
+    conn.request(
+        "POST",
+        "/echo/a%2Fb?x=1&y=%20",
+        body=b"abc",
+        headers={"Content-Type": "text/plain", "X-Test": "yes", "Host": "example.org:81"},
+    )
     info = json.loads(conn.getresponse().read())
     assert info["REQUEST_METHOD"] == "POST"
     assert info["PATH_INFO"] == "/echo/a/b"
@@ -70,18 +84,21 @@ def test_environ_over_http(server: Server) -> None:
 
 
 def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
-    requests = b"".join(
-        b"GET /echo?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(5)
-    )
+    requests = b"".join(b"GET /echo?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(5))
     data = raw(server, requests, wait=1.0)
-    order = [int(part.split(b'"QUERY_STRING": "n=')[1][:1]) for part in data.split(b"HTTP/1.1 200")[1:]]
+    order = [
+        int(part.split(b'"QUERY_STRING": "n=')[1][:1]) for part in data.split(b"HTTP/1.1 200")[1:]
+    ]
     assert order == [0, 1, 2, 3, 4]
 
 
 def test_chunked_request_body(server: Server) -> None:
     body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-    data = raw(server, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                       b"Connection: close\r\n\r\n" + body)
+    data = raw(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n" + body,
+    )
     assert b"200 OK" in data
     assert b'"body_length": 11' in data
     assert b'"CONTENT_LENGTH": "11"' in data
@@ -89,8 +106,9 @@ def test_chunked_request_body(server: Server) -> None:
 
 def test_expect_100_continue(server: Server) -> None:
     sock = connect(f"127.0.0.1:{server.port}")  # type: ignore[attr-defined]
-    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-                 b"Expect: 100-continue\r\n\r\n")
+    sock.sendall(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
     sock.sendall(b"data")
     assert b'"body_length": 4' in sock.recv(65536)
@@ -141,19 +159,29 @@ def test_error_after_head_breaks_the_response(server: Server) -> None:
     [
         (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", b"400"),
         (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", b"400"),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-         b"400"),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            b"400",
+        ),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", b"413"),
         (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
-        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(60)) + b"\r\n",
-         b"431"),
+        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(60)) + b"\r\n", b"431"),
         (b"\x16\x03\x01garbage\r\n\r\n", b"400"),
     ],
-    ids=["two-lengths", "negative-length", "length-and-chunked", "too-big", "long-uri",
-         "many-headers", "garbage"],
+    ids=[
+        "two-lengths",
+        "negative-length",
+        "length-and-chunked",
+        "too-big",
+        "long-uri",
+        "many-headers",
+        "garbage",
+    ],
 )
-def test_bad_requests_get_their_4xx_and_close(server: Server, request_bytes: bytes,
-                                              status: bytes) -> None:
+def test_bad_requests_get_their_4xx_and_close(
+    server: Server, request_bytes: bytes, status: bytes
+) -> None:
     data = raw(server, request_bytes)
     assert data.startswith(b"HTTP/1.1 " + status), data[:200]
     assert b"Connection: close" in data
@@ -190,3 +218,22 @@ def test_big_body_is_byte_exact(server: Server) -> None:
     conn = client(server)
     conn.request("GET", "/big")
     assert conn.getresponse().read() == bytes(range(256)) * 480
+
+
+def test_idle_and_partial_requests_time_out() -> None:
+    port = free_port()
+    with Server(
+        ["--http", f"127.0.0.1:{port}", "--keepalive-timeout", "1", "--read-timeout", "1"]
+    ) as srv:
+        idle = connect(f"127.0.0.1:{port}")
+        partial = connect(f"127.0.0.1:{port}")
+        partial.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n")  # never finished
+        started = time.monotonic()
+        for sock in (idle, partial):
+            sock.settimeout(5)
+            assert sock.recv(100) == b""  # closed by the server
+        assert time.monotonic() - started < 4
+        assert "not received within" in srv.log()
+        fresh = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        fresh.request("GET", "/hello")
+        assert fresh.getresponse().status == 200

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 from typing import Any
@@ -78,6 +79,9 @@ def run(app: WSGIApp, config: Config) -> None:
         return
     bound: list[tuple[Address, socket.socket]] = []
     listeners: list[Listener] = []
+    # Until the event loop takes the signals over, a stop request must still
+    # unwind through the finally below (which removes our socket files).
+    previous = signal.signal(signal.SIGTERM, _exit_now)
     try:
         for protocol, addresses in (("fastcgi", config.fastcgi), ("http", config.http)):
             for text in addresses:
@@ -103,9 +107,14 @@ def run(app: WSGIApp, config: Config) -> None:
                 print(f"dumbwaiter: serving on http://{DEFAULT_HTTP}/", file=sys.stderr)
         run_worker(app, config, listeners)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for listener in listeners:
             listener.sock.close()
         close_all(bound)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _web_server_listener(sock: socket.socket, config: Config) -> Listener:

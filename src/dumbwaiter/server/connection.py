@@ -58,14 +58,12 @@ class Stream:
     server gave up: writes are then dropped and the gateway stops iterating.
     """
 
-    __slots__ = ("_loop", "cancelled", "conn", "owes_end", "request")
+    __slots__ = ("_loop", "cancelled", "conn", "request")
 
     def __init__(self, conn: Connection, request: Request) -> None:
         self.conn = conn
         self.request = request
         self.cancelled = False
-        #: Set when the peer aborted but still expects the end (FastCGI).
-        self.owes_end = False
         self._loop = conn.ctx.loop
 
     @property
@@ -144,7 +142,8 @@ class Connection(asyncio.Protocol):
                 self.listener.name,
                 transport.get_extra_info("peername"),
             )
-            transport.abort()
+            self.transport.abort()
+            self.transport = None
             return
         self.ctx.connections.add(self)
         self.deadline = self.ctx.loop.time() + self.ctx.config.keepalive_timeout
@@ -252,10 +251,14 @@ class Connection(asyncio.Protocol):
                 queued.discard()
                 self.write(self.proto.end_response(stream_id))
                 return
-        stream = self.running.get(stream_id)
+        stream = self.running.pop(stream_id, None)
         if stream is not None:
-            stream.owes_end = True
+            # Answer the front server now; the application thread cannot be
+            # interrupted, it stops at its next write and its pool slot is
+            # freed then.
             stream.cancel()
+            self.write(self.proto.end_response(stream_id))
+            self.after_response(stream_id)
 
     # -- responses (called on the loop by Stream) ----------------------------
     def on_start(
@@ -277,15 +280,13 @@ class Connection(asyncio.Protocol):
             self.write(self.proto.send_body(stream.request.stream_id, data))
 
     def on_end(self, stream: Stream) -> None:
-        if not stream.cancelled or stream.owes_end:
+        if not stream.cancelled:
             self.write(self.proto.end_response(stream.request.stream_id))
         self.finish(stream)
 
     def on_abort(self, stream: Stream) -> None:
         if not stream.cancelled:
             self.write(self.proto.abort_response(stream.request.stream_id))
-        elif stream.owes_end:
-            self.write(self.proto.end_response(stream.request.stream_id))
         self.finish(stream)
 
     def finish(self, stream: Stream) -> None:
@@ -293,9 +294,9 @@ class Connection(asyncio.Protocol):
         self.ctx.pool.done()
         stream.request.input.close()
         stream_id = stream.request.stream_id
-        if self.running.get(stream_id) is stream:
+        if self.running.get(stream_id) is stream:  # not already answered (abort)
             del self.running[stream_id]
-        self.after_response(stream_id)
+            self.after_response(stream_id)
 
     def after_response(self, stream_id: int) -> None:
         if self.transport is None:

@@ -91,6 +91,7 @@ def protocol_factory(
     limits = config.limits()
     if kind == "fastcgi":
         from ..protocols.fastcgi import FastCGIServerProtocol
+
         multiplex = config.fastcgi_multiplex
         roles = config.fastcgi_roles
 
@@ -151,6 +152,15 @@ async def _serve(
 
     for kind in {listener.protocol for listener in listeners}:
         ctx.factories[kind] = protocol_factory(kind, date, config, capacity)
+    stopping: asyncio.Future[str] = loop.create_future()
+
+    def stop(how: str) -> None:
+        if not stopping.done():
+            stopping.set_result(how)
+
+    loop.add_signal_handler(signal.SIGTERM, stop, "graceful")
+    loop.add_signal_handler(signal.SIGINT, stop, "fast")
+    loop.add_signal_handler(signal.SIGQUIT, stop, "fast")
     servers = []
     for listener in listeners:
         server = await loop.create_server(
@@ -161,16 +171,6 @@ async def _serve(
         servers.append(server)
         log.info("listening: %s", listener.name)
     pool.start()
-
-    stopping: asyncio.Future[str] = loop.create_future()
-
-    def stop(how: str) -> None:
-        if not stopping.done():
-            stopping.set_result(how)
-
-    loop.add_signal_handler(signal.SIGTERM, stop, "graceful")
-    loop.add_signal_handler(signal.SIGINT, stop, "fast")
-    loop.add_signal_handler(signal.SIGQUIT, stop, "fast")
     ticker = loop.create_task(_tick(ctx))
     log.info(
         "ready: %d threads, queue of %d (pid %d)", config.threads, config.queue_size, os.getpid()
