@@ -28,20 +28,20 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-HELLO_APP = '''
+HELLO_APP = """
 def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "12")])
     return [b"Hello world\\n"]
-'''
+"""
 
-FLUP_MAIN = '''
+FLUP_MAIN = """
 import sys
 from flup.server.fcgi import WSGIServer
 from hello import app
 WSGIServer(app, bindAddress=sys.argv[1]).run()
-'''
+"""
 
-LIGHTTPD_CONF = '''
+LIGHTTPD_CONF = """
 server.document-root = "{root}"
 server.port = {port}
 server.bind = "127.0.0.1"
@@ -51,11 +51,21 @@ server.max-keep-alive-requests = 1000000
 server.modules += ("mod_fastcgi")
 fastcgi.server = ("/" => (("socket" => "{sock}", "check-local" => "disable",
                            "fix-root-scriptname" => "enable")))
-'''
+"""
 
 TARGETS = {
-    "dumbwaiter": [sys.executable, "-m", "dumbwaiter", "--fastcgi", "unix:{sock}",
-                   "--socket-mode", "666", "--log-level", "warning", "hello:app"],
+    "dumbwaiter": [
+        sys.executable,
+        "-m",
+        "dumbwaiter",
+        "--fastcgi",
+        "unix:{sock}",
+        "--socket-mode",
+        "666",
+        "--log-level",
+        "warning",
+        "hello:app",
+    ],
     "flup": [sys.executable, "flup_main.py", "{sock}"],
 }
 
@@ -83,8 +93,13 @@ def wait_connect(family: int, address: object, limit: float = 15.0) -> None:
 @contextlib.contextmanager
 def process(argv: list[str], cpu: str, cwd: str, log: str) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "ab") as out:
-        proc = subprocess.Popen(["taskset", "-c", cpu, *argv], cwd=cwd, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["taskset", "-c", cpu, *argv],
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield proc
     finally:
@@ -99,7 +114,8 @@ def process(argv: list[str], cpu: str, cwd: str, log: str) -> Iterator[subproces
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid`` and its threads, from /proc."""
-    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -120,12 +136,17 @@ def one_point(name: str, work: str, seconds: int, connections: int) -> tuple[flo
             check = subprocess.run(["curl", "-s", url], capture_output=True, timeout=10)
             if check.stdout != b"Hello world\n":
                 raise SystemExit(f"{name}: wrong answer before the run: {check.stdout!r}")
-            subprocess.run(["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", "-d2s", url],
-                           capture_output=True, timeout=60)
+            subprocess.run(
+                ["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", "-d2s", url],
+                capture_output=True,
+                timeout=60,
+            )
             before = cpu_seconds(backend.pid)
             out = subprocess.run(
                 ["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
-                capture_output=True, text=True, timeout=seconds + 60,
+                capture_output=True,
+                text=True,
+                timeout=seconds + 60,
             ).stdout
             used = cpu_seconds(backend.pid) - before
             check = subprocess.run(["curl", "-s", url], capture_output=True, timeout=10)
@@ -158,10 +179,15 @@ def main() -> None:
         for name in TARGETS:
             point = one_point(name, work, args.seconds, args.connections)
             results[name].append(point)
-            print(f"round {round_number + 1} {name}: {point[0]:.0f} req/s, "
-                  f"{point[1]:.0f} us backend CPU/req", flush=True)
-    print(f"\nhello via lighttpd FastCGI, c={args.connections}, {args.seconds}s x {args.rounds}, "
-          "medians:")
+            print(
+                f"round {round_number + 1} {name}: {point[0]:.0f} req/s, "
+                f"{point[1]:.0f} us backend CPU/req",
+                flush=True,
+            )
+    print(
+        f"\nhello via lighttpd FastCGI, c={args.connections}, {args.seconds}s x {args.rounds}, "
+        "medians:"
+    )
     medians = {}
     for name, points in results.items():
         rate = statistics.median(p[0] for p in points)

@@ -175,35 +175,37 @@ def decode_pairs(data: bytes, max_count: int = 0) -> dict[str, str]:
     Raises :class:`RemoteProtocolError` for a truncated pair, or more than
     ``max_count`` pairs (431) when ``max_count`` is set.
     """
+    # Decode the block once; latin-1 maps byte i to character i, so the
+    # lengths read from the bytes index the text directly.
+    text = data.decode("latin-1")
     pairs: dict[str, str] = {}
     position = 0
     end = len(data)
-    count = 0
-    while position < end:
-        lengths = []
-        for _ in range(2):
-            if position >= end:
-                raise RemoteProtocolError("truncated name-value pair")
-            size = data[position]
-            if size & 0x80:
-                if position + 4 > end:
-                    raise RemoteProtocolError("truncated name-value length")
-                size = LENGTH4.unpack_from(data, position)[0] & 0x7FFFFFFF
+    unpack = LENGTH4.unpack_from
+    try:
+        while position < end:
+            name_length = data[position]
+            if name_length & 0x80:
+                name_length = unpack(data, position)[0] & 0x7FFFFFFF
                 position += 4
             else:
                 position += 1
-            lengths.append(size)
-        name_end = position + lengths[0]
-        value_end = name_end + lengths[1]
-        if value_end > end:
-            raise RemoteProtocolError("name-value pair runs past its stream")
-        pairs[data[position:name_end].decode("latin-1")] = data[name_end:value_end].decode(
-            "latin-1"
-        )
-        position = value_end
-        count += 1
-        if max_count and count > max_count:
-            raise RemoteProtocolError(f"more than {max_count} params", 431)
+            value_length = data[position]
+            if value_length & 0x80:
+                value_length = unpack(data, position)[0] & 0x7FFFFFFF
+                position += 4
+            else:
+                position += 1
+            name_end = position + name_length
+            value_end = name_end + value_length
+            if value_end > end:
+                raise RemoteProtocolError("name-value pair runs past its stream")
+            pairs[text[position:name_end]] = text[name_end:value_end]
+            position = value_end
+            if max_count and len(pairs) > max_count:
+                raise RemoteProtocolError(f"more than {max_count} params", 431)
+    except (IndexError, struct.error):
+        raise RemoteProtocolError("truncated name-value pair") from None
     return pairs
 
 
