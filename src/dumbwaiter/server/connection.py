@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, cast
@@ -126,8 +125,10 @@ class Connection(asyncio.Protocol):
         self.lingering = False
         #: A peer error waiting for the responses owed before it to go out.
         self.pending_error: RemoteProtocolError | None = None
-        # Write-side flow control, shared with the application threads.
-        self._flow = threading.Condition(threading.Lock())
+        # Write-side flow control, shared with the application threads.  One
+        # condition serves every connection of the process (a waiter rechecks
+        # its own connection's state), so accepting costs no lock creation.
+        self._flow = ctx.flow
         self._paused = False
         self._queued = 0
 

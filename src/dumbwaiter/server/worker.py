@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -47,6 +48,8 @@ class ServerContext:
     date: bytes = b""
     #: protocol name -> constructor of its server protocol object
     factories: dict[str, Callable[[], ServerProtocol]] = field(default_factory=dict)
+    #: Guards the write-side flow control state of every connection.
+    flow: threading.Condition = field(default_factory=threading.Condition)
 
     def refresh_date(self) -> None:
         self.date = email.utils.formatdate(usegmt=True).encode("ascii")
