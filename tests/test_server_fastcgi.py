@@ -100,6 +100,8 @@ class FCGI:
                 data = self.sock.recv(65536)
             except TimeoutError:
                 raise AssertionError("no answer in time") from None
+            except ConnectionResetError:
+                data = b""
             if not data:
                 self.closed = True
                 return
@@ -414,3 +416,37 @@ def test_concurrent_clients_all_answered(server: Server) -> None:
     for thread in threads:
         thread.join(30)
     assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("allowed", "served"), [("127.0.0.1, 10.0.0.1", True), ("10.0.0.1", False)]
+)
+def test_fcgi_web_server_addrs_on_an_inherited_tcp_socket(allowed: str, served: bool) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    env = dict(
+        os.environ, PYTHONPATH=str(TESTS), DW_TEST_DIR=short_tmpdir(), FCGI_WEB_SERVER_ADDRS=allowed
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dumbwaiter", "server_apps:app"],
+        stdin=listener.fileno(),
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    listener.close()
+    try:
+        conn = FCGI(connect(f"127.0.0.1:{port}"))
+        rid = conn.start(params("/hello"))
+        if served:
+            assert conn.reply(rid).body == b"Hello world\n"
+        else:
+            conn.pump(lambda: conn.closed)
+            assert conn.closed and rid not in conn.ended
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert (b"not an allowed web server" in err) is not served
