@@ -43,9 +43,10 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-_STATUS = re.compile(r"[1-9][0-9][0-9] [^\r\n\0]*\Z")
+# Status and header values must be latin-1 (PEP 3333): the protocols encode them.
+_STATUS = re.compile(r"[1-9][0-9][0-9] [^\r\n\0\u0100-\U0010ffff]*\Z")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_BAD_VALUE = re.compile(r"[\r\n\0]")
+_BAD_VALUE = re.compile(r"[\r\n\0\u0100-\U0010ffff]")
 
 
 class ResponseStream(Protocol):
@@ -121,7 +122,8 @@ def fix_paths(environ: dict[str, Any], script_name: str | None) -> None:
             return
         path = _request_path(environ)
         script = environ.get("SCRIPT_NAME", "")
-        if script and path.startswith(script) and path != script:
+        # Split only at a segment boundary: /app covers /app/x, not /application.
+        if script and path.startswith(script) and path[len(script) : len(script) + 1] == "/":
             environ["PATH_INFO"] = path[len(script) :]
         else:
             environ["SCRIPT_NAME"] = ""
@@ -147,11 +149,14 @@ def _request_path(environ: dict[str, Any]) -> str:
     return path
 
 
-def _host_name(host: str) -> str:
-    """``example.org:8080`` -> ``example.org``; ``[::1]:80`` -> ``[::1]``."""
+def _host_port(host: str) -> tuple[str, str]:
+    """``example.org:8080`` -> ``("example.org", "8080")``;
+    ``[::1]:80`` -> ``("[::1]", "80")``; no port -> ``""``."""
     if host.startswith("["):
-        return host.partition("]")[0] + "]"
-    return host.partition(":")[0]
+        name, _, rest = host.partition("]")
+        return name + "]", rest[1:] if rest.startswith(":") else ""
+    name, _, port = host.partition(":")
+    return name, port
 
 
 class WSGIGateway:
@@ -193,7 +198,10 @@ class WSGIGateway:
         environ.setdefault("REQUEST_METHOD", "GET")
         environ.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
         if "SERVER_NAME" not in environ:
-            environ["SERVER_NAME"] = _host_name(environ.get("HTTP_HOST", "")) or "localhost"
+            name, port = _host_port(environ.get("HTTP_HOST", ""))
+            environ["SERVER_NAME"] = name or "localhost"
+            if port.isascii() and port.isdigit():
+                environ.setdefault("SERVER_PORT", port)
         environ.setdefault("SERVER_PORT", "443" if environ["wsgi.url_scheme"] == "https" else "80")
         if request.role is not Role.RESPONDER:
             environ["dumbwaiter.fcgi_role"] = request.role.name
@@ -260,7 +268,7 @@ class _Call:
             if len(name) == 14 and name.lower() == "content-length":
                 length = int(value) if value.isdigit() else -1
         self.status = status
-        self.headers = headers
+        self.headers = list(headers)  # what was validated, whatever the app does next
         self.length = length
         return self.write
 
@@ -288,9 +296,16 @@ class _Call:
         self.head = environ["REQUEST_METHOD"] == "HEAD"
         try:
             result = app(environ, self.start_response)
+        except ClientDisconnected:  # from the write() callable: not the app's fault
+            self.finished = True
+            self.stream.end()
+            return
         except Exception:
             self.fail()
             return
+        except BaseException:  # SystemExit, KeyboardInterrupt: answer, then let it go
+            self.fail()
+            raise
         try:
             if type(result) is list or type(result) is tuple:
                 self.send_whole(result)
@@ -309,6 +324,9 @@ class _Call:
             self.stream.end()
         except Exception:
             self.fail()
+        except BaseException:
+            self.fail()
+            raise
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -316,9 +334,9 @@ class _Call:
                     close()
                 except Exception:
                     self.log_error("error in the close() of the application's result")
-            if not self.finished:  # an exception not derived from Exception
+            if not self.finished:  # unreachable; never leave the stream open
                 self.finished = True
-                self.stream.abort() if self.sent else self.stream.end()
+                self.stream.abort()
 
     def send_whole(self, parts: list[bytes] | tuple[bytes, ...]) -> None:
         """A list or tuple: the whole body is known, send it in one piece."""
@@ -344,8 +362,8 @@ class _Call:
     def send_file(self, wrapper: FileWrapper) -> bool:
         """sendfile(2) when the file is a real file and its length is declared."""
         filelike = wrapper.filelike
-        if self.status is None or self.sent or self.length < 0:
-            return False
+        if self.status is None or self.sent or self.length <= 0:
+            return False  # nothing to send: loop.sendfile refuses count=0
         try:
             fileno = filelike.fileno()
             offset = filelike.tell()

@@ -93,7 +93,7 @@ class Stream:
         """Send ``count`` bytes of ``file`` from ``offset`` with the loop's
         sendfile when the protocol frames the body raw; False when it cannot
         (the caller then iterates the file)."""
-        if self.cancelled or not self.conn.raw_body_ok(self):
+        if self.cancelled:
             return False
         future = asyncio.run_coroutine_threadsafe(
             self.conn.send_file(self, file, offset, count), self._loop
@@ -326,7 +326,9 @@ class Connection(asyncio.Protocol):
             self.touch()
 
     async def send_file(self, stream: Stream, file: IO[bytes], offset: int, count: int) -> bool:
-        if self.transport is None or stream.cancelled:
+        # Asked here, on the loop, after on_start: the protocol's framing of
+        # this response is known only once its head has been built.
+        if self.transport is None or stream.cancelled or not self.raw_body_ok(stream):
             return False
         try:
             await self.ctx.loop.sendfile(self.transport, file, offset, count)
