@@ -76,6 +76,9 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
             "wsgi.url_scheme",
             "dumbwaiter.fcgi_role",
             "HTTP_X_TEST",
+            "HTTPS",
+            "REQUEST_URI",
+            "dumbwaiter.connection",
         )
         info = {k: environ.get(k) for k in keys}
         info["body_sha256"] = hashlib.sha256(body).hexdigest()
@@ -86,6 +89,9 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         out = json.dumps(info).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [out]
+    if path == "/pid":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(os.getpid()).encode()]
     if path == "/count":
         _mark("calls", query)
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -93,7 +99,7 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     if path == "/block":
         # Held until the test creates the file named in the query string.
         _mark("calls", "block " + query)
-        _mark("started", query)
+        _mark("started", f"{query} {os.getpid()}")
         released = _wait_for(query)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"released\n" if released else b"timed out\n"]
@@ -140,3 +146,9 @@ def _failing() -> Iterator[bytes]:
 
 
 application = app
+
+
+def authorize_everything(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """A FastCGI authorizer for every URL (lighttpd "mode" => "authorizer")."""
+    environ["PATH_INFO"] = "/authorize"
+    return app(environ, start_response)

@@ -147,6 +147,10 @@ class Connection(asyncio.Protocol):
             self.transport = None
             return
         self.ctx.connections.add(self)
+        self.ctx.accepted += 1
+        # Which connection a request came on: for logs, and for checking that
+        # front servers reuse their connections.
+        self.peer["dumbwaiter.connection"] = str(self.ctx.accepted)
         self.deadline = self.ctx.loop.time() + self.ctx.config.keepalive_timeout
 
     def data_received(self, data: bytes) -> None:

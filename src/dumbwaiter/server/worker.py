@@ -45,6 +45,7 @@ class ServerContext:
     connections: set[Connection] = field(default_factory=set)
     draining: bool = False
     rejected: int = 0
+    accepted: int = 0
     date: bytes = b""
     #: protocol name -> constructor of its server protocol object
     factories: dict[str, Callable[[], ServerProtocol]] = field(default_factory=dict)
