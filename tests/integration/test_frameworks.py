@@ -111,7 +111,8 @@ def test_app_error_is_500(site: tuple[Front, Server, str]) -> None:
     front, backend, prefix = site
     status, data = fetch(front, prefix + "/error")
     assert status == 500
-    assert b"failed on purpose" not in data
+    assert b"failed on purpose" not in data  # no traceback to the client
+    assert "failed on purpose" in backend.log()  # but in the error log
 
 
 def test_generated_links_know_the_mount_point(site: tuple[Front, Server, str]) -> None:
