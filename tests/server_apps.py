@@ -79,6 +79,7 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
             "HTTPS",
             "REQUEST_URI",
             "dumbwaiter.connection",
+            "HTTP_PROXY",
         )
         info = {k: environ.get(k) for k in keys}
         info["body_sha256"] = hashlib.sha256(body).hexdigest()

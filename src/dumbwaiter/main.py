@@ -75,7 +75,7 @@ def run(app: WSGIApp, config: Config) -> None:
     if config.cgi:
         from .cgi import run_cgi
 
-        run_cgi(app)
+        _exit_with(run_cgi(app))
         return
     bound: list[tuple[Address, socket.socket]] = []
     listeners: list[Listener] = []
@@ -97,7 +97,7 @@ def run(app: WSGIApp, config: Config) -> None:
             elif "GATEWAY_INTERFACE" in os.environ and "REQUEST_METHOD" in os.environ:
                 from .cgi import run_cgi
 
-                run_cgi(app)
+                _exit_with(run_cgi(app))
                 return
             else:
                 address = parse_address(DEFAULT_HTTP)
@@ -111,6 +111,11 @@ def run(app: WSGIApp, config: Config) -> None:
         for listener in listeners:
             listener.sock.close()
         close_all(bound)
+
+
+def _exit_with(code: int) -> None:
+    if code:
+        raise SystemExit(code)
 
 
 def _exit_now(signum: int, frame: object) -> None:
