@@ -48,7 +48,7 @@ def page(title: str, body: str, script_name: str) -> bytes:
         f"<meta name=viewport content='width=device-width'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body><nav>{nav}</nav><h1>{html.escape(title)}</h1>"
         f"{body}</body></html>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def respond(
@@ -110,7 +110,8 @@ def upload(environ: dict[str, Any]) -> tuple[str, str]:
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition") or "?"
         filename = part.get_filename()
-        data = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         if filename is not None:
             detail = (
                 f"file {html.escape(filename)}: {len(data)} bytes, sha256 "
