@@ -90,6 +90,19 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         out = json.dumps(info).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
         return [out]
+    if path == "/file":
+        # wsgi.file_wrapper over a real file: sent with sendfile where the
+        # protocol frames the body raw (HTTP with Content-Length).
+        name = os.path.join(DIR, "payload.bin")
+        if not os.path.exists(name):
+            with open(name + ".tmp", "wb") as f:
+                f.write(bytes(range(251)) * 1200)  # 301200 bytes
+            os.replace(name + ".tmp", name)
+        size = os.path.getsize(name)
+        start_response(
+            "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))]
+        )
+        return environ["wsgi.file_wrapper"](open(name, "rb"))  # noqa: SIM115 - closed by the server
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]

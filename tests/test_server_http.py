@@ -237,3 +237,44 @@ def test_idle_and_partial_requests_time_out() -> None:
         fresh = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         fresh.request("GET", "/hello")
         assert fresh.getresponse().status == 200
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_file_wrapper_byte_exact(loop: str) -> None:
+    """asyncio's loop sends it with sendfile(2); uvloop has none, the
+    gateway then reads the file in blocks."""
+    port = free_port()
+    with Server(["--http", f"127.0.0.1:{port}", "--loop", loop]):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(2):  # and the connection stays in step after it
+            conn.request("GET", "/file")
+            response = conn.getresponse()
+            assert response.getheader("Content-Length") == "301200"
+            assert response.read() == bytes(range(251)) * 1200
+        conn.request("HEAD", "/file")
+        response = conn.getresponse()
+        assert response.read() == b""
+        conn.request("GET", "/hello")
+        assert conn.getresponse().read() == b"Hello world\n"
+
+
+def test_ipv6_listener() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    port = free_port()
+    with Server(["--http", f"[::1]:{port}"], wait=[]) as srv:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                conn = http.client.HTTPConnection("::1", port, timeout=5)
+                conn.request("GET", "/echo")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, srv.log()
+                time.sleep(0.05)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert b'"REMOTE_ADDR": "::1"' in response.read()
