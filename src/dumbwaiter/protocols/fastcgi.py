@@ -202,10 +202,11 @@ def decode_pairs(data: bytes, max_count: int = 0) -> dict[str, str]:
                 raise RemoteProtocolError("name-value pair runs past its stream")
             pairs[text[position:name_end]] = text[name_end:value_end]
             position = value_end
-            if max_count and len(pairs) > max_count:
-                raise RemoteProtocolError(f"more than {max_count} params", 431)
     except (IndexError, struct.error):
         raise RemoteProtocolError("truncated name-value pair") from None
+    # Counted once at the end: the block's size is already bounded.
+    if max_count and len(pairs) > max_count:
+        raise RemoteProtocolError(f"more than {max_count} params", 431)
     return pairs
 
 

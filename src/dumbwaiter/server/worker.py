@@ -74,6 +74,8 @@ class Listener:
 
     def peer_environ(self, transport: asyncio.BaseTransport) -> dict[str, str]:
         """CGI variables only the socket knows, used where the protocol gave none."""
+        if self.sock.family == socket.AF_UNIX:  # the front server says who
+            return {}
         peer = transport.get_extra_info("peername")
         if not isinstance(peer, tuple):  # unix socket: the front server says who
             return {}
