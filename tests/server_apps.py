@@ -103,6 +103,10 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
             "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))]
         )
         return environ["wsgi.file_wrapper"](open(name, "rb"))  # the server closes it
+    if path == "/flood":
+        # 200 MiB in 64 KiB chunks, recording how far the app got.
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return _Flood()
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]
@@ -152,6 +156,23 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         return [body]
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found\n"]
+
+
+class _Flood:
+    chunk = b"x" * 65536
+
+    def __init__(self) -> None:
+        self.produced = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(3200):
+            self.produced += len(self.chunk)
+            with open(os.path.join(DIR, "produced"), "w") as f:
+                f.write(str(self.produced))
+            yield self.chunk
+
+    def close(self) -> None:
+        _mark("closed", "flood")
 
 
 def _failing() -> Iterator[bytes]:

@@ -278,3 +278,27 @@ def test_ipv6_listener() -> None:
         response = conn.getresponse()
         assert response.status == 200
         assert b'"REMOTE_ADDR": "::1"' in response.read()
+
+
+def test_slow_reader_pauses_the_app() -> None:
+    """Backpressure: a client that stops reading stops the app's iterator
+    after about write_buffer bytes (plus the kernel's socket buffers); when it
+    leaves, the app's close() is called."""
+    port = free_port()
+    with Server(["--http", f"127.0.0.1:{port}", "--write-buffer", "256k"]) as srv:
+        sock = connect(f"127.0.0.1:{port}")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /flood HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)  # not reading
+        first = int(srv.path("produced").read_text())
+        time.sleep(0.5)
+        second = int(srv.path("produced").read_text())
+        assert second == first, "the app kept producing while the client did not read"
+        assert first < 16 * 1024 * 1024, first  # of the 200 MiB it would produce
+        print(f"produced while stalled: {first} bytes")
+        sock.close()
+        deadline = time.monotonic() + 10
+        while not (srv.path("closed").exists() and "flood" in srv.path("closed").read_text()):
+            assert time.monotonic() < deadline, "close() not called after the client left"
+            time.sleep(0.02)

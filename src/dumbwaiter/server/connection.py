@@ -146,6 +146,8 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
             self.transport = None
             return
+        # The transport pauses us (pause_writing) past the configured mark.
+        self.transport.set_write_buffer_limits(high=self.ctx.config.write_buffer)
         self.ctx.connections.add(self)
         self.ctx.accepted += 1
         # Which connection a request came on: for logs, and for checking that
