@@ -76,8 +76,21 @@ fastcgi.server = (
 """
 
 
-def nginx_fastcgi(root: str, port: int, backend_socket: str, *, prefix: str = "/") -> str:
-    """nginx ``fastcgi_pass`` with kept-alive backend connections."""
+def nginx_fastcgi(
+    root: str, port: int, backend_socket: str, *, prefix: str = "/", stock_params: bool = False
+) -> str:
+    """nginx ``fastcgi_pass`` with kept-alive backend connections.
+
+    ``stock_params`` leaves Debian's ``fastcgi_params`` as they are (SCRIPT_NAME
+    is the whole path, no PATH_INFO), which dumbwaiter must repair itself."""
+    split = (
+        ""
+        if stock_params
+        else f"""
+            fastcgi_split_path_info ^({prefix.rstrip("/")})(/.*)$;
+            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+            fastcgi_param PATH_INFO $fastcgi_path_info;"""
+    )
     return f"""
 daemon off;
 master_process off;
@@ -105,10 +118,7 @@ http {{
         location {prefix} {{
             include /etc/nginx/fastcgi_params;
             # fastcgi_params sets SCRIPT_NAME to the whole path; a WSGI app
-            # wants the mount point there and the rest in PATH_INFO.
-            fastcgi_split_path_info ^({prefix.rstrip("/")})(/.*)$;
-            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
-            fastcgi_param PATH_INFO $fastcgi_path_info;
+            # wants the mount point there and the rest in PATH_INFO.{split}
             # Ask the backend to keep the connection (FCGI_KEEP_CONN).
             fastcgi_keep_conn on;
             # Relay the response as it is produced (streaming).

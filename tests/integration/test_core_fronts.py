@@ -288,3 +288,27 @@ def test_nginx_proxy_http_with_keepalive() -> None:
             assert response.read1(100).startswith(b"first")
             backend.release(marker)
             assert response.read().endswith(b"last\n")
+
+
+def test_nginx_stock_fastcgi_params_are_repaired() -> None:
+    """With Debian's fastcgi_params untouched nginx sends SCRIPT_NAME = the
+    whole path and no PATH_INFO; the app must still see itself at the root."""
+    root = short_tmpdir()
+    sock = os.path.join(root, "dw.sock")
+    with Server(["--fastcgi", f"unix:{sock}"], workdir=root):
+        port = free_port()
+        with nginx(root, port, nginx_fastcgi(root, port, sock, stock_params=True)) as front:
+            info = echo(front, "/echo/deep/path?q=1")
+            assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("", "/echo/deep/path")
+            assert info["QUERY_STRING"] == "q=1"
+
+
+def test_script_name_option_behind_a_prefix_keeping_proxy() -> None:
+    """nginx proxies /app/... unchanged; --script-name /app splits it."""
+    root = short_tmpdir()
+    backend_port = free_port()
+    with Server(["--http", f"127.0.0.1:{backend_port}", "--script-name", "/app"], workdir=root):
+        port = free_port()
+        with nginx(root, port, nginx_proxy(root, port, f"127.0.0.1:{backend_port}")) as front:
+            info = echo(front, "/app/echo/x?z=9")
+            assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("/app", "/echo/x")
