@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -153,3 +154,26 @@ def test_python_dash_m_and_console_script_agree() -> None:
     )
     assert result.returncode == 0
     assert result.stdout == run_cli(["--version"]).stdout
+
+
+def test_sigint_stops_at_once_even_with_a_request_held() -> None:
+    port = free_port()
+    server = Server(["--http", f"127.0.0.1:{port}", "--graceful-timeout", "30"])
+    holder = threading.Thread(target=lambda: run_held(port), daemon=True)
+    holder.start()
+    deadline = time.monotonic() + 10
+    while not server.path("started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    server.send_signal(signal.SIGINT)
+    assert server.proc.wait(10) == 0
+    assert time.monotonic() - started < 3  # not the 30 s of a graceful stop
+    server.stop()
+
+
+def run_held(port: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    conn.request("GET", "/block?never")
+    with contextlib.suppress(Exception):
+        conn.getresponse().read()
