@@ -20,22 +20,12 @@ from typing import IO
 
 from .config import Config
 from .protocols import Role
+from .protocols.cgihead import cgi_head
 from .request import Request
 from .wsgi import WSGIApp, WSGIGateway
 
 __all__ = ["run_cgi"]
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-connection",
-    }
-)
 READ_BLOCK = 64 * 1024
 
 
@@ -54,12 +44,7 @@ class _CGIStream:
         return {}
 
     def start(self, status: str, headers: list[tuple[str, str]], body: bytes, end: bool) -> None:
-        lines = [f"Status: {status}\r\n"]
-        lines += [
-            f"{name}: {value}\r\n" for name, value in headers if name.lower() not in HOP_BY_HOP
-        ]
-        lines.append("\r\n")
-        self.out.write("".join(lines).encode("latin-1"))
+        self.out.write(cgi_head(status, headers))
         self.out.write(body)
         if end:
             self.out.flush()

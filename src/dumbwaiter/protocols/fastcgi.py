@@ -47,6 +47,7 @@ import struct
 from collections.abc import Iterable
 
 from . import Limits
+from .cgihead import cgi_head
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     BodyReceived,
@@ -117,18 +118,6 @@ TRANSITIONS: dict[tuple[str, int], str] = {
     (ABORTED, DATA): ABORTED,
     (ABORTED, PARAMS): ABORTED,
 }
-
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-connection",
-    }
-)
 
 
 def _record(kind: int, request_id: int, content: bytes) -> bytes:
@@ -398,15 +387,8 @@ class FastCGIServerProtocol:
         end: bool = False,
     ) -> bytes:
         self._owed(stream_id)
-        lines = [b"Status: ", status.encode("latin-1"), b"\r\n"]
-        for name, value in headers:
-            if name.lower() in HOP_BY_HOP:
-                continue
-            lines += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
-        lines.append(b"\r\n")
-        if body:
-            lines.append(body)
-        out = _stream(STDOUT, stream_id, b"".join(lines))
+        head = cgi_head(status, headers)
+        out = _stream(STDOUT, stream_id, head + body if body else head)
         if end:
             return out + self._end(stream_id, REQUEST_COMPLETE)
         return out
