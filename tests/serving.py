@@ -80,7 +80,7 @@ class Server:
     def listeners(self) -> list[str]:
         found = []
         for flag, value in zip(self.args, self.args[1:], strict=False):
-            if flag in ("--fastcgi", "--http"):
+            if flag in ("--fastcgi", "--http", "--scgi", "--uwsgi"):
                 found.append(value if not value.startswith(":") else "127.0.0.1" + value)
         return found
 

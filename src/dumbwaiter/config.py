@@ -117,6 +117,15 @@ class Config:
         metavar="ADDR",
         repeat=True,
     )
+    scgi: list[str] = setting(
+        [], "Serve SCGI on ADDR (same forms as --fastcgi). Repeatable.", metavar="ADDR", repeat=True
+    )
+    uwsgi: list[str] = setting(
+        [],
+        "Serve the uwsgi protocol (nginx uwsgi_pass) on ADDR (same forms). Repeatable.",
+        metavar="ADDR",
+        repeat=True,
+    )
     socket_mode: int = setting(
         0o660, "Permissions of unix sockets we create, in octal.", metavar="MODE", parse=parse_mode
     )

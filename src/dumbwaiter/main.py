@@ -22,7 +22,7 @@ from typing import Any
 
 from .config import Config
 from .server.sockets import Address, bind, close_all, inherited_listener, parse_address
-from .server.worker import Listener, run_worker
+from .server.worker import PROTOCOLS, Listener, run_worker
 from .wsgi import WSGIApp
 
 __all__ = ["DEFAULT_HTTP", "run", "serve"]
@@ -83,7 +83,8 @@ def run(app: WSGIApp, config: Config) -> None:
     # unwind through the finally below (which removes our socket files).
     previous = signal.signal(signal.SIGTERM, _exit_now)
     try:
-        for protocol, addresses in (("fastcgi", config.fastcgi), ("http", config.http)):
+        for protocol in PROTOCOLS:
+            addresses: list[str] = getattr(config, protocol)
             for text in addresses:
                 address = parse_address(text)
                 sock = bind(address, config.backlog, config.socket_mode)

@@ -17,7 +17,10 @@ The connection never asks which protocol it speaks: it reacts to the events of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, cast
@@ -43,6 +46,9 @@ log = logging.getLogger("dumbwaiter")
 #: How long a connection we are closing because of a protocol error may keep
 #: sending before we stop reading (the peer should see our answer, not RST).
 LINGER_SECONDS = 2.0
+
+#: SO_LINGER on, zero seconds: close() sends RST instead of FIN.
+LINGER_ZERO = struct.pack("ii", 1, 0)
 
 BUSY_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")]
 BUSY_BODY = b"503 Service Unavailable: the server is busy, retry shortly\n"
@@ -294,6 +300,8 @@ class Connection(asyncio.Protocol):
     def on_abort(self, stream: Stream) -> None:
         if not stream.cancelled:
             self.write(self.proto.abort_response(stream.request.stream_id))
+            if self.transport is not None:
+                self.reset()
         self.finish(stream)
 
     def finish(self, stream: Stream) -> None:
@@ -420,6 +428,18 @@ class Connection(asyncio.Protocol):
             self.deadline = self.ctx.loop.time() + LINGER_SECONDS
         else:
             self.transport.close()
+
+    def reset(self) -> None:
+        """End the connection abnormally.  On TCP that is a reset (RST, by a
+        zero linger time), which tells even a close-delimited response (SCGI,
+        uwsgi, HTTP/1.0) from a complete one; unix sockets have no reset, so
+        there only a declared Content-Length lets the front see the loss."""
+        assert self.transport is not None
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
+        self.transport.abort()
 
     def peer_name(self) -> str:
         address = self.peer.get("REMOTE_ADDR")

@@ -62,7 +62,7 @@ class Listener:
 
     REFUSED: ClassVar[dict[str, str]] = {}
 
-    protocol: str  # "fastcgi" or "http"
+    protocol: str  # one of PROTOCOLS
     address: Address
     sock: socket.socket
     #: Peers allowed to connect (FCGI_WEB_SERVER_ADDRS); None = anyone.
@@ -108,6 +108,14 @@ def protocol_factory(
 
         return make_fastcgi
 
+    if kind == "scgi":
+        from ..protocols.scgi import SCGIServerProtocol
+
+        return lambda: SCGIServerProtocol(limits)
+    if kind == "uwsgi":
+        from ..protocols.uwsgi import UwsgiServerProtocol
+
+        return lambda: UwsgiServerProtocol(limits)
     from ..protocols.http import HTTPServerProtocol
 
     def make_http() -> ServerProtocol:
@@ -116,7 +124,8 @@ def protocol_factory(
     return make_http
 
 
-PROTOCOLS = ("fastcgi", "http")
+#: Listener kinds, each a Config field of addresses.
+PROTOCOLS = ("fastcgi", "http", "scgi", "uwsgi")
 
 
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:

@@ -1,0 +1,166 @@
+"""The shape SCGI and the uwsgi protocol share: one request per connection.
+
+Theory of operation
+-------------------
+The front server connects, sends a header block that *is* the CGI environ
+(its framing is the only difference between the two protocols), then exactly
+``CONTENT_LENGTH`` bytes of body, and waits for the response, which ends when
+we close the connection.  So the states are::
+
+    HEAD --(header block parsed)--> BODY --(CONTENT_LENGTH bytes)--> DONE
+
+A subclass says how to find the header block (``parse_head``) and how the
+response head is written (``response_head``).  Bytes after the body are a
+protocol error; so is EOF before the body is complete.
+
+Responses are close-delimited, so a broken one (``abort_response``) can only
+be shown by ending the connection abnormally: the connection layer resets it
+rather than closing it cleanly.
+"""
+
+from __future__ import annotations
+
+from . import Limits
+from .errors import LocalProtocolError, RemoteProtocolError
+from .events import BodyReceived, Event, RequestComplete, RequestReceived
+
+__all__ = ["STREAM_ID", "OneShotServerProtocol"]
+
+STREAM_ID = 1
+
+HEAD, BODY, DONE = "head", "body", "done"
+
+
+class OneShotServerProtocol:
+    """Server side of a one-request-per-connection gateway protocol."""
+
+    #: A name for error messages ("SCGI", "uwsgi").
+    name = "?"
+
+    def __init__(self, limits: Limits = Limits()) -> None:  # noqa: B008 - frozen
+        self.limits = limits
+        self._buffer = bytearray()
+        self._state = HEAD
+        self._remaining = 0
+        self._responding = False
+        self._ended = False
+
+    # -- what a protocol defines -----------------------------------------------
+    def parse_head(self, buffer: bytearray) -> tuple[dict[str, str], int] | None:
+        """The environ and the bytes it took, or None if more are needed.
+
+        Raises :class:`RemoteProtocolError` for a malformed or oversized block.
+        """
+        raise NotImplementedError
+
+    def response_head(self, status: str, headers: list[tuple[str, str]]) -> bytes:
+        raise NotImplementedError
+
+    # -- receiving ------------------------------------------------------------------
+    def receive_data(self, data: bytes) -> list[Event]:
+        events: list[Event] = []
+        if not data:
+            if self._state != DONE:
+                self._state = DONE
+                raise RemoteProtocolError(f"{self.name} request cut short")
+            return events
+        if self._state == DONE:
+            raise RemoteProtocolError(f"data after the {self.name} request")
+        if self._state == HEAD:
+            self._buffer += data
+            parsed = self.parse_head(self._buffer)
+            if parsed is None:
+                if len(self._buffer) > self.limits.max_header_bytes + 16:
+                    raise RemoteProtocolError(f"{self.name} header block too large", 431)
+                return events
+            environ, used = parsed
+            if len(environ) > self.limits.max_header_count:
+                raise RemoteProtocolError(f"more than {self.limits.max_header_count} vars", 431)
+            length = _content_length(environ, self.name)
+            if self.limits.max_body and length > self.limits.max_body:
+                raise RemoteProtocolError(f"body over {self.limits.max_body} bytes", 413)
+            events.append(RequestReceived(STREAM_ID, environ))
+            self._remaining = length
+            self._state = BODY
+            data = bytes(self._buffer[used:])
+            self._buffer = bytearray()
+        if data:
+            if len(data) > self._remaining:
+                raise RemoteProtocolError(f"more bytes than CONTENT_LENGTH on {self.name}")
+            self._remaining -= len(data)
+            events.append(BodyReceived(STREAM_ID, data))
+        if self._remaining == 0:
+            self._state = DONE
+            events.append(RequestComplete(STREAM_ID))
+        return events
+
+    def data_to_send(self) -> bytes:
+        return b""
+
+    # -- responding -------------------------------------------------------------
+    def start_response(
+        self,
+        stream_id: int,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+        end: bool = False,
+    ) -> bytes:
+        if self._responding or self._ended:
+            raise LocalProtocolError("response already started")
+        self._responding = True
+        if end:
+            self._ended = True
+        head = self.response_head(status, headers)
+        return head + body if body else head
+
+    def send_body(self, stream_id: int, data: bytes) -> bytes:
+        if not self._responding or self._ended:
+            raise LocalProtocolError("no response in progress")
+        return data
+
+    def end_response(self, stream_id: int) -> bytes:
+        self._ended = True
+        return b""
+
+    def reject(
+        self, stream_id: int, status: str, headers: list[tuple[str, str]], body: bytes
+    ) -> bytes:
+        return self.start_response(
+            stream_id, status, [*headers, ("Content-Length", str(len(body)))], body, True
+        )
+
+    def abort_response(self, stream_id: int) -> bytes:
+        self._ended = True
+        return b""
+
+    def error_response(self, error: RemoteProtocolError) -> bytes:
+        if self._responding:
+            return b""
+        self._responding = self._ended = True
+        reason = str(error).encode("latin-1", "replace") + b"\n"
+        phrase = {413: "Content Too Large", 431: "Request Header Fields Too Large"}.get(
+            error.status, "Bad Request"
+        )
+        return (
+            self.response_head(
+                f"{error.status} {phrase}",
+                [("Content-Type", "text/plain"), ("Content-Length", str(len(reason)))],
+            )
+            + reason
+        )
+
+    @property
+    def closing(self) -> bool:
+        return True  # one request per connection, whatever happens
+
+    @property
+    def idle(self) -> bool:
+        return self._state == HEAD and not self._buffer
+
+
+def _content_length(environ: dict[str, str], name: str) -> int:
+    text = environ.get("CONTENT_LENGTH", "") or "0"
+    if not text.isdigit() or not text.isascii():
+        raise RemoteProtocolError(f"bad CONTENT_LENGTH {text!r} on {name}")
+    return int(text)

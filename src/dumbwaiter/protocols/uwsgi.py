@@ -1,0 +1,75 @@
+"""The uwsgi protocol, server side, sans-IO (nginx ``uwsgi_pass``, Apache
+mod_proxy_uwsgi).
+
+A request is a 4-byte header -- ``modifier1`` (u8, 0 for a WSGI request),
+``datasize`` (u16, little-endian), ``modifier2`` (u8) -- then ``datasize``
+bytes of vars, each ``keysize`` (u16 LE), key, ``valsize`` (u16 LE), value;
+then exactly ``CONTENT_LENGTH`` bytes of body.  The response is an HTTP/1.1
+status line and headers, as uWSGI answers, and it ends when the server
+closes the connection.  Everything else is in :mod:`.oneshot`.
+
+The 16-bit datasize bounds a var block at 64 KiB.  Decoding is latin-1
+(PEP 3333); a var that appears twice keeps its last value.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .cgihead import http_head
+from .errors import RemoteProtocolError
+from .oneshot import OneShotServerProtocol
+
+__all__ = ["UwsgiServerProtocol", "encode_request"]
+
+HEADER = struct.Struct("<BHB")
+SIZE = struct.Struct("<H")
+
+
+class UwsgiServerProtocol(OneShotServerProtocol):
+    name = "uwsgi"
+
+    def parse_head(self, buffer: bytearray) -> tuple[dict[str, str], int] | None:
+        if len(buffer) < HEADER.size:
+            return None
+        modifier1, size, _modifier2 = HEADER.unpack_from(buffer)
+        if modifier1 != 0:
+            raise RemoteProtocolError(f"uwsgi modifier1 {modifier1} is not a WSGI request")
+        if size > self.limits.max_header_bytes:
+            raise RemoteProtocolError(f"uwsgi vars over {self.limits.max_header_bytes} bytes", 431)
+        end = HEADER.size + size
+        if len(buffer) < end:
+            return None
+        data = bytes(buffer[HEADER.size : end])
+        text = data.decode("latin-1")  # byte i is character i: sizes index the text
+        environ: dict[str, str] = {}
+        position = 0
+        try:
+            while position < size:
+                key_size = SIZE.unpack_from(data, position)[0]
+                key_end = position + 2 + key_size
+                value_size = SIZE.unpack_from(data, key_end)[0]
+                value_end = key_end + 2 + value_size
+                if value_end > size:
+                    raise RemoteProtocolError("uwsgi var runs past the block")
+                environ[text[position + 2 : key_end]] = text[key_end + 2 : value_end]
+                position = value_end
+        except struct.error:
+            raise RemoteProtocolError("truncated uwsgi var") from None
+        return environ, end
+
+    def response_head(self, status: str, headers: list[tuple[str, str]]) -> bytes:
+        return http_head(status, headers)
+
+
+def encode_request(environ: dict[str, str], body: bytes = b"") -> bytes:
+    """A complete uwsgi request (the client side, for tests and tools)."""
+    fields = dict(environ)
+    fields["CONTENT_LENGTH"] = str(len(body))
+    block = b"".join(
+        SIZE.pack(len(k)) + k.encode("latin-1") + SIZE.pack(len(v)) + v.encode("latin-1")
+        for k, v in fields.items()
+    )
+    if len(block) > 0xFFFF:
+        raise ValueError("uwsgi vars cannot exceed 65535 bytes")
+    return HEADER.pack(0, len(block), 0) + block + body
