@@ -40,13 +40,21 @@ def binary(name: str) -> str:
 
 
 def lighttpd_fastcgi(
-    root: str, port: int, prefix: str, backend: str, *, mode: str = "responder"
+    root: str,
+    port: int,
+    prefix: str,
+    backend: str,
+    *,
+    mode: str = "responder",
+    module: str = "fastcgi",
 ) -> str:
     """lighttpd in front of dumbwaiter on a unix socket.
 
     ``prefix`` is where the app is mounted (``/`` or ``/app``); ``backend`` is
     the lighttpd fastcgi.server host entry (``"socket" => ...`` or
-    ``"bin-path" => ...``)."""
+    ``"bin-path" => ...``).  ``module="scgi"`` makes it mod_scgi's
+    ``scgi.server`` (with ``scgi.protocol = "uwsgi"`` added, the uwsgi
+    protocol)."""
     # lighttpd splits SCRIPT_NAME/PATH_INFO at the prefix; for "/" it makes the
     # first path segment SCRIPT_NAME unless fix-root-scriptname is on.
     fix_root = '"fix-root-scriptname" => "enable",' if prefix == "/" else ""
@@ -60,11 +68,11 @@ server.upload-dirs = ("{root}")
 server.max-keep-alive-requests = 1000
 # Stream the app's response as it comes instead of buffering it whole.
 server.stream-response-body = 2
-server.modules += ("mod_fastcgi")
+server.modules += ("mod_{module}")
 # With several backend processes (max-procs), spread requests over all of
 # them; the default ("fair") sends sequential requests to the first one.
-fastcgi.balance = "round-robin"
-fastcgi.server = (
+{module}.balance = "round-robin"
+{module}.server = (
     "{prefix}" => ((
         {backend},
         # The app handles every URL under the prefix: no file must exist.
@@ -124,6 +132,39 @@ http {{
             # Relay the response as it is produced (streaming).
             fastcgi_buffering off;
             fastcgi_pass dumbwaiter;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_gateway(root: str, port: int, kind: str, backend_socket: str) -> str:
+    """nginx ``scgi_pass`` or ``uwsgi_pass`` (``kind``), with Debian's stock
+    params: neither sends SCRIPT_NAME, SCGI sends no PATH_INFO either, so
+    dumbwaiter derives the path from REQUEST_URI."""
+    return f"""
+daemon off;
+master_process off;
+worker_processes 1;
+user root;
+pid {root}/nginx.pid;
+error_log {root}/nginx-error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    fastcgi_temp_path {root}/fastcgi;
+    proxy_temp_path {root}/proxy;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    client_max_body_size 20m;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            include /etc/nginx/{kind}_params;
+            # Relay the response as it is produced (streaming).
+            {kind}_buffering off;
+            {kind}_pass unix:{backend_socket};
         }}
     }}
 }}

@@ -25,6 +25,7 @@ from integration.fronts import (
     lighttpd_fastcgi,
     nginx,
     nginx_fastcgi,
+    nginx_gateway,
     nginx_proxy,
 )
 from serving import TESTS, Server, free_port, short_tmpdir
@@ -312,3 +313,50 @@ def test_script_name_option_behind_a_prefix_keeping_proxy() -> None:
         with nginx(root, port, nginx_proxy(root, port, f"127.0.0.1:{backend_port}")) as front:
             info = echo(front, "/app/echo/x?z=9")
             assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("/app", "/echo/x")
+
+
+@pytest.mark.parametrize("kind", ["scgi", "uwsgi"])
+def test_nginx_scgi_and_uwsgi(kind: str) -> None:
+    root = short_tmpdir()
+    sock = os.path.join(root, f"{kind}.sock")
+    with Server([f"--{kind}", f"unix:{sock}"], workdir=root) as backend:
+        port = free_port()
+        with nginx(root, port, nginx_gateway(root, port, kind, sock)) as front:
+            info = echo(front, "/echo/p?q=1", headers={"Host": "example.org"})
+            assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("", "/echo/p")
+            assert info["QUERY_STRING"] == "q=1"
+            assert info["REMOTE_ADDR"] == "127.0.0.1"
+            assert info["HTTP_HOST"] == "example.org"
+            upload = os.urandom(10 * 1024 * 1024)
+            info = echo(front, "/echo", method="POST", body=upload)
+            assert info["body_sha256"] == hashlib.sha256(upload).hexdigest()
+            assert get(front, "/big")[2] == bytes(range(256)) * 480
+            assert get(front, "/error")[0] == 500
+            marker = f"go-{time.monotonic_ns()}"
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", f"/stream?{marker}")
+            response = conn.getresponse()
+            assert response.status == 200, front.log()
+            assert response.read1(100).startswith(b"first")
+            backend.release(marker)
+            assert response.read().endswith(b"last\n")
+
+
+@pytest.mark.parametrize("kind", ["scgi", "uwsgi"])
+def test_lighttpd_scgi_and_uwsgi(kind: str) -> None:
+    root = short_tmpdir()
+    sock = os.path.join(root, f"{kind}.sock")
+    with Server([f"--{kind}", f"unix:{sock}"], workdir=root):
+        port = free_port()
+        config = lighttpd_fastcgi(root, port, "/", f'"socket" => "{sock}"', module="scgi")
+        if kind == "uwsgi":  # mod_scgi speaks the uwsgi protocol too (lighttpd >= 1.4.42)
+            config += 'scgi.protocol = "uwsgi"\n'
+
+        with lighttpd(root, port, config) as front:
+            info = echo(front, "/echo/l?q=2")
+            assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("", "/echo/l"), front.log()
+            assert info["QUERY_STRING"] == "q=2"
+            upload = os.urandom(2 * 1024 * 1024)
+            info = echo(front, "/echo", method="POST", body=upload)
+            assert info["body_sha256"] == hashlib.sha256(upload).hexdigest()
+            assert get(front, "/big")[2] == bytes(range(256)) * 480
