@@ -1,4 +1,5 @@
-"""The command line: ``dumbwaiter [OPTIONS] MODULE[:CALLABLE]``.
+"""The command line: ``dumbwaiter [OPTIONS] MODULE[:CALLABLE]``, and
+``dumbwaiter request ...`` (see :mod:`dumbwaiter.client`).
 
 The options are generated from :class:`~dumbwaiter.config.Config`; nothing is
 spelled here twice.  Every start-up failure prints one line on stderr and
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dumbwaiter",
         description="Serve a WSGI application over FastCGI and HTTP/1.1.",
-        epilog="Every option can also be set as DUMBWAITER_<NAME> in the environment.",
+        epilog="Every option can also be set as DUMBWAITER_<NAME> in the environment. "
+        "'dumbwaiter request --help': send one request to a server (health checks).",
     )
     parser.add_argument(
         "app",
@@ -124,8 +126,13 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["request"]:
+        from .client import main as request_main
+
+        sys.exit(request_main(args[1:]))
     try:
-        spec, config = config_from_args(argv)
+        spec, config = config_from_args(args)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     setup_logging(config.log_level)
