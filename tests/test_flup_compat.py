@@ -77,7 +77,8 @@ def test_pool_arguments_warn_and_unknown_ones_fail() -> None:
 
 
 def test_the_seed_script_behind_lighttpd() -> None:
-    from integration.fronts import lighttpd, lighttpd_fastcgi
+    from dumbwaiter import frontconf
+    from integration.fronts import lighttpd, lighttpd_conf
 
     root = short_tmpdir()
     sock = os.path.join(root, "fcgi.sock")
@@ -95,7 +96,7 @@ def test_the_seed_script_behind_lighttpd() -> None:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         port = free_port()
-        config = lighttpd_fastcgi(root, port, "/", f'"socket" => "{sock}"')
+        config = lighttpd_conf(root, port, frontconf.lighttpd("fastcgi", f"unix:{sock}"))
         url = f"http://127.0.0.1:{port}/some/page"
         with lighttpd(root, port, config), urllib.request.urlopen(url, timeout=10) as reply:
             assert reply.read() == b"Hello World!\n/some/page"

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dumbwaiter",
         description="Serve a WSGI application over FastCGI and HTTP/1.1.",
         epilog="Every option can also be set as DUMBWAITER_<NAME> in the environment. "
-        "'dumbwaiter request --help': send one request to a server (health checks).",
+        "'dumbwaiter request --help': send one request to a server (health checks); "
+        "'dumbwaiter config --help': print a front server's config.",
     )
     parser.add_argument(
         "app",
@@ -131,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from .client import main as request_main
 
         sys.exit(request_main(args[1:]))
+    if args[:1] == ["config"]:
+        from .frontconf import main as config_main
+
+        sys.exit(config_main(args[1:]))
     try:
         spec, config = config_from_args(args)
     except ConfigError as exc:

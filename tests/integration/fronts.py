@@ -1,8 +1,8 @@
-"""Real front servers for the integration tests: config generators and runners.
+"""Real front servers for the integration tests: configs and runners.
 
-Each generator returns the text of a complete config for one deployment, with
-a comment on every directive that matters for a WSGI backend.  A later issue
-turns these into ``dumbwaiter config FRONTEND``; until then they live here.
+The part of each config that concerns dumbwaiter is exactly what
+``dumbwaiter config FRONTEND`` prints (``dumbwaiter.frontconf``); these
+functions only wrap it in a minimal server with every path in a temp folder.
 
 Runners start the front server in the foreground in its own process group,
 with every path (logs, pid, temp files) inside the test's folder, wait until
@@ -24,6 +24,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from dumbwaiter.frontconf import NginxSnippet
+
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 READY_SECONDS = 15.0
 
@@ -39,26 +41,9 @@ def binary(name: str) -> str:
     return path
 
 
-def lighttpd_fastcgi(
-    root: str,
-    port: int,
-    prefix: str,
-    backend: str,
-    *,
-    mode: str = "responder",
-    module: str = "fastcgi",
-) -> str:
-    """lighttpd in front of dumbwaiter on a unix socket.
-
-    ``prefix`` is where the app is mounted (``/`` or ``/app``); ``backend`` is
-    the lighttpd fastcgi.server host entry (``"socket" => ...`` or
-    ``"bin-path" => ...``).  ``module="scgi"`` makes it mod_scgi's
-    ``scgi.server`` (with ``scgi.protocol = "uwsgi"`` added, the uwsgi
-    protocol)."""
-    # lighttpd splits SCRIPT_NAME/PATH_INFO at the prefix; for "/" it makes the
-    # first path segment SCRIPT_NAME unless fix-root-scriptname is on.
-    fix_root = '"fix-root-scriptname" => "enable",' if prefix == "/" else ""
-    mode_line = f'"mode" => "{mode}", "docroot" => "{root}",' if mode != "responder" else ""
+def lighttpd_conf(root: str, port: int, snippet: str) -> str:
+    """A minimal lighttpd config around ``snippet`` (the output of
+    ``dumbwaiter config lighttpd``), with every path in ``root``."""
     return f"""
 server.document-root = "{root}"
 server.bind = "127.0.0.1"
@@ -68,37 +53,13 @@ server.upload-dirs = ("{root}")
 server.max-keep-alive-requests = 1000
 # Stream the app's response as it comes instead of buffering it whole.
 server.stream-response-body = 2
-server.modules += ("mod_{module}")
-# With several backend processes (max-procs), spread requests over all of
-# them; the default ("fair") sends sequential requests to the first one.
-{module}.balance = "round-robin"
-{module}.server = (
-    "{prefix}" => ((
-        {backend},
-        # The app handles every URL under the prefix: no file must exist.
-        "check-local" => "disable",
-        {fix_root}
-        {mode_line}
-    ))
-)
+{snippet}
 """
 
 
-def nginx_fastcgi(
-    root: str, port: int, backend_socket: str, *, prefix: str = "/", stock_params: bool = False
-) -> str:
-    """nginx ``fastcgi_pass`` with kept-alive backend connections.
-
-    ``stock_params`` leaves Debian's ``fastcgi_params`` as they are (SCRIPT_NAME
-    is the whole path, no PATH_INFO), which dumbwaiter must repair itself."""
-    split = (
-        ""
-        if stock_params
-        else f"""
-            fastcgi_split_path_info ^({prefix.rstrip("/")})(/.*)$;
-            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
-            fastcgi_param PATH_INFO $fastcgi_path_info;"""
-    )
+def nginx_conf(root: str, port: int, snippet: NginxSnippet) -> str:
+    """A minimal foreground nginx config around ``snippet`` (the output of
+    ``dumbwaiter config nginx``), with every path in ``root``."""
     return f"""
 daemon off;
 master_process off;
@@ -109,100 +70,17 @@ error_log {root}/nginx-error.log info;
 events {{ worker_connections 256; }}
 http {{
     access_log off;
+    include /etc/nginx/mime.types;
     client_body_temp_path {root}/body;
     fastcgi_temp_path {root}/fastcgi;
     proxy_temp_path {root}/proxy;
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
     client_max_body_size 20m;
-    upstream dumbwaiter {{
-        server unix:{backend_socket};
-        # An idle pool of backend connections; needs fastcgi_keep_conn on.
-        keepalive 8;
-    }}
+{snippet.http}
     server {{
         listen 127.0.0.1:{port};
-        server_name localhost;
-        location {prefix} {{
-            include /etc/nginx/fastcgi_params;
-            # fastcgi_params sets SCRIPT_NAME to the whole path; a WSGI app
-            # wants the mount point there and the rest in PATH_INFO.{split}
-            # Ask the backend to keep the connection (FCGI_KEEP_CONN).
-            fastcgi_keep_conn on;
-            # Relay the response as it is produced (streaming).
-            fastcgi_buffering off;
-            fastcgi_pass dumbwaiter;
-        }}
-    }}
-}}
-"""
-
-
-def nginx_gateway(root: str, port: int, kind: str, backend_socket: str) -> str:
-    """nginx ``scgi_pass`` or ``uwsgi_pass`` (``kind``), with Debian's stock
-    params: neither sends SCRIPT_NAME, SCGI sends no PATH_INFO either, so
-    dumbwaiter derives the path from REQUEST_URI."""
-    return f"""
-daemon off;
-master_process off;
-worker_processes 1;
-user root;
-pid {root}/nginx.pid;
-error_log {root}/nginx-error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    fastcgi_temp_path {root}/fastcgi;
-    proxy_temp_path {root}/proxy;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    client_max_body_size 20m;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            include /etc/nginx/{kind}_params;
-            # Relay the response as it is produced (streaming).
-            {kind}_buffering off;
-            {kind}_pass unix:{backend_socket};
-        }}
-    }}
-}}
-"""
-
-
-def nginx_proxy(root: str, port: int, backend: str) -> str:
-    """nginx ``proxy_pass`` over HTTP/1.1 with an upstream keep-alive pool."""
-    return f"""
-daemon off;
-master_process off;
-worker_processes 1;
-user root;
-pid {root}/nginx.pid;
-error_log {root}/nginx-error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    fastcgi_temp_path {root}/fastcgi;
-    proxy_temp_path {root}/proxy;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    client_max_body_size 20m;
-    upstream dumbwaiter {{
-        server {backend};
-        keepalive 8;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            # Upstream keep-alive needs HTTP/1.1 and no "Connection: close".
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_buffering off;
-            proxy_pass http://dumbwaiter;
-        }}
+{snippet.server}
     }}
 }}
 """
@@ -275,6 +153,11 @@ def lighttpd(root: str, port: int, config: str) -> Iterator[Front]:
 def nginx(root: str, port: int, config: str) -> Iterator[Front]:
     path = os.path.join(root, "nginx.conf")
     pathlib.Path(path).write_text(config)
+    # The generated snippets include Debian's params files by relative name,
+    # as they would from /etc/nginx; they resolve beside the config file.
+    for params in ("fastcgi_params", "scgi_params", "uwsgi_params"):
+        with contextlib.suppress(FileExistsError):
+            os.symlink(f"/etc/nginx/{params}", os.path.join(root, params))
     front = Front([binary("nginx"), "-c", path, "-p", root], root, port, ["nginx-error.log"])
     try:
         yield front

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import pathlib
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,15 +18,9 @@ from typing import Any
 
 import pytest
 
-from integration.fronts import (
-    Front,
-    lighttpd,
-    lighttpd_fastcgi,
-    nginx,
-    nginx_fastcgi,
-    nginx_gateway,
-    nginx_proxy,
-)
+from dumbwaiter import frontconf
+from dumbwaiter.frontconf import NginxSnippet
+from integration.fronts import Front, lighttpd, lighttpd_conf, nginx, nginx_conf
 from serving import TESTS, Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
@@ -63,7 +56,9 @@ def lighttpd_socket(request: pytest.FixtureRequest) -> Iterator[tuple[Front, Ser
     sock = os.path.join(root, "dw.sock")
     with Server(["--fastcgi", f"unix:{sock}", "--threads", "4"], workdir=root) as backend:
         port = free_port()
-        config = lighttpd_fastcgi(root, port, prefix, f'"socket" => "{sock}"')
+        config = lighttpd_conf(
+            root, port, frontconf.lighttpd("fastcgi", f"unix:{sock}", mount=prefix)
+        )
         with lighttpd(root, port, config) as front:
             yield front, backend, prefix
 
@@ -138,13 +133,14 @@ def test_lighttpd_bin_path_spawns_and_balances() -> None:
     """lighttpd starts dumbwaiter itself (socket on fd 0), two processes."""
     root = short_tmpdir()
     port = free_port()
-    env_python = sys.executable
-    backend = (
-        f'"socket" => "{root}/spawn.sock", "max-procs" => 2,\n'
-        f'        "bin-path" => "{env_python} -m dumbwaiter server_apps:app",\n'
-        f'        "bin-environment" => ("PYTHONPATH" => "{TESTS}", "DW_TEST_DIR" => "{root}")'
+    snippet = frontconf.lighttpd(
+        "fastcgi",
+        f"unix:{root}/spawn.sock",
+        spawn="server_apps:app",
+        processes=2,
+        environment={"PYTHONPATH": str(TESTS), "DW_TEST_DIR": root},
     )
-    with lighttpd(root, port, lighttpd_fastcgi(root, port, "/", backend)) as front:
+    with lighttpd(root, port, lighttpd_conf(root, port, snippet)) as front:
         status, _, body = get(front, "/hello")
         assert (status, body) == (200, b"Hello world\n"), front.log()
         # lighttpd gives a request to the least loaded process, the first one
@@ -174,9 +170,8 @@ def test_lighttpd_authorizer_mode() -> None:
         f.write("the protected file\n")
     with Server(["--fastcgi", f"unix:{sock}"], "server_apps:authorize_everything", workdir=root):
         port = free_port()
-        config = lighttpd_fastcgi(
-            root, port, "/secret/", f'"socket" => "{sock}"', mode="authorizer"
-        )
+        snippet = frontconf.lighttpd("fastcgi", f"unix:{sock}", mount="/secret", authorizer=root)
+        config = lighttpd_conf(root, port, snippet)
         with lighttpd(root, port, config) as front:
             status, _, body = get(
                 front, "/secret/file.txt", headers={"Authorization": "Bearer good"}
@@ -195,9 +190,8 @@ def test_lighttpd_overload_gives_503() -> None:
         ["--fastcgi", f"unix:{sock}", "--threads", "1", "--queue-size", "1"], workdir=root
     ) as backend:
         port = free_port()
-        with lighttpd(
-            root, port, lighttpd_fastcgi(root, port, "/", f'"socket" => "{sock}"')
-        ) as front:
+        config = lighttpd_conf(root, port, frontconf.lighttpd("fastcgi", f"unix:{sock}"))
+        with lighttpd(root, port, config) as front:
             held: list[int] = []
 
             def hold() -> None:
@@ -229,7 +223,8 @@ def nginx_keepconn() -> Iterator[tuple[Front, Server]]:
     sock = os.path.join(root, "dw.sock")
     with Server(["--fastcgi", f"unix:{sock}", "--threads", "4"], workdir=root) as backend:
         port = free_port()
-        with nginx(root, port, nginx_fastcgi(root, port, sock)) as front:
+        config = nginx_conf(root, port, frontconf.nginx("fastcgi", f"unix:{sock}"))
+        with nginx(root, port, config) as front:
             yield front, backend
 
 
@@ -270,7 +265,8 @@ def test_nginx_proxy_http_with_keepalive() -> None:
     backend_port = free_port()
     with Server(["--http", f"127.0.0.1:{backend_port}"], workdir=root) as backend:
         port = free_port()
-        with nginx(root, port, nginx_proxy(root, port, f"127.0.0.1:{backend_port}")) as front:
+        snippet = frontconf.nginx("http", f"127.0.0.1:{backend_port}")
+        with nginx(root, port, nginx_conf(root, port, snippet)) as front:
             connections = set()
             for n in range(20):
                 info = echo(front, f"/echo?n={n}", headers={"Host": "example.org"})
@@ -298,7 +294,12 @@ def test_nginx_stock_fastcgi_params_are_repaired() -> None:
     sock = os.path.join(root, "dw.sock")
     with Server(["--fastcgi", f"unix:{sock}"], workdir=root):
         port = free_port()
-        with nginx(root, port, nginx_fastcgi(root, port, sock, stock_params=True)) as front:
+        # Not our generated config: Debian's fastcgi_params as they come.
+        stock = NginxSnippet(
+            f"upstream dumbwaiter {{ server unix:{sock}; }}\n",
+            "location / { include fastcgi_params; fastcgi_pass dumbwaiter; }\n",
+        )
+        with nginx(root, port, nginx_conf(root, port, stock)) as front:
             info = echo(front, "/echo/deep/path?q=1")
             assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("", "/echo/deep/path")
             assert info["QUERY_STRING"] == "q=1"
@@ -310,7 +311,8 @@ def test_script_name_option_behind_a_prefix_keeping_proxy() -> None:
     backend_port = free_port()
     with Server(["--http", f"127.0.0.1:{backend_port}", "--script-name", "/app"], workdir=root):
         port = free_port()
-        with nginx(root, port, nginx_proxy(root, port, f"127.0.0.1:{backend_port}")) as front:
+        snippet = frontconf.nginx("http", f"127.0.0.1:{backend_port}", mount="/app")
+        with nginx(root, port, nginx_conf(root, port, snippet)) as front:
             info = echo(front, "/app/echo/x?z=9")
             assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("/app", "/echo/x")
 
@@ -321,7 +323,8 @@ def test_nginx_scgi_and_uwsgi(kind: str) -> None:
     sock = os.path.join(root, f"{kind}.sock")
     with Server([f"--{kind}", f"unix:{sock}"], workdir=root) as backend:
         port = free_port()
-        with nginx(root, port, nginx_gateway(root, port, kind, sock)) as front:
+        config = nginx_conf(root, port, frontconf.nginx(kind, f"unix:{sock}"))
+        with nginx(root, port, config) as front:
             info = echo(front, "/echo/p?q=1", headers={"Host": "example.org"})
             assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("", "/echo/p")
             assert info["QUERY_STRING"] == "q=1"
@@ -348,9 +351,7 @@ def test_lighttpd_scgi_and_uwsgi(kind: str) -> None:
     sock = os.path.join(root, f"{kind}.sock")
     with Server([f"--{kind}", f"unix:{sock}"], workdir=root):
         port = free_port()
-        config = lighttpd_fastcgi(root, port, "/", f'"socket" => "{sock}"', module="scgi")
-        if kind == "uwsgi":  # mod_scgi speaks the uwsgi protocol too (lighttpd >= 1.4.42)
-            config += 'scgi.protocol = "uwsgi"\n'
+        config = lighttpd_conf(root, port, frontconf.lighttpd(kind, f"unix:{sock}"))
 
         with lighttpd(root, port, config) as front:
             info = echo(front, "/echo/l?q=2")

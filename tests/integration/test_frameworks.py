@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from integration.fronts import Front, lighttpd, lighttpd_fastcgi
+from dumbwaiter import frontconf
+from integration.fronts import Front, lighttpd, lighttpd_conf
 from serving import TESTS, Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,9 @@ def site(request: pytest.FixtureRequest) -> Iterator[tuple[Front, Server, str]]:
     with Server(["--fastcgi", f"unix:{sock}"], APPS[name], env=env, workdir=root) as backend:
         port = free_port()
         with lighttpd(
-            root, port, lighttpd_fastcgi(root, port, prefix, f'"socket" => "{sock}"')
+            root,
+            port,
+            lighttpd_conf(root, port, frontconf.lighttpd("fastcgi", f"unix:{sock}", mount=prefix)),
         ) as front:
             yield front, backend, "" if prefix == "/" else prefix
 

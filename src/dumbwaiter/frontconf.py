@@ -1,0 +1,204 @@
+"""``dumbwaiter config FRONTEND``: the front server's config for a deployment.
+
+Each generator returns the part of the front server's configuration that
+concerns dumbwaiter, commented with why each directive is there; the
+integration tests wrap exactly this output in a minimal server config, so
+what is printed is what is tested.  Supported here: lighttpd and nginx, with
+FastCGI, SCGI, the uwsgi protocol and HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .server.sockets import Address, ListenError, parse_address
+
+__all__ = ["NginxSnippet", "lighttpd", "main", "nginx"]
+
+PROTOCOLS = ("fastcgi", "scgi", "uwsgi", "http")
+
+
+def _address(text: str) -> Address:
+    address = parse_address(text)
+    if address.kind == "fd":
+        raise ListenError(f"{text}: the front server needs HOST:PORT or unix:/path")
+    return address
+
+
+def _mount(mount: str) -> str:
+    if mount != "/" and (not mount.startswith("/") or mount.endswith("/")):
+        raise ValueError(f"--mount {mount!r}: '/' or a prefix like /app (no trailing slash)")
+    return mount
+
+
+def lighttpd(
+    protocol: str,
+    address: str,
+    *,
+    mount: str = "/",
+    spawn: str | None = None,
+    processes: int = 2,
+    python: str = sys.executable,
+    environment: Mapping[str, str] | None = None,
+    authorizer: str | None = None,
+) -> str:
+    """lighttpd (mod_fastcgi, mod_scgi or mod_proxy) for an app at ``mount``.
+
+    ``spawn`` (an app spec) makes lighttpd start ``processes`` dumbwaiters
+    itself (``bin-path``, socket on fd 0; FastCGI only).  ``authorizer`` is a
+    document root whose requests an authorizer at ``address`` must allow
+    (FastCGI ``"mode" => "authorizer"``)."""
+    where = _address(address)
+    mount = _mount(mount)
+    if protocol == "http":
+        host = "127.0.0.1" if where.host == "0.0.0.0" else where.host
+        if where.kind != "tcp":
+            raise ValueError("lighttpd's mod_proxy needs HOST:PORT")
+        return (
+            'server.modules += ("mod_proxy")\n'
+            f'proxy.server = ("{mount}" => (("host" => "{host}", "port" => {where.port})))\n'
+            "# Mounted under a prefix? Start dumbwaiter with --script-name "
+            f"{mount if mount != '/' else ''} (mod_proxy passes the path unchanged).\n"
+        )
+    module = "fastcgi" if protocol == "fastcgi" else "scgi"
+    if spawn is not None and (protocol != "fastcgi" or where.kind != "unix"):
+        raise ValueError("spawning is for FastCGI on a unix socket")
+    entry = (
+        [f'"socket" => "{where.path}"']
+        if where.kind == "unix"
+        else [f'"host" => "{where.host}"', f'"port" => {where.port}']
+    )
+    if spawn is not None:
+        command = f"{python} -m dumbwaiter {spawn}"
+        entry += [f'"bin-path" => "{command}"', f'"max-procs" => {processes}']
+        if environment:
+            pairs = ", ".join(f'"{k}" => "{v}"' for k, v in environment.items())
+            entry.append(f'"bin-environment" => ({pairs})')
+    lines = [f'server.modules += ("mod_{module}")']
+    if protocol == "uwsgi":
+        lines.append("# mod_scgi speaks the uwsgi protocol too (lighttpd >= 1.4.42).")
+        lines.append('scgi.protocol = "uwsgi"')
+    if spawn is not None:
+        lines.append("# lighttpd gives each request to the least loaded process; round-robin")
+        lines.append("# spreads sequential requests over all of them.")
+        lines.append(f'{module}.balance = "round-robin"')
+    if authorizer is not None:
+        entry += ['"mode" => "authorizer"', f'"docroot" => "{authorizer}"']
+    else:
+        entry.append('"check-local" => "disable"')  # no file behind the app's URLs
+        if mount == "/":
+            # Without it lighttpd makes the first path segment SCRIPT_NAME.
+            entry.append('"fix-root-scriptname" => "enable"')
+    if spawn is None and authorizer is None:
+        lines.append(f"# Start: dumbwaiter --{protocol} {address} MODULE:APP")
+    body = ",\n        ".join(entry)
+    prefix = mount if authorizer is None else mount.rstrip("/") + "/"
+    lines.append(f'{module}.server = (\n    "{prefix}" => ((\n        {body},\n    ))\n)')
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class NginxSnippet:
+    """nginx's two parts: one for the ``http {}`` block, one for ``server {}``."""
+
+    http: str
+    server: str
+
+    def __str__(self) -> str:
+        return (
+            "# --- in the http { } block\n"
+            + self.http
+            + "# --- in the server { } block\n"
+            + self.server
+        )
+
+
+def nginx(
+    protocol: str, address: str, *, mount: str = "/", keepalive: int = 8, stream: bool = True
+) -> NginxSnippet:
+    """nginx ``fastcgi_pass``/``scgi_pass``/``uwsgi_pass``/``proxy_pass``."""
+    where = _address(address)
+    mount = _mount(mount)
+    target = f"unix:{where.path}" if where.kind == "unix" else f"{where.host}:{where.port}"
+    http = (
+        f"upstream dumbwaiter {{\n    server {target};\n"
+        f"    # Idle backend connections kept open for reuse.\n"
+        f"    keepalive {keepalive};\n}}\n"
+    )
+    location = mount if mount == "/" else mount + "/"
+    lines = [f"location {location} {{"]
+    if protocol == "fastcgi":
+        lines += [
+            "    include fastcgi_params;",
+            "    # fastcgi_params sets SCRIPT_NAME to the whole path; a WSGI app wants the",
+            "    # mount point there and the rest in PATH_INFO.",
+            f"    fastcgi_split_path_info ^({mount.rstrip('/')})(/.*)$;",
+            "    fastcgi_param SCRIPT_NAME $fastcgi_script_name;",
+            "    fastcgi_param PATH_INFO $fastcgi_path_info;",
+            "    # Reuse backend connections (FCGI_KEEP_CONN); needs the upstream keepalive.",
+            "    fastcgi_keep_conn on;",
+        ]
+    elif protocol in ("scgi", "uwsgi"):
+        lines.append(f"    include {protocol}_params;")
+        if mount != "/":
+            lines.append(f"    # The prefix: start dumbwaiter with --script-name {mount}.")
+    elif protocol == "http":
+        lines += [
+            "    # Upstream keep-alive needs HTTP/1.1 and no 'Connection: close'.",
+            "    proxy_http_version 1.1;",
+            '    proxy_set_header Connection "";',
+            "    proxy_set_header Host $http_host;",
+        ]
+        if mount != "/":
+            lines.append(f"    # The prefix: start dumbwaiter with --script-name {mount}.")
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}")
+    directive = "proxy" if protocol == "http" else protocol
+    if stream:
+        lines.append("    # Relay the response as the app produces it.")
+        lines.append(f"    {directive}_buffering off;")
+    pass_to = "http://dumbwaiter" if protocol == "http" else "dumbwaiter"
+    if protocol in ("scgi", "uwsgi"):
+        # keepalive is useless for one-request-per-connection protocols
+        http = f"upstream dumbwaiter {{\n    server {target};\n}}\n"
+    lines.append(f"    {directive}_pass {pass_to};")
+    lines.append("}")
+    return NginxSnippet(http, "\n".join(lines) + "\n")
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dumbwaiter config",
+        description="Print the front server's configuration for a dumbwaiter deployment.",
+    )
+    parser.add_argument("frontend", choices=("lighttpd", "nginx"))
+    listener = parser.add_mutually_exclusive_group(required=True)
+    for kind in PROTOCOLS:
+        listener.add_argument(f"--{kind}", metavar="ADDR", help=f"dumbwaiter's {kind} address")
+    parser.add_argument("--mount", default="/", metavar="PREFIX", help="where the app lives")
+    parser.add_argument(
+        "--spawn", metavar="MODULE:APP", help="lighttpd starts the processes itself (bin-path)"
+    )
+    parser.add_argument("--processes", type=int, default=2, metavar="N")
+    args = parser.parse_args(argv)
+    protocol = next(kind for kind in PROTOCOLS if getattr(args, kind))
+    address = getattr(args, protocol)
+    try:
+        if args.frontend == "lighttpd":
+            text = lighttpd(
+                protocol, address, mount=args.mount, spawn=args.spawn, processes=args.processes
+            )
+        else:
+            if args.spawn:
+                raise ValueError("nginx does not start backends; use lighttpd --spawn")
+            text = str(nginx(protocol, address, mount=args.mount))
+    except (ValueError, ListenError) as exc:
+        print(f"dumbwaiter config: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"# dumbwaiter config {shlex.join(argv)}")
+    print(text, end="")
+    return 0

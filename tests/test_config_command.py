@@ -1,0 +1,58 @@
+"""`dumbwaiter config FRONTEND`: what it prints (the integration tests run
+the same output through real lighttpd and nginx)."""
+
+from __future__ import annotations
+
+from serving import run_cli
+
+
+def test_lighttpd_fastcgi_at_the_root() -> None:
+    result = run_cli(["config", "lighttpd", "--fastcgi", "unix:/run/app.sock"])
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith("# dumbwaiter config lighttpd --fastcgi unix:/run/app.sock\n")
+    assert 'server.modules += ("mod_fastcgi")' in text
+    assert '"socket" => "/run/app.sock"' in text
+    assert '"fix-root-scriptname" => "enable"' in text
+    assert '"check-local" => "disable"' in text
+
+
+def test_lighttpd_spawn_and_uwsgi() -> None:
+    spawn = run_cli(
+        [
+            "config",
+            "lighttpd",
+            "--fastcgi",
+            "unix:/run/a.sock",
+            "--spawn",
+            "myapp:app",
+            "--processes",
+            "4",
+        ]
+    ).stdout
+    assert '"max-procs" => 4' in spawn and "-m dumbwaiter myapp:app" in spawn
+    assert 'fastcgi.balance = "round-robin"' in spawn
+    text = run_cli(["config", "lighttpd", "--uwsgi", "127.0.0.1:3031"]).stdout
+    assert 'scgi.protocol = "uwsgi"' in text and '"port" => 3031' in text
+
+
+def test_nginx_parts_and_mount() -> None:
+    text = run_cli(["config", "nginx", "--fastcgi", "unix:/run/a.sock", "--mount", "/app"]).stdout
+    assert "# --- in the http { } block\nupstream dumbwaiter {" in text
+    assert "location /app/ {" in text
+    assert "fastcgi_split_path_info ^(/app)(/.*)$;" in text
+    assert "fastcgi_keep_conn on;" in text
+    http = run_cli(["config", "nginx", "--http", "127.0.0.1:8080"]).stdout
+    assert "proxy_pass http://dumbwaiter;" in http and "proxy_http_version 1.1;" in http
+
+
+def test_bad_requests_exit_2_with_one_line() -> None:
+    for argv in (
+        ["config", "nginx", "--fastcgi", "fd:3"],
+        ["config", "nginx", "--fastcgi", "unix:/a", "--spawn", "m:app"],
+        ["config", "lighttpd", "--scgi", "unix:/a", "--mount", "app/"],
+    ):
+        result = run_cli(argv)
+        assert result.returncode == 2
+        assert result.stderr.startswith("dumbwaiter config: error: ")
+        assert result.stderr.count("\n") == 1
