@@ -13,6 +13,7 @@ fails it when ``DUMBWAITER_REQUIRE_FRONTENDS=1`` (as in CI).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import pathlib
 import shutil
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 import pytest
 
 from dumbwaiter.frontconf import NginxSnippet
+from serving import Server
 
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 READY_SECONDS = 15.0
@@ -163,3 +165,18 @@ def nginx(root: str, port: int, config: str) -> Iterator[Front]:
         yield front
     finally:
         front.stop()
+
+
+def check_streaming(front: Front, backend: Server, path: str) -> None:
+    """GET ``path`` + a fresh marker name: the app sends "first", then holds
+    until the marker file exists, then sends "last".  The first chunk must
+    arrive through the front server while the app still holds the last."""
+    marker = f"go-{time.monotonic_ns()}"
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
+    conn.request("GET", path + marker)
+    response = conn.getresponse()
+    assert response.status == 200, front.log()
+    assert response.read1(100).startswith(b"first")
+    backend.release(marker)
+    assert response.read().endswith(b"last\n")
+    conn.close()

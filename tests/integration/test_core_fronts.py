@@ -20,7 +20,14 @@ import pytest
 
 from dumbwaiter import frontconf
 from dumbwaiter.frontconf import NginxSnippet
-from integration.fronts import Front, lighttpd, lighttpd_conf, nginx, nginx_conf
+from integration.fronts import (
+    Front,
+    check_streaming,
+    lighttpd,
+    lighttpd_conf,
+    nginx,
+    nginx_conf,
+)
 from serving import TESTS, Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
@@ -111,15 +118,7 @@ def test_lighttpd_big_response_byte_exact(lighttpd_socket: tuple[Front, Server, 
 
 def test_lighttpd_streams(lighttpd_socket: tuple[Front, Server, str]) -> None:
     front, backend, prefix = lighttpd_socket
-    marker = f"go-{time.monotonic_ns()}"
-    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
-    conn.request("GET", mount(prefix, f"/stream?{marker}"))
-    response = conn.getresponse()
-    assert response.status == 200
-    assert response.read1(100).startswith(b"first")  # before the app produced "last"
-    backend.release(marker)
-    assert response.read().endswith(b"last\n")
-    conn.close()
+    check_streaming(front, backend, mount(prefix, "/stream?"))
 
 
 def test_lighttpd_app_error_is_500(lighttpd_socket: tuple[Front, Server, str]) -> None:
@@ -251,13 +250,7 @@ def test_nginx_fastcgi_paths_upload_big_error(nginx_keepconn: tuple[Front, Serve
 
 def test_nginx_fastcgi_streams(nginx_keepconn: tuple[Front, Server]) -> None:
     front, backend = nginx_keepconn
-    marker = f"go-{time.monotonic_ns()}"
-    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
-    conn.request("GET", f"/stream?{marker}")
-    response = conn.getresponse()
-    assert response.read1(100).startswith(b"first")
-    backend.release(marker)
-    assert response.read().endswith(b"last\n")
+    check_streaming(front, backend, "/stream?")
 
 
 def test_nginx_proxy_http_with_keepalive() -> None:
@@ -278,13 +271,7 @@ def test_nginx_proxy_http_with_keepalive() -> None:
             info = echo(front, "/echo", method="POST", body=upload)
             assert info["body_sha256"] == hashlib.sha256(upload).hexdigest()
             assert get(front, "/big")[2] == bytes(range(256)) * 480
-            marker = f"go-{time.monotonic_ns()}"
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request("GET", f"/stream?{marker}")
-            response = conn.getresponse()
-            assert response.read1(100).startswith(b"first")
-            backend.release(marker)
-            assert response.read().endswith(b"last\n")
+            check_streaming(front, backend, "/stream?")
 
 
 def test_nginx_stock_fastcgi_params_are_repaired() -> None:
@@ -335,14 +322,7 @@ def test_nginx_scgi_and_uwsgi(kind: str) -> None:
             assert info["body_sha256"] == hashlib.sha256(upload).hexdigest()
             assert get(front, "/big")[2] == bytes(range(256)) * 480
             assert get(front, "/error")[0] == 500
-            marker = f"go-{time.monotonic_ns()}"
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            conn.request("GET", f"/stream?{marker}")
-            response = conn.getresponse()
-            assert response.status == 200, front.log()
-            assert response.read1(100).startswith(b"first")
-            backend.release(marker)
-            assert response.read().endswith(b"last\n")
+            check_streaming(front, backend, "/stream?")
 
 
 @pytest.mark.parametrize("kind", ["scgi", "uwsgi"])

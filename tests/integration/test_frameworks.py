@@ -7,7 +7,6 @@ import hashlib
 import http.client
 import json
 import os
-import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from dumbwaiter import frontconf
-from integration.fronts import Front, lighttpd, lighttpd_conf
+from integration.fronts import Front, check_streaming, lighttpd, lighttpd_conf
 from serving import TESTS, Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
@@ -99,15 +98,7 @@ def test_big_response_byte_exact(site: tuple[Front, Server, str]) -> None:
 
 def test_streamed_response(site: tuple[Front, Server, str]) -> None:
     front, backend, prefix = site
-    marker = f"go-{time.monotonic_ns()}"
-    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
-    conn.request("GET", f"{prefix}/stream?marker={marker}")
-    response = conn.getresponse()
-    assert response.status == 200
-    assert response.read1(100).startswith(b"first")  # before the view produced "last"
-    backend.release(marker)
-    assert response.read().endswith(b"last\n")
-    conn.close()
+    check_streaming(front, backend, f"{prefix}/stream?marker=")
 
 
 def test_app_error_is_500(site: tuple[Front, Server, str]) -> None:
