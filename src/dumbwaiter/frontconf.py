@@ -3,8 +3,8 @@
 Each generator returns the part of the front server's configuration that
 concerns dumbwaiter, commented with why each directive is there; the
 integration tests wrap exactly this output in a minimal server config, so
-what is printed is what is tested.  Supported here: lighttpd and nginx, with
-FastCGI, SCGI, the uwsgi protocol and HTTP.
+what is printed is what is tested.  lighttpd and nginx with FastCGI, SCGI,
+the uwsgi protocol and HTTP; Caddy and h2o with FastCGI and HTTP.
 """
 
 from __future__ import annotations
@@ -170,12 +170,52 @@ def nginx(
     return NginxSnippet(http, "\n".join(lines) + "\n")
 
 
+def caddy(protocol: str, address: str) -> str:
+    """Caddy 2: the body of a site block (``reverse_proxy``).
+
+    Caddy's FastCGI transport sends SCRIPT_NAME "" and PATH_INFO = the whole
+    path when no ``split_path`` is given, which is what a WSGI app wants."""
+    where = _address(address)
+    target = f"unix/{where.path}" if where.kind == "unix" else f"{where.host}:{where.port}"
+    if protocol == "fastcgi":
+        return (
+            f"reverse_proxy {target} {{\n\ttransport fastcgi\n"
+            "\t# Relay the response as the app produces it.\n\tflush_interval -1\n}\n"
+        )
+    if protocol == "http":
+        return f"reverse_proxy {target} {{\n\tflush_interval -1\n}}\n"
+    raise ValueError("Caddy speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
+
+
+def h2o(protocol: str, address: str, *, mount: str = "/") -> str:
+    """h2o: one ``paths:`` entry (YAML, indented for ``hosts: NAME: paths:``).
+
+    h2o sets SERVER_NAME to the ``hosts:`` key: name the host as clients do
+    (``example.org:80``), not ``default``."""
+    where = _address(address)
+    mount = _mount(mount)
+    if protocol == "fastcgi":
+        port = where.path if where.kind == "unix" else str(where.port)
+        host = "" if where.kind == "unix" else f"\n    host: {where.host}"
+        kind = "unix" if where.kind == "unix" else "tcp"
+        return f"{mount}:\n  fastcgi.connect:\n    port: {port}\n    type: {kind}{host}\n"
+    if protocol == "http":
+        if where.kind != "tcp":
+            raise ValueError("h2o's proxy needs HOST:PORT")
+        return (
+            f"{mount}:\n  proxy.reverse.url: http://{where.host}:{where.port}{mount}\n"
+            "  # Pass the client's Host on, not the backend's address.\n"
+            "  proxy.preserve-host: ON\n"
+        )
+    raise ValueError("h2o speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="dumbwaiter config",
         description="Print the front server's configuration for a dumbwaiter deployment.",
     )
-    parser.add_argument("frontend", choices=("lighttpd", "nginx"))
+    parser.add_argument("frontend", choices=("lighttpd", "nginx", "caddy", "h2o"))
     listener = parser.add_mutually_exclusive_group(required=True)
     for kind in PROTOCOLS:
         listener.add_argument(f"--{kind}", metavar="ADDR", help=f"dumbwaiter's {kind} address")
@@ -192,10 +232,16 @@ def main(argv: Sequence[str]) -> int:
             text = lighttpd(
                 protocol, address, mount=args.mount, spawn=args.spawn, processes=args.processes
             )
-        else:
-            if args.spawn:
-                raise ValueError("nginx does not start backends; use lighttpd --spawn")
+        elif args.spawn:
+            raise ValueError(f"{args.frontend} does not start backends; use lighttpd --spawn")
+        elif args.frontend == "nginx":
             text = str(nginx(protocol, address, mount=args.mount))
+        elif args.frontend == "caddy":
+            if args.mount != "/":
+                raise ValueError("with Caddy, mount the site block's matcher yourself")
+            text = caddy(protocol, address)
+        else:
+            text = h2o(protocol, address, mount=args.mount)
     except (ValueError, ListenError) as exc:
         print(f"dumbwaiter config: error: {exc}", file=sys.stderr)
         return 2

@@ -88,10 +88,37 @@ http {{
 """
 
 
+def caddy_conf(root: str, port: int, site: str) -> str:
+    """A Caddyfile around ``site`` (``dumbwaiter config caddy``): plain HTTP on
+    loopback, no admin endpoint, storage in ``root``."""
+    body = "\n".join("\t" + line for line in site.splitlines())
+    return (
+        f"{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {root}/caddy\n}}\n"
+        f"http://127.0.0.1:{port} {{\n{body}\n}}\n"
+    )
+
+
+def h2o_conf(root: str, port: int, path: str) -> str:
+    """An h2o config around one ``paths:`` entry (``dumbwaiter config h2o``)."""
+    entry = "\n".join("      " + line for line in path.splitlines())
+    return (
+        f"listen:\n  host: 127.0.0.1\n  port: {port}\npid-file: {root}/h2o.pid\n"
+        f"error-log: {root}/h2o-error.log\nuser: root\n"
+        f'hosts:\n  "127.0.0.1:{port}":\n    paths:\n{entry}\n'
+    )
+
+
 class Front:
     """A running front server (lighttpd or nginx)."""
 
-    def __init__(self, argv: list[str], root: str, port: int, logs: list[str]) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        root: str,
+        port: int,
+        logs: list[str],
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.port = port
         self.logs = logs
@@ -102,6 +129,8 @@ class Front:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
+            cwd=root,
         )
         out.close()
         deadline = time.monotonic() + READY_SECONDS
@@ -180,3 +209,28 @@ def check_streaming(front: Front, backend: Server, path: str) -> None:
     backend.release(marker)
     assert response.read().endswith(b"last\n")
     conn.close()
+
+
+@contextlib.contextmanager
+def caddy(root: str, port: int, config: str) -> Iterator[Front]:
+    path = os.path.join(root, "Caddyfile")
+    pathlib.Path(path).write_text(config)
+    argv = [binary("caddy"), "run", "--config", path, "--adapter", "caddyfile"]
+    front = Front(
+        argv, root, port, [], env={"HOME": root, "XDG_DATA_HOME": root, "XDG_CONFIG_HOME": root}
+    )
+    try:
+        yield front
+    finally:
+        front.stop()
+
+
+@contextlib.contextmanager
+def h2o(root: str, port: int, config: str) -> Iterator[Front]:
+    path = os.path.join(root, "h2o.conf")
+    pathlib.Path(path).write_text(config)
+    front = Front([binary("h2o"), "-c", path], root, port, ["h2o-error.log"])
+    try:
+        yield front
+    finally:
+        front.stop()

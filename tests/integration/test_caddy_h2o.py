@@ -1,0 +1,96 @@
+"""dumbwaiter behind Caddy 2 (reverse_proxy, FastCGI transport and HTTP) and
+h2o (fastcgi.connect and proxy.reverse), with the configs `dumbwaiter config`
+prints."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+import pytest
+
+from dumbwaiter import frontconf
+from integration.fronts import Front, caddy, caddy_conf, check_streaming, h2o, h2o_conf
+from serving import Server, free_port, short_tmpdir
+
+pytestmark = pytest.mark.integration
+
+Runner = Callable[[str, int, str], AbstractContextManager[Front]]
+FRONTS: dict[str, tuple[Runner, Callable[[str, int, str], str], Callable[..., str]]] = {
+    "caddy": (caddy, caddy_conf, frontconf.caddy),
+    "h2o": (h2o, h2o_conf, frontconf.h2o),
+}
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(f, p) for f in FRONTS for p in ("fastcgi", "http")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def site(request: pytest.FixtureRequest) -> Iterator[tuple[Front, Server, str]]:
+    front_name, protocol = request.param
+    run, wrap, snippet = FRONTS[front_name]
+    root = short_tmpdir()
+    address = f"unix:{root}/dw.sock" if protocol == "fastcgi" else f"127.0.0.1:{free_port()}"
+    with Server([f"--{protocol}", address], workdir=root) as backend:
+        port = free_port()
+        with run(root, port, wrap(root, port, snippet(protocol, address))) as front:
+            yield front, backend, front_name
+
+
+def fetch(
+    front: Front,
+    path: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data
+
+
+def echo(front: Front, path: str, **kw: Any) -> dict[str, Any]:
+    status, data = fetch(front, path, **kw)
+    assert status == 200, (data, front.log())
+    result: dict[str, Any] = json.loads(data)
+    return result
+
+
+def test_paths_query_and_host(site: tuple[Front, Server, str]) -> None:
+    front, _, _ = site
+    info = echo(front, "/echo/a%20b?x=1&y=2", headers={"Host": f"127.0.0.1:{front.port}"})
+    assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("", "/echo/a b")
+    assert info["QUERY_STRING"] == "x=1&y=2"
+    assert info["HTTP_HOST"] == f"127.0.0.1:{front.port}"
+    assert info["SERVER_NAME"] == "127.0.0.1"
+    assert info["REMOTE_ADDR"] == "127.0.0.1"
+
+
+def test_upload_and_big_body(site: tuple[Front, Server, str]) -> None:
+    front, _, _ = site
+    upload = os.urandom(10 * 1024 * 1024)
+    info = echo(
+        front,
+        "/echo",
+        method="POST",
+        body=upload,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert info["body_sha256"] == hashlib.sha256(upload).hexdigest()
+    status, data = fetch(front, "/big")
+    assert (status, data) == (200, bytes(range(256)) * 480)
+
+
+def test_error_and_streaming(site: tuple[Front, Server, str]) -> None:
+    front, backend, _ = site
+    assert fetch(front, "/error")[0] == 500
+    check_streaming(front, backend, "/stream?")
