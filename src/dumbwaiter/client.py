@@ -104,7 +104,7 @@ def request(
     with _connect(address, timeout) as sock:
         if protocol == "http":
             return _http(sock, address, method, target, headers, body)
-        environ = cgi_environ(method, target, headers, body, address)
+        environ = cgi_environ(method, target, headers, body)
         if protocol == "fastcgi":
             return _fastcgi(sock, environ, body, role)
         if role is not Role.RESPONDER:
