@@ -38,7 +38,7 @@ class Reply:
 
 
 def cgi_environ(
-    method: str, target: str, headers: list[tuple[str, str]], body: bytes, address: str
+    method: str, target: str, headers: list[tuple[str, str]], body: bytes
 ) -> dict[str, str]:
     """The CGI variables a front server would send for this request."""
     path, _, query = target.partition("?")
