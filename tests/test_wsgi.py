@@ -1289,3 +1289,21 @@ def test_file_wrapper_sendfile_cancelled_ends(data_file: Path) -> None:
     stream.sendfile = sendfile  # type: ignore[method-assign]
     serve(file_app(data_file, "256000"), stream)
     assert stream.kinds() == ["start", "sendfile", "end"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "filename", "expected"),
+    [
+        ("/f/echo/z?k=1", "proxy:fcgi://127.0.0.1:9000/echo/z", ("/f", "/echo/z")),
+        ("/deep/mount/x%20y", "proxy:scgi://[::1]:4000/x%20y", ("/deep/mount", "/x y")),
+        ("/x", "proxy:fcgi://localhost/x", ("", "/x")),
+        ("/x", "/var/www/x.py", ("", "/x")),  # not Apache's proxy: the usual rule
+    ],
+)
+def test_apache_mod_proxy_paths(uri: str, filename: str, expected: tuple[str, str]) -> None:
+    """Apache mod_proxy_fcgi/scgi send SCRIPT_NAME = the whole path and no
+    PATH_INFO; SCRIPT_FILENAME names the part below the ProxyPass prefix."""
+    path = uri.partition("?")[0]
+    environ = {"REQUEST_URI": uri, "SCRIPT_NAME": path, "SCRIPT_FILENAME": filename}
+    fix_paths(environ, None)
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == expected

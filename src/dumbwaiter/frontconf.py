@@ -4,7 +4,8 @@ Each generator returns the part of the front server's configuration that
 concerns dumbwaiter, commented with why each directive is there; the
 integration tests wrap exactly this output in a minimal server config, so
 what is printed is what is tested.  lighttpd and nginx with FastCGI, SCGI,
-the uwsgi protocol and HTTP; Caddy and h2o with FastCGI and HTTP.
+the uwsgi protocol and HTTP; Apache's mod_proxy with all four; Caddy and h2o
+with FastCGI and HTTP.
 """
 
 from __future__ import annotations
@@ -210,12 +211,37 @@ def h2o(protocol: str, address: str, *, mount: str = "/") -> str:
     raise ValueError("h2o speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
 
 
+def apache(protocol: str, address: str, *, mount: str = "/") -> str:
+    """Apache 2.4 mod_proxy_fcgi / mod_proxy_scgi / mod_proxy_uwsgi /
+    mod_proxy_http: the ``ProxyPass`` for an app at ``mount``."""
+    where = _address(address)
+    mount = _mount(mount)
+    scheme = {"fastcgi": "fcgi", "scgi": "scgi", "uwsgi": "uwsgi", "http": "http"}[protocol]
+    module = {
+        "fastcgi": "proxy_fcgi",
+        "scgi": "proxy_scgi",
+        "uwsgi": "proxy_uwsgi",
+        "http": "proxy_http",
+    }[protocol]
+    if where.kind == "unix":
+        target = f'"unix:{where.path}|{scheme}://localhost/"'
+    else:
+        target = f"{scheme}://{where.host}:{where.port}/"
+    # Reuse backend connections: FastCGI keep-conn, HTTP keep-alive.
+    # flushpackets: relay the response as the app produces it (streaming).
+    reuse = {"fastcgi": " enablereuse=on flushpackets=on", "http": " keepalive=On"}.get(
+        protocol, " flushpackets=on"
+    )
+    prefix = "/" if mount == "/" else mount + "/"
+    return f"# a2enmod proxy {module}\nProxyPass {prefix} {target}{reuse}\n"
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="dumbwaiter config",
         description="Print the front server's configuration for a dumbwaiter deployment.",
     )
-    parser.add_argument("frontend", choices=("lighttpd", "nginx", "caddy", "h2o"))
+    parser.add_argument("frontend", choices=("lighttpd", "nginx", "caddy", "h2o", "apache"))
     listener = parser.add_mutually_exclusive_group(required=True)
     for kind in PROTOCOLS:
         listener.add_argument(f"--{kind}", metavar="ADDR", help=f"dumbwaiter's {kind} address")
@@ -236,6 +262,8 @@ def main(argv: Sequence[str]) -> int:
             raise ValueError(f"{args.frontend} does not start backends; use lighttpd --spawn")
         elif args.frontend == "nginx":
             text = str(nginx(protocol, address, mount=args.mount))
+        elif args.frontend == "apache":
+            text = apache(protocol, address, mount=args.mount)
         elif args.frontend == "caddy":
             if args.mount != "/":
                 raise ValueError("with Caddy, mount the site block's matcher yourself")

@@ -114,6 +114,8 @@ def fix_paths(environ: dict[str, Any], script_name: str | None) -> None:
       SCGI, uwsgi) is derived from REQUEST_URI: what follows SCRIPT_NAME, or
       the whole path when SCRIPT_NAME *is* the whole path (nginx sets it to
       ``$fastcgi_script_name``, which is the full URI without a split).
+      Apache's mod_proxy_fcgi and mod_proxy_scgi do the same, but name the
+      path below the ProxyPass prefix in SCRIPT_FILENAME, which gives the split.
     """
     path_info = environ.get("PATH_INFO")
     if script_name is None:
@@ -122,8 +124,15 @@ def fix_paths(environ: dict[str, Any], script_name: str | None) -> None:
             return
         path = _request_path(environ)
         script = environ.get("SCRIPT_NAME", "")
+        proxied = _apache_proxy_path(environ.get("SCRIPT_FILENAME", ""))
+        if proxied is not None and path.endswith(proxied) and proxied.startswith("/"):
+            # Apache mod_proxy_fcgi/scgi: SCRIPT_NAME is the whole path, and
+            # only SCRIPT_FILENAME ("proxy:fcgi://host:port/rest") tells
+            # where the ProxyPass prefix ends.
+            environ["SCRIPT_NAME"] = path[: len(path) - len(proxied)]
+            environ["PATH_INFO"] = proxied
         # Split only at a segment boundary: /app covers /app/x, not /application.
-        if script and path.startswith(script) and path[len(script) : len(script) + 1] == "/":
+        elif script and path.startswith(script) and path[len(script) : len(script) + 1] == "/":
             environ["PATH_INFO"] = path[len(script) :]
         else:
             environ["SCRIPT_NAME"] = ""
@@ -139,6 +148,20 @@ def fix_paths(environ: dict[str, Any], script_name: str | None) -> None:
     else:
         environ["SCRIPT_NAME"] = ""
         environ["PATH_INFO"] = path
+
+
+def _apache_proxy_path(filename: str) -> str | None:
+    """The backend-relative path in Apache's ``proxy:SCHEME://AUTHORITY/path``."""
+    if not filename.startswith("proxy:"):
+        return None
+    rest = filename.partition("://")[2]
+    slash = rest.find("/")
+    if slash < 0:
+        return None
+    path = rest[slash:]
+    if "%" in path:
+        path = unquote_to_bytes(path).decode("latin-1")
+    return path
 
 
 def _request_path(environ: dict[str, Any]) -> str:
