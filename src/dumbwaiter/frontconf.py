@@ -4,8 +4,8 @@ Each generator returns the part of the front server's configuration that
 concerns dumbwaiter, commented with why each directive is there; the
 integration tests wrap exactly this output in a minimal server config, so
 what is printed is what is tested.  lighttpd and nginx with FastCGI, SCGI,
-the uwsgi protocol and HTTP; Apache's mod_proxy with all four; Caddy and h2o
-with FastCGI and HTTP.
+the uwsgi protocol and HTTP; Apache's mod_proxy with all four; Caddy, h2o and
+HAProxy with FastCGI and HTTP.
 """
 
 from __future__ import annotations
@@ -236,12 +236,39 @@ def apache(protocol: str, address: str, *, mount: str = "/") -> str:
     return f"# a2enmod proxy {module}\nProxyPass {prefix} {target}{reuse}\n"
 
 
+def haproxy(protocol: str, address: str) -> str:
+    """HAProxy 2.x: a backend named ``dumbwaiter`` (plus the ``fcgi-app``
+    section for FastCGI); point a frontend at it with ``default_backend``."""
+    where = _address(address)
+    target = f"unix@{where.path}" if where.kind == "unix" else f"{where.host}:{where.port}"
+    if protocol == "fastcgi":
+        return (
+            "fcgi-app dumbwaiter\n"
+            "    # Required by HAProxy; dumbwaiter serves no files from it.\n"
+            "    docroot /\n"
+            "    log-stderr global\n"
+            "backend dumbwaiter\n"
+            "    use-fcgi-app dumbwaiter\n"
+            f"    server app1 {target} proto fcgi\n"
+        )
+    if protocol == "http":
+        return (
+            "backend dumbwaiter\n"
+            "    # Keep backend connections open across client requests.\n"
+            "    http-reuse always\n"
+            f"    server app1 {target}\n"
+        )
+    raise ValueError("HAProxy speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="dumbwaiter config",
         description="Print the front server's configuration for a dumbwaiter deployment.",
     )
-    parser.add_argument("frontend", choices=("lighttpd", "nginx", "caddy", "h2o", "apache"))
+    parser.add_argument(
+        "frontend", choices=("lighttpd", "nginx", "apache", "caddy", "h2o", "haproxy")
+    )
     listener = parser.add_mutually_exclusive_group(required=True)
     for kind in PROTOCOLS:
         listener.add_argument(f"--{kind}", metavar="ADDR", help=f"dumbwaiter's {kind} address")
@@ -262,6 +289,10 @@ def main(argv: Sequence[str]) -> int:
             raise ValueError(f"{args.frontend} does not start backends; use lighttpd --spawn")
         elif args.frontend == "nginx":
             text = str(nginx(protocol, address, mount=args.mount))
+        elif args.frontend == "haproxy":
+            if args.mount != "/":
+                raise ValueError("with HAProxy, route the prefix in your frontend")
+            text = haproxy(protocol, address)
         elif args.frontend == "apache":
             text = apache(protocol, address, mount=args.mount)
         elif args.frontend == "caddy":

@@ -220,6 +220,10 @@ class WSGIGateway:
         fix_paths(environ, self.script_name)
         environ.setdefault("REQUEST_METHOD", "GET")
         environ.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
+        server_name = environ.get("SERVER_NAME", "")
+        if server_name.count(":") == 1 and server_name.rpartition(":")[2].isdigit():
+            # HAProxy's fcgi-app sends the Host header, port and all.
+            environ["SERVER_NAME"] = server_name.rpartition(":")[0]
         if "SERVER_NAME" not in environ:
             name, port = _host_port(environ.get("HTTP_HOST", ""))
             environ["SERVER_NAME"] = name or "localhost"

@@ -131,6 +131,18 @@ def apache_conf(root: str, port: int, snippet: str) -> str:
     )
 
 
+def haproxy_conf(root: str, port: int, snippet: str) -> str:
+    """A minimal HAProxy config whose frontend uses the ``dumbwaiter``
+    backend that ``dumbwaiter config haproxy`` prints."""
+    return (
+        "global\n    log stderr format raw local0 warning\n"
+        "defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n"
+        "    timeout server 30s\n"
+        f"frontend web\n    bind 127.0.0.1:{port}\n    default_backend dumbwaiter\n"
+        f"{snippet}"
+    )
+
+
 class Front:
     """A running front server (lighttpd or nginx)."""
 
@@ -270,6 +282,17 @@ def apache(root: str, port: int, config: str) -> Iterator[Front]:
     pathlib.Path(path).write_text(config)
     # -X: one process in the foreground, as a test fixture wants.
     front = Front([binary("apache2"), "-X", "-f", path], root, port, ["error.log"])
+    try:
+        yield front
+    finally:
+        front.stop()
+
+
+@contextlib.contextmanager
+def haproxy(root: str, port: int, config: str) -> Iterator[Front]:
+    path = os.path.join(root, "haproxy.cfg")
+    pathlib.Path(path).write_text(config)
+    front = Front([binary("haproxy"), "-db", "-f", path], root, port, [])
     try:
         yield front
     finally:

@@ -1,6 +1,6 @@
-"""dumbwaiter behind Caddy 2 (reverse_proxy, FastCGI transport and HTTP) and
-h2o (fastcgi.connect and proxy.reverse), with the configs `dumbwaiter config`
-prints."""
+"""dumbwaiter behind Caddy 2 (reverse_proxy, FastCGI transport and HTTP), h2o
+(fastcgi.connect and proxy.reverse) and HAProxy (fcgi-app and HTTP), with
+the configs `dumbwaiter config` prints."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 
 from dumbwaiter import frontconf
-from integration.fronts import Front, caddy, caddy_conf, check_streaming, h2o, h2o_conf
+from integration.fronts import (
+    Front,
+    caddy,
+    caddy_conf,
+    check_streaming,
+    h2o,
+    h2o_conf,
+    haproxy,
+    haproxy_conf,
+)
 from serving import Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
@@ -24,6 +33,7 @@ Runner = Callable[[str, int, str], AbstractContextManager[Front]]
 FRONTS: dict[str, tuple[Runner, Callable[[str, int, str], str], Callable[..., str]]] = {
     "caddy": (caddy, caddy_conf, frontconf.caddy),
     "h2o": (h2o, h2o_conf, frontconf.h2o),
+    "haproxy": (haproxy, haproxy_conf, frontconf.haproxy),
 }
 
 
