@@ -292,7 +292,7 @@ def test_nginx_stock_fastcgi_params_are_repaired() -> None:
             assert info["QUERY_STRING"] == "q=1"
 
 
-def test_script_name_option_behind_a_prefix_keeping_proxy() -> None:
+def test_nginx_proxy_with_script_name_option_behind_a_prefix() -> None:
     """nginx proxies /app/... unchanged; --script-name /app splits it."""
     root = short_tmpdir()
     backend_port = free_port()
