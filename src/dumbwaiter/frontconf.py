@@ -119,17 +119,31 @@ class NginxSnippet:
 
 
 def nginx(
-    protocol: str, address: str, *, mount: str = "/", keepalive: int = 8, stream: bool = True
+    protocol: str,
+    address: str | Sequence[str],
+    *,
+    mount: str = "/",
+    keepalive: int = 8,
+    stream: bool = True,
 ) -> NginxSnippet:
-    """nginx ``fastcgi_pass``/``scgi_pass``/``uwsgi_pass``/``proxy_pass``."""
-    where = _address(address)
+    """nginx ``fastcgi_pass``/``scgi_pass``/``uwsgi_pass``/``proxy_pass``.
+
+    Several addresses (dumbwaiters on several machines) make an upstream that
+    nginx balances, and a 503 from a full instance is retried on the next one
+    (idempotent requests only, as nginx does by default)."""
+    addresses = [address] if isinstance(address, str) else list(address)
     mount = _mount(mount)
-    target = f"unix:{where.path}" if where.kind == "unix" else f"{where.host}:{where.port}"
-    http = (
-        f"upstream dumbwaiter {{\n    server {target};\n"
-        f"    # Idle backend connections kept open for reuse.\n"
-        f"    keepalive {keepalive};\n}}\n"
+    servers = ""
+    for text in addresses:
+        where = _address(text)
+        target = f"unix:{where.path}" if where.kind == "unix" else f"{where.host}:{where.port}"
+        servers += f"    server {target};\n"
+    keep = (
+        f"    # Idle backend connections kept open for reuse.\n    keepalive {keepalive};\n"
+        if protocol in ("fastcgi", "http")
+        else ""
     )
+    http = f"upstream dumbwaiter {{\n{servers}{keep}}}\n"
     location = mount if mount == "/" else mount + "/"
     lines = [f"location {location} {{"]
     if protocol == "fastcgi":
@@ -159,13 +173,13 @@ def nginx(
     else:
         raise ValueError(f"unknown protocol {protocol!r}")
     directive = "proxy" if protocol == "http" else protocol
+    if len(addresses) > 1:
+        lines.append("    # A full instance answers 503 at once: try the next one.")
+        lines.append(f"    {directive}_next_upstream error timeout http_503;")
     if stream:
         lines.append("    # Relay the response as the app produces it.")
         lines.append(f"    {directive}_buffering off;")
     pass_to = "http://dumbwaiter" if protocol == "http" else "dumbwaiter"
-    if protocol in ("scgi", "uwsgi"):
-        # keepalive is useless for one-request-per-connection protocols
-        http = f"upstream dumbwaiter {{\n    server {target};\n}}\n"
     lines.append(f"    {directive}_pass {pass_to};")
     lines.append("}")
     return NginxSnippet(http, "\n".join(lines) + "\n")
@@ -271,7 +285,12 @@ def main(argv: Sequence[str]) -> int:
     )
     listener = parser.add_mutually_exclusive_group(required=True)
     for kind in PROTOCOLS:
-        listener.add_argument(f"--{kind}", metavar="ADDR", help=f"dumbwaiter's {kind} address")
+        listener.add_argument(
+            f"--{kind}",
+            metavar="ADDR",
+            action="append",
+            help=f"dumbwaiter's {kind} address (nginx: repeat for several)",
+        )
     parser.add_argument("--mount", default="/", metavar="PREFIX", help="where the app lives")
     parser.add_argument(
         "--spawn", metavar="MODULE:APP", help="lighttpd starts the processes itself (bin-path)"
@@ -279,7 +298,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--processes", type=int, default=2, metavar="N")
     args = parser.parse_args(argv)
     protocol = next(kind for kind in PROTOCOLS if getattr(args, kind))
-    address = getattr(args, protocol)
+    addresses: list[str] = getattr(args, protocol)
+    address = addresses[0]
+    if len(addresses) > 1 and args.frontend != "nginx":
+        print("dumbwaiter config: error: several addresses: nginx only, so far", file=sys.stderr)
+        return 2
     try:
         if args.frontend == "lighttpd":
             text = lighttpd(
@@ -288,7 +311,7 @@ def main(argv: Sequence[str]) -> int:
         elif args.spawn:
             raise ValueError(f"{args.frontend} does not start backends; use lighttpd --spawn")
         elif args.frontend == "nginx":
-            text = str(nginx(protocol, address, mount=args.mount))
+            text = str(nginx(protocol, addresses, mount=args.mount))
         elif args.frontend == "haproxy":
             if args.mount != "/":
                 raise ValueError("with HAProxy, route the prefix in your frontend")

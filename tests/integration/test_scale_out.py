@@ -1,0 +1,100 @@
+"""Several dumbwaiter instances (standing in for machines) behind nginx's
+upstream balancing: spread, a stopped instance routed around, and a full
+instance's 503 retried on another."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from dumbwaiter import frontconf
+from integration.fronts import Front, nginx, nginx_conf
+from serving import Server, free_port, run_cli, short_tmpdir
+
+pytestmark = pytest.mark.integration
+
+
+def get(front: Front, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+@contextlib.contextmanager
+def cluster(count: int, extra: list[str] | None = None) -> Iterator[tuple[Front, list[Server]]]:
+    instances = []
+    addresses = []
+    try:
+        for _ in range(count):
+            address = f"127.0.0.1:{free_port()}"
+            addresses.append(address)
+            instances.append(Server(["--fastcgi", address, *(extra or [])], workdir=short_tmpdir()))
+        root = short_tmpdir()
+        port = free_port()
+        with nginx(
+            root, port, nginx_conf(root, port, frontconf.nginx("fastcgi", addresses))
+        ) as front:
+            yield front, instances
+    finally:
+        for instance in instances:
+            instance.stop()
+
+
+def test_requests_spread_over_every_instance() -> None:
+    with cluster(3) as (front, instances):
+        pids = {int(get(front, "/pid")[1]) for _ in range(30)}
+        assert pids == {instance.proc.pid for instance in instances}
+
+
+def test_a_stopped_instance_is_routed_around() -> None:
+    with cluster(3) as (front, instances):
+        statuses: list[int] = []
+        done = threading.Event()
+
+        def load() -> None:
+            deadline = time.monotonic() + 15
+            while not done.is_set() and time.monotonic() < deadline and len(statuses) < 3000:
+                statuses.append(get(front, "/hello")[0])
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        time.sleep(0.5)
+        stopped = instances[1]
+        assert stopped.stop() == 0
+        time.sleep(1.0)
+        done.set()
+        worker.join(30)
+        assert len(statuses) > 50
+        assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+        after = {int(get(front, "/pid")[1]) for _ in range(12)}
+        assert stopped.proc.pid not in after and len(after) == 2
+
+
+def test_a_full_instances_503_is_retried_elsewhere() -> None:
+    with cluster(2, ["--threads", "1", "--queue-size", "0"]) as (front, instances):
+        busy, other = instances
+        # Fill `busy` directly (not through nginx): one request held in its only thread.
+        direct = threading.Thread(target=hold, args=(busy,))
+        direct.start()
+        deadline = time.monotonic() + 10
+        while not busy.path("started").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        results = [get(front, "/count") for _ in range(10)]
+        assert [status for status, _ in results] == [200] * 10
+        assert busy.calls() == ["block go"]  # the held one only: no /count ran there
+        assert len(other.calls()) == 10
+        busy.release("go")
+        direct.join(30)
+
+
+def hold(server: Server) -> None:
+    """One request held in the app, sent straight to the instance."""
+    address = server.args[server.args.index("--fastcgi") + 1]
+    run_cli(["request", address, "/block?go"], timeout=30)
