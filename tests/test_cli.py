@@ -136,6 +136,9 @@ def test_sigterm_finishes_requests_in_flight() -> None:
 def test_default_is_http_on_port_8000_when_nothing_else() -> None:
     # Only meaningful if the port is free on this machine.
     with socket.socket() as probe:
+        # As the server will: a connection of an earlier run in TIME_WAIT
+        # must not count as the port being taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", 8000))
         except OSError:
