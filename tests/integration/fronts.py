@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import pathlib
 import shutil
@@ -22,6 +23,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 
@@ -205,30 +208,112 @@ class Front:
 
 
 @contextlib.contextmanager
-def lighttpd(root: str, port: int, config: str) -> Iterator[Front]:
-    path = os.path.join(root, "lighttpd.conf")
-    pathlib.Path(path).write_text(config)
-    front = Front([binary("lighttpd"), "-D", "-f", path], root, port, ["lighttpd-error.log"])
+def _running(
+    root: str,
+    port: int,
+    filename: str,
+    config: str,
+    argv: list[str],
+    logs: list[str],
+    env: dict[str, str] | None = None,
+) -> Iterator[Front]:
+    """Write ``config`` to ``root/filename`` and run ``argv`` (which names it)."""
+    pathlib.Path(root, filename).write_text(config)
+    front = Front(argv, root, port, logs, env=env)
     try:
         yield front
     finally:
         front.stop()
 
 
-@contextlib.contextmanager
-def nginx(root: str, port: int, config: str) -> Iterator[Front]:
-    path = os.path.join(root, "nginx.conf")
-    pathlib.Path(path).write_text(config)
+def lighttpd(root: str, port: int, config: str) -> AbstractContextManager[Front]:
+    path = os.path.join(root, "lighttpd.conf")
+    return _running(
+        root,
+        port,
+        "lighttpd.conf",
+        config,
+        [binary("lighttpd"), "-D", "-f", path],
+        ["lighttpd-error.log"],
+    )
+
+
+def nginx(root: str, port: int, config: str) -> AbstractContextManager[Front]:
     # The generated snippets include Debian's params files by relative name,
     # as they would from /etc/nginx; they resolve beside the config file.
     for params in ("fastcgi_params", "scgi_params", "uwsgi_params"):
         with contextlib.suppress(FileExistsError):
             os.symlink(f"/etc/nginx/{params}", os.path.join(root, params))
-    front = Front([binary("nginx"), "-c", path, "-p", root], root, port, ["nginx-error.log"])
-    try:
-        yield front
-    finally:
-        front.stop()
+    path = os.path.join(root, "nginx.conf")
+    return _running(
+        root,
+        port,
+        "nginx.conf",
+        config,
+        [binary("nginx"), "-c", path, "-p", root],
+        ["nginx-error.log"],
+    )
+
+
+def caddy(root: str, port: int, config: str) -> AbstractContextManager[Front]:
+    path = os.path.join(root, "Caddyfile")
+    argv = [binary("caddy"), "run", "--config", path, "--adapter", "caddyfile"]
+    home = {"HOME": root, "XDG_DATA_HOME": root, "XDG_CONFIG_HOME": root}
+    return _running(root, port, "Caddyfile", config, argv, [], env=home)
+
+
+def h2o(root: str, port: int, config: str) -> AbstractContextManager[Front]:
+    path = os.path.join(root, "h2o.conf")
+    return _running(root, port, "h2o.conf", config, [binary("h2o"), "-c", path], ["h2o-error.log"])
+
+
+def apache(root: str, port: int, config: str) -> AbstractContextManager[Front]:
+    path = os.path.join(root, "httpd.conf")
+    # -X: one process in the foreground, as a test fixture wants.
+    return _running(
+        root, port, "httpd.conf", config, [binary("apache2"), "-X", "-f", path], ["error.log"]
+    )
+
+
+def haproxy(root: str, port: int, config: str) -> AbstractContextManager[Front]:
+    path = os.path.join(root, "haproxy.cfg")
+    return _running(root, port, "haproxy.cfg", config, [binary("haproxy"), "-db", "-f", path], [])
+
+
+def get(
+    front: Front,
+    path: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request through ``front``: status, headers (lower-case names), body."""
+    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+
+def fetch(
+    front: Front,
+    path: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
+    """Like :func:`get`, without the response headers."""
+    status, _, data = get(front, path, method, body, headers)
+    return status, data
+
+
+def echo(front: Front, path: str, **kw: Any) -> dict[str, Any]:
+    """The JSON the test apps' /echo route returns."""
+    status, _, data = get(front, path, **kw)
+    assert status == 200, (data, front.log())
+    result: dict[str, Any] = json.loads(data)
+    return result
 
 
 def check_streaming(front: Front, backend: Server, path: str) -> None:
@@ -249,51 +334,3 @@ def check_streaming(front: Front, backend: Server, path: str) -> None:
     backend.release(marker)
     assert response.read().endswith(b"last\n")
     conn.close()
-
-
-@contextlib.contextmanager
-def caddy(root: str, port: int, config: str) -> Iterator[Front]:
-    path = os.path.join(root, "Caddyfile")
-    pathlib.Path(path).write_text(config)
-    argv = [binary("caddy"), "run", "--config", path, "--adapter", "caddyfile"]
-    front = Front(
-        argv, root, port, [], env={"HOME": root, "XDG_DATA_HOME": root, "XDG_CONFIG_HOME": root}
-    )
-    try:
-        yield front
-    finally:
-        front.stop()
-
-
-@contextlib.contextmanager
-def h2o(root: str, port: int, config: str) -> Iterator[Front]:
-    path = os.path.join(root, "h2o.conf")
-    pathlib.Path(path).write_text(config)
-    front = Front([binary("h2o"), "-c", path], root, port, ["h2o-error.log"])
-    try:
-        yield front
-    finally:
-        front.stop()
-
-
-@contextlib.contextmanager
-def apache(root: str, port: int, config: str) -> Iterator[Front]:
-    path = os.path.join(root, "httpd.conf")
-    pathlib.Path(path).write_text(config)
-    # -X: one process in the foreground, as a test fixture wants.
-    front = Front([binary("apache2"), "-X", "-f", path], root, port, ["error.log"])
-    try:
-        yield front
-    finally:
-        front.stop()
-
-
-@contextlib.contextmanager
-def haproxy(root: str, port: int, config: str) -> Iterator[Front]:
-    path = os.path.join(root, "haproxy.cfg")
-    pathlib.Path(path).write_text(config)
-    front = Front([binary("haproxy"), "-db", "-f", path], root, port, [])
-    try:
-        yield front
-    finally:
-        front.stop()

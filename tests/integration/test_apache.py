@@ -5,16 +5,13 @@ mod_proxy_uwsgi and mod_proxy_http, at / and under /app, with the config
 from __future__ import annotations
 
 import hashlib
-import http.client
-import json
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from dumbwaiter import frontconf
-from integration.fronts import Front, apache, apache_conf, check_streaming
+from integration.fronts import Front, apache, apache_conf, check_streaming, echo, fetch
 from serving import Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
@@ -39,28 +36,6 @@ def site(request: pytest.FixtureRequest) -> Iterator[tuple[Front, Server, str, s
         snippet = frontconf.apache(protocol, address, mount=mount)
         with apache(root, port, apache_conf(root, port, snippet)) as front:
             yield front, backend, protocol, "" if mount == "/" else mount
-
-
-def fetch(
-    front: Front,
-    path: str,
-    method: str = "GET",
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, data
-
-
-def echo(front: Front, path: str, **kw: Any) -> dict[str, Any]:
-    status, data = fetch(front, path, **kw)
-    assert status == 200, (data, front.log())
-    result: dict[str, Any] = json.loads(data)
-    return result
 
 
 def test_paths_and_query(site: tuple[Front, Server, str, str]) -> None:

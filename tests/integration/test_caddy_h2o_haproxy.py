@@ -5,12 +5,9 @@ the configs `dumbwaiter config` prints."""
 from __future__ import annotations
 
 import hashlib
-import http.client
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
 
 import pytest
 
@@ -20,6 +17,8 @@ from integration.fronts import (
     caddy,
     caddy_conf,
     check_streaming,
+    echo,
+    fetch,
     h2o,
     h2o_conf,
     haproxy,
@@ -51,28 +50,6 @@ def site(request: pytest.FixtureRequest) -> Iterator[tuple[Front, Server, str]]:
         port = free_port()
         with run(root, port, wrap(root, port, snippet(protocol, address))) as front:
             yield front, backend, front_name
-
-
-def fetch(
-    front: Front,
-    path: str,
-    method: str = "GET",
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, data
-
-
-def echo(front: Front, path: str, **kw: Any) -> dict[str, Any]:
-    status, data = fetch(front, path, **kw)
-    assert status == 200, (data, front.log())
-    result: dict[str, Any] = json.loads(data)
-    return result
 
 
 def test_paths_query_and_host(site: tuple[Front, Server, str]) -> None:

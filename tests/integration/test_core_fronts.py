@@ -7,14 +7,11 @@ backend is the real ``python -m dumbwaiter`` process.
 from __future__ import annotations
 
 import hashlib
-import http.client
-import json
 import os
 import pathlib
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -23,6 +20,8 @@ from dumbwaiter.frontconf import NginxSnippet
 from integration.fronts import (
     Front,
     check_streaming,
+    echo,
+    get,
     lighttpd,
     lighttpd_conf,
     nginx,
@@ -31,28 +30,6 @@ from integration.fronts import (
 from serving import TESTS, Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
-
-
-def get(
-    front: Front,
-    path: str,
-    method: str = "GET",
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, {k.lower(): v for k, v in response.getheaders()}, data
-
-
-def echo(front: Front, path: str, **kw: Any) -> dict[str, Any]:
-    status, _, body = get(front, path, **kw)
-    assert status == 200, body
-    result: dict[str, Any] = json.loads(body)
-    return result
 
 
 @pytest.fixture(scope="module", params=["/", "/app"], ids=["root", "prefix"])

@@ -4,7 +4,6 @@ mounted at / and under /app."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import urllib.parse
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from dumbwaiter import frontconf
-from integration.fronts import Front, check_streaming, lighttpd, lighttpd_conf
+from integration.fronts import Front, check_streaming, fetch, lighttpd, lighttpd_conf
 from serving import TESTS, Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
@@ -40,21 +39,6 @@ def site(request: pytest.FixtureRequest) -> Iterator[tuple[Front, Server, str]]:
             lighttpd_conf(root, port, frontconf.lighttpd("fastcgi", f"unix:{sock}", mount=prefix)),
         ) as front:
             yield front, backend, "" if prefix == "/" else prefix
-
-
-def fetch(
-    front: Front,
-    path: str,
-    method: str = "GET",
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, data
 
 
 def as_json(data: bytes) -> Any:

@@ -5,7 +5,6 @@ instance's 503 retried on another."""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import threading
 import time
 from collections.abc import Iterator
@@ -13,17 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from dumbwaiter import frontconf
-from integration.fronts import Front, nginx, nginx_conf
+from integration.fronts import Front, fetch, nginx, nginx_conf
 from serving import Server, free_port, run_cli, short_tmpdir
 
 pytestmark = pytest.mark.integration
-
-
-def get(front: Front, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=30)
-    conn.request("GET", path)
-    response = conn.getresponse()
-    return response.status, response.read()
 
 
 @contextlib.contextmanager
@@ -48,7 +40,7 @@ def cluster(count: int, extra: list[str] | None = None) -> Iterator[tuple[Front,
 
 def test_requests_spread_over_every_instance() -> None:
     with cluster(3) as (front, instances):
-        pids = {int(get(front, "/pid")[1]) for _ in range(30)}
+        pids = {int(fetch(front, "/pid")[1]) for _ in range(30)}
         assert pids == {instance.proc.pid for instance in instances}
 
 
@@ -60,7 +52,7 @@ def test_a_stopped_instance_is_routed_around() -> None:
         def load() -> None:
             deadline = time.monotonic() + 15
             while not done.is_set() and time.monotonic() < deadline and len(statuses) < 3000:
-                statuses.append(get(front, "/hello")[0])
+                statuses.append(fetch(front, "/hello")[0])
 
         worker = threading.Thread(target=load)
         worker.start()
@@ -72,7 +64,7 @@ def test_a_stopped_instance_is_routed_around() -> None:
         worker.join(30)
         assert len(statuses) > 50
         assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
-        after = {int(get(front, "/pid")[1]) for _ in range(12)}
+        after = {int(fetch(front, "/pid")[1]) for _ in range(12)}
         assert stopped.proc.pid not in after and len(after) == 2
 
 
@@ -86,7 +78,7 @@ def test_a_full_instances_503_is_retried_elsewhere() -> None:
         while not busy.path("started").exists():
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        results = [get(front, "/count") for _ in range(10)]
+        results = [fetch(front, "/count") for _ in range(10)]
         assert [status for status, _ in results] == [200] * 10
         assert busy.calls() == ["block go"]  # the held one only: no /count ran there
         assert len(other.calls()) == 10
