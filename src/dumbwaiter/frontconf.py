@@ -225,11 +225,32 @@ def h2o(protocol: str, address: str, *, mount: str = "/") -> str:
     raise ValueError("h2o speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
 
 
-def apache(protocol: str, address: str, *, mount: str = "/") -> str:
+def apache(protocol: str, address: str, *, mount: str = "/", authorizer: bool = False) -> str:
     """Apache 2.4 mod_proxy_fcgi / mod_proxy_scgi / mod_proxy_uwsgi /
-    mod_proxy_http: the ``ProxyPass`` for an app at ``mount``."""
+    mod_proxy_http: the ``ProxyPass`` for an app at ``mount``.
+
+    ``authorizer``: instead, protect ``mount`` with a FastCGI authorizer at
+    ``address`` (mod_authnz_fcgi, TCP only): a 200 allows, with the user
+    taken from its ``Variable-X-User`` header; anything else is the answer."""
     where = _address(address)
     mount = _mount(mount)
+    if authorizer:
+        if protocol != "fastcgi" or where.kind != "tcp":
+            raise ValueError("mod_authnz_fcgi needs --fastcgi HOST:PORT")
+        prefix = "/" if mount == "/" else mount + "/"
+        return (
+            "# a2enmod authnz_fcgi\n"
+            f"AuthnzFcgiDefineProvider authnz dumbwaiter fcgi://{where.host}:{where.port}/\n"
+            f'<Location "{prefix}">\n'
+            "    AuthType dumbwaiter\n"
+            '    AuthName "dumbwaiter"\n'
+            "    # Apache keeps Authorization from FastCGI unless told otherwise.\n"
+            "    CGIPassAuth On\n"
+            "    AuthnzFcgiCheckAuthnProvider dumbwaiter Authoritative On RequireBasicAuth Off "
+            '\\\n        UserExpr "%{reqenv:X-User}"\n'
+            "    Require valid-user\n"
+            "</Location>\n"
+        )
     scheme = {"fastcgi": "fcgi", "scgi": "scgi", "uwsgi": "uwsgi", "http": "http"}[protocol]
     module = {
         "fastcgi": "proxy_fcgi",
@@ -296,6 +317,11 @@ def main(argv: Sequence[str]) -> int:
         "--spawn", metavar="MODULE:APP", help="lighttpd starts the processes itself (bin-path)"
     )
     parser.add_argument("--processes", type=int, default=2, metavar="N")
+    parser.add_argument(
+        "--authorizer",
+        action="store_true",
+        help="Apache: protect --mount with a FastCGI authorizer (mod_authnz_fcgi)",
+    )
     args = parser.parse_args(argv)
     protocol = next(kind for kind in PROTOCOLS if getattr(args, kind))
     addresses: list[str] = getattr(args, protocol)
@@ -317,7 +343,7 @@ def main(argv: Sequence[str]) -> int:
                 raise ValueError("with HAProxy, route the prefix in your frontend")
             text = haproxy(protocol, address)
         elif args.frontend == "apache":
-            text = apache(protocol, address, mount=args.mount)
+            text = apache(protocol, address, mount=args.mount, authorizer=args.authorizer)
         elif args.frontend == "caddy":
             if args.mount != "/":
                 raise ValueError("with Caddy, mount the site block's matcher yourself")

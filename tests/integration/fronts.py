@@ -120,11 +120,14 @@ def apache_conf(root: str, port: int, snippet: str) -> str:
     modules = [
         "mpm_event",
         "authz_core",
+        "authn_core",
+        "authz_user",
         "proxy",
         "proxy_fcgi",
         "proxy_scgi",
         "proxy_uwsgi",
         "proxy_http",
+        "authnz_fcgi",
     ]
     loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in modules)
     return (

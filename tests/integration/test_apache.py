@@ -61,3 +61,28 @@ def test_upload_big_error_and_streaming(site: tuple[Front, Server, str, str]) ->
     assert fetch(front, f"{prefix}/big") == (200, bytes(range(256)) * 480)
     assert fetch(front, f"{prefix}/error")[0] == 500
     check_streaming(front, backend, f"{prefix}/stream?")
+
+
+def test_mod_authnz_fcgi_authorizer() -> None:
+    """Apache asks dumbwaiter (AUTHORIZER role, PARAMS only, no STDIN): a 200
+    lets the request through with the user from Variable-X-User, a 401 is
+    the answer the client gets."""
+    root = short_tmpdir()
+    os.chmod(root, 0o755)  # Apache's children (www-data) serve the file below
+    docs = os.path.join(root, "docs")
+    os.makedirs(os.path.join(docs, "secret"))
+    with open(os.path.join(docs, "secret", "file.txt"), "w") as f:
+        f.write("the protected file\n")
+    address = f"127.0.0.1:{free_port()}"
+    with Server(["--fastcgi", address], "server_apps:authorize_everything", workdir=root):
+        port = free_port()
+        snippet = frontconf.apache("fastcgi", address, mount="/secret", authorizer=True)
+        # Debug logging of mod_authnz_fcgi shows the user Apache took.
+        extra = f'DocumentRoot "{docs}"\nLogLevel warn authnz_fcgi:debug\n'
+        config = apache_conf(root, port, extra + snippet)
+        with apache(root, port, config) as front:
+            allowed = fetch(front, "/secret/file.txt", headers={"Authorization": "Bearer good"})
+            assert allowed == (200, b"the protected file\n"), front.log()
+            status, body = fetch(front, "/secret/file.txt")
+            assert (status, body) == (401, b"no\n")
+            assert "Setting user to 'alice'" in front.log()
