@@ -271,11 +271,26 @@ def apache(protocol: str, address: str, *, mount: str = "/", authorizer: bool = 
     return f"# a2enmod proxy {module}\nProxyPass {prefix} {target}{reuse}\n"
 
 
-def haproxy(protocol: str, address: str) -> str:
+def haproxy(protocol: str, address: str | Sequence[str]) -> str:
     """HAProxy 2.x: a backend named ``dumbwaiter`` (plus the ``fcgi-app``
-    section for FastCGI); point a frontend at it with ``default_backend``."""
-    where = _address(address)
-    target = f"unix@{where.path}" if where.kind == "unix" else f"{where.host}:{where.port}"
+    section for FastCGI); point a frontend at it with ``default_backend``.
+    Several addresses are balanced, and a refused connection or a full
+    instance's 503 is retried on another (idempotent requests)."""
+    addresses = [address] if isinstance(address, str) else list(address)
+    fcgi = " proto fcgi" if protocol == "fastcgi" else ""
+    servers = ""
+    for number, text in enumerate(addresses, 1):
+        where = _address(text)
+        target = f"unix@{where.path}" if where.kind == "unix" else f"{where.host}:{where.port}"
+        servers += f"    server app{number} {target}{fcgi}\n"
+    retry = ""
+    if len(addresses) > 1:
+        retry = (
+            "    # A full instance answers 503 at once: try another one.\n"
+            "    retry-on conn-failure empty-response 503\n"
+            "    option redispatch 1\n"
+            "    retries 3\n"
+        )
     if protocol == "fastcgi":
         return (
             "fcgi-app dumbwaiter\n"
@@ -284,14 +299,14 @@ def haproxy(protocol: str, address: str) -> str:
             "    log-stderr global\n"
             "backend dumbwaiter\n"
             "    use-fcgi-app dumbwaiter\n"
-            f"    server app1 {target} proto fcgi\n"
+            f"{retry}{servers}"
         )
     if protocol == "http":
         return (
             "backend dumbwaiter\n"
             "    # Keep backend connections open across client requests.\n"
             "    http-reuse always\n"
-            f"    server app1 {target}\n"
+            f"{retry}{servers}"
         )
     raise ValueError("HAProxy speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
 
@@ -326,8 +341,10 @@ def main(argv: Sequence[str]) -> int:
     protocol = next(kind for kind in PROTOCOLS if getattr(args, kind))
     addresses: list[str] = getattr(args, protocol)
     address = addresses[0]
-    if len(addresses) > 1 and args.frontend != "nginx":
-        print("dumbwaiter config: error: several addresses: nginx only, so far", file=sys.stderr)
+    if len(addresses) > 1 and args.frontend not in ("nginx", "haproxy"):
+        print(
+            "dumbwaiter config: error: several addresses: nginx and haproxy only", file=sys.stderr
+        )
         return 2
     try:
         if args.frontend == "lighttpd":
@@ -341,7 +358,7 @@ def main(argv: Sequence[str]) -> int:
         elif args.frontend == "haproxy":
             if args.mount != "/":
                 raise ValueError("with HAProxy, route the prefix in your frontend")
-            text = haproxy(protocol, address)
+            text = haproxy(protocol, addresses)
         elif args.frontend == "apache":
             text = apache(protocol, address, mount=args.mount, authorizer=args.authorizer)
         elif args.frontend == "caddy":

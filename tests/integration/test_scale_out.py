@@ -1,6 +1,6 @@
 """Several dumbwaiter instances (standing in for machines) behind nginx's
-upstream balancing: spread, a stopped instance routed around, and a full
-instance's 503 retried on another."""
+upstream and HAProxy's backend balancing: spread, a stopped instance routed
+around, and a full instance's 503 retried on another."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from collections.abc import Iterator
 import pytest
 
 from dumbwaiter import frontconf
-from integration.fronts import Front, fetch, nginx, nginx_conf
+from integration.fronts import Front, fetch, haproxy, haproxy_conf, nginx, nginx_conf
 from serving import Server, free_port, run_cli, short_tmpdir
 
 pytestmark = pytest.mark.integration
 
+BALANCERS = ["nginx", "haproxy"]
+
 
 @contextlib.contextmanager
-def cluster(count: int, extra: list[str] | None = None) -> Iterator[tuple[Front, list[Server]]]:
+def cluster(
+    balancer: str, count: int, extra: list[str] | None = None
+) -> Iterator[tuple[Front, list[Server]]]:
     instances = []
     addresses = []
     try:
@@ -29,23 +33,29 @@ def cluster(count: int, extra: list[str] | None = None) -> Iterator[tuple[Front,
             instances.append(Server(["--fastcgi", address, *(extra or [])], workdir=short_tmpdir()))
         root = short_tmpdir()
         port = free_port()
-        with nginx(
-            root, port, nginx_conf(root, port, frontconf.nginx("fastcgi", addresses))
-        ) as front:
+        if balancer == "nginx":
+            config = nginx_conf(root, port, frontconf.nginx("fastcgi", addresses))
+            running = nginx(root, port, config)
+        else:
+            config = haproxy_conf(root, port, frontconf.haproxy("fastcgi", addresses))
+            running = haproxy(root, port, config)
+        with running as front:
             yield front, instances
     finally:
         for instance in instances:
             instance.stop()
 
 
-def test_requests_spread_over_every_instance() -> None:
-    with cluster(3) as (front, instances):
+@pytest.mark.parametrize("balancer", BALANCERS)
+def test_requests_spread_over_every_instance(balancer: str) -> None:
+    with cluster(balancer, 3) as (front, instances):
         pids = {int(fetch(front, "/pid")[1]) for _ in range(30)}
         assert pids == {instance.proc.pid for instance in instances}
 
 
-def test_a_stopped_instance_is_routed_around() -> None:
-    with cluster(3) as (front, instances):
+@pytest.mark.parametrize("balancer", BALANCERS)
+def test_a_stopped_instance_is_routed_around(balancer: str) -> None:
+    with cluster(balancer, 3) as (front, instances):
         statuses: list[int] = []
         done = threading.Event()
 
@@ -68,8 +78,9 @@ def test_a_stopped_instance_is_routed_around() -> None:
         assert stopped.proc.pid not in after and len(after) == 2
 
 
-def test_a_full_instances_503_is_retried_elsewhere() -> None:
-    with cluster(2, ["--threads", "1", "--queue-size", "0"]) as (front, instances):
+@pytest.mark.parametrize("balancer", BALANCERS)
+def test_a_full_instances_503_is_retried_elsewhere(balancer: str) -> None:
+    with cluster(balancer, 2, ["--threads", "1", "--queue-size", "0"]) as (front, instances):
         busy, other = instances
         # Fill `busy` directly (not through nginx): one request held in its only thread.
         direct = threading.Thread(target=hold, args=(busy,))
