@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
 
+import dumbwaiter
 from dumbwaiter import frontconf
-from integration.fronts import Front, apache, apache_conf, check_streaming, echo, fetch
-from serving import Server, free_port, short_tmpdir
+from integration.fronts import (
+    APACHE_MODULES,
+    Front,
+    apache,
+    apache_conf,
+    check_streaming,
+    echo,
+    fetch,
+)
+from serving import TESTS, Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +96,45 @@ def test_mod_authnz_fcgi_authorizer() -> None:
             status, body = fetch(front, "/secret/file.txt")
             assert (status, body) == (401, b"no\n")
             assert "Setting user to 'alice'" in front.log()
+
+
+def test_mod_fcgid_spawns_dumbwaiter_on_fd0() -> None:
+    """mod_fcgid starts dumbwaiter itself as www-data, with the listening
+    socket on fd 0.  www-data cannot read this checkout or the venv (both may
+    sit under /root), so the test runs Debian's /usr/bin/python3 on a copy of
+    the package; FastCGI needs nothing beyond the standard library."""
+    root = short_tmpdir()
+    os.chmod(root, 0o755)
+    lib = os.path.join(root, "lib")
+    shutil.copytree(
+        os.path.dirname(dumbwaiter.__file__),
+        os.path.join(lib, "dumbwaiter"),
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copy(TESTS / "server_apps.py", lib)
+    docs = os.path.join(root, "docs")
+    os.mkdir(docs)
+    script = os.path.join(docs, "app.fcgi")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\nexec /usr/bin/python3 -m dumbwaiter server_apps:app\n")
+    os.chmod(script, 0o755)
+    ipc = os.path.join(root, "fcgid")
+    os.mkdir(ipc)
+    shutil.chown(ipc, "www-data")
+    port = free_port()
+    snippet = (
+        f"LoadModule fcgid_module {APACHE_MODULES}/mod_fcgid.so\n"
+        f'FcgidIPCDir "{ipc}"\nFcgidProcessTableFile "{ipc}/shm"\n'
+        f"FcgidInitialEnv PYTHONPATH {lib}\nFcgidInitialEnv DW_TEST_DIR {root}\n"
+        f'DocumentRoot "{docs}"\n<Directory "{docs}">\n    Options +ExecCGI\n'
+        "    SetHandler fcgid-script\n    Require all granted\n</Directory>\n"
+    )
+    with apache(root, port, apache_conf(root, port, snippet)) as front:
+        info = echo(front, "/app.fcgi/echo/q?z=1")
+        # mod_fcgid puts the script in SCRIPT_NAME: the app is mounted there.
+        assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("/app.fcgi", "/echo/q")
+        assert info["QUERY_STRING"] == "z=1"
+        assert fetch(front, "/app.fcgi/hello") == (200, b"Hello world\n")
+        upload = os.urandom(100_000)  # under FcgidMaxRequestLen's 128 KiB default
+        info = echo(front, "/app.fcgi/echo", method="POST", body=upload)
+        assert info["body_sha256"] == hashlib.sha256(upload).hexdigest()
