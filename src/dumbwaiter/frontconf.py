@@ -202,13 +202,23 @@ def caddy(protocol: str, address: str) -> str:
     raise ValueError("Caddy speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
 
 
-def h2o(protocol: str, address: str, *, mount: str = "/") -> str:
+def h2o(
+    protocol: str,
+    address: str,
+    *,
+    mount: str = "/",
+    spawn: str | None = None,
+    python: str = sys.executable,
+) -> str:
     """h2o: one ``paths:`` entry (YAML, indented for ``hosts: NAME: paths:``).
 
     h2o sets SERVER_NAME to the ``hosts:`` key: name the host as clients do
     (``example.org:80``), not ``default``."""
-    where = _address(address)
     mount = _mount(mount)
+    if spawn is not None:
+        # h2o starts dumbwaiter itself and hands it the socket on fd 0.
+        return f'{mount}:\n  fastcgi.spawn:\n    command: "exec {python} -m dumbwaiter {spawn}"\n'
+    where = _address(address)
     if protocol == "fastcgi":
         port = where.path if where.kind == "unix" else str(where.port)
         host = "" if where.kind == "unix" else f"\n    host: {where.host}"
@@ -351,8 +361,8 @@ def main(argv: Sequence[str]) -> int:
             text = lighttpd(
                 protocol, address, mount=args.mount, spawn=args.spawn, processes=args.processes
             )
-        elif args.spawn:
-            raise ValueError(f"{args.frontend} does not start backends; use lighttpd --spawn")
+        elif args.spawn and args.frontend != "h2o":
+            raise ValueError(f"{args.frontend} does not start backends; use lighttpd or h2o")
         elif args.frontend == "nginx":
             text = str(nginx(protocol, addresses, mount=args.mount))
         elif args.frontend == "haproxy":
@@ -366,7 +376,7 @@ def main(argv: Sequence[str]) -> int:
                 raise ValueError("with Caddy, mount the site block's matcher yourself")
             text = caddy(protocol, address)
         else:
-            text = h2o(protocol, address, mount=args.mount)
+            text = h2o(protocol, address, mount=args.mount, spawn=args.spawn)
     except (ValueError, ListenError) as exc:
         print(f"dumbwaiter config: error: {exc}", file=sys.stderr)
         return 2

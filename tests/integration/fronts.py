@@ -265,9 +265,14 @@ def caddy(root: str, port: int, config: str) -> AbstractContextManager[Front]:
     return _running(root, port, "Caddyfile", config, argv, [], env=home)
 
 
-def h2o(root: str, port: int, config: str) -> AbstractContextManager[Front]:
+def h2o(
+    root: str, port: int, config: str, env: dict[str, str] | None = None
+) -> AbstractContextManager[Front]:
+    """``env``: for the processes h2o spawns (fastcgi.spawn)."""
     path = os.path.join(root, "h2o.conf")
-    return _running(root, port, "h2o.conf", config, [binary("h2o"), "-c", path], ["h2o-error.log"])
+    return _running(
+        root, port, "h2o.conf", config, [binary("h2o"), "-c", path], ["h2o-error.log"], env=env
+    )
 
 
 def apache(root: str, port: int, config: str) -> AbstractContextManager[Front]:

@@ -23,8 +23,10 @@ from integration.fronts import (
     h2o_conf,
     haproxy,
     haproxy_conf,
+    lighttpd,
+    lighttpd_conf,
 )
-from serving import Server, free_port, short_tmpdir
+from serving import TESTS, Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +83,36 @@ def test_error_and_streaming(site: tuple[Front, Server, str]) -> None:
     front, backend, _ = site
     assert fetch(front, "/error")[0] == 500
     check_streaming(front, backend, "/stream?")
+
+
+def test_h2o_fastcgi_spawn() -> None:
+    """h2o starts dumbwaiter itself (fastcgi.spawn, socket on fd 0)."""
+    root = short_tmpdir()
+    port = free_port()
+    snippet = frontconf.h2o("fastcgi", "unix:/unused", spawn="server_apps:app")
+    env = {"PYTHONPATH": str(TESTS), "DW_TEST_DIR": root}
+    with h2o(root, port, h2o_conf(root, port, snippet), env=env) as front:
+        info = echo(front, "/echo/s?q=1")
+        assert (info["SCRIPT_NAME"], info["PATH_INFO"], info["QUERY_STRING"]) == (
+            "",
+            "/echo/s",
+            "q=1",
+        )
+        assert fetch(front, "/big") == (200, bytes(range(256)) * 480)
+
+
+def test_lighttpd_http_proxy() -> None:
+    root = short_tmpdir()
+    address = f"127.0.0.1:{free_port()}"
+    with Server(["--http", address], workdir=root) as backend:
+        port = free_port()
+        config = lighttpd_conf(root, port, frontconf.lighttpd("http", address))
+        with lighttpd(root, port, config) as front:
+            info = echo(front, "/echo/l?q=2")
+            assert (info["PATH_INFO"], info["QUERY_STRING"]) == ("/echo/l", "q=2")
+            upload = os.urandom(10 * 1024 * 1024)
+            info = echo(front, "/echo", method="POST", body=upload)
+            assert info["body_sha256"] == hashlib.sha256(upload).hexdigest()
+            assert fetch(front, "/big") == (200, bytes(range(256)) * 480)
+            assert fetch(front, "/error")[0] == 500
+            check_streaming(front, backend, "/stream?")
