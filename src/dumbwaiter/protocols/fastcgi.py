@@ -2,49 +2,56 @@
 
 Theory of operation (FastCGI Specification 1.0, sections 3 to 6)
 ----------------------------------------------------------------
-A connection carries *records*: an 8-byte header (version, type, request id,
-content length, padding length), the content, then the padding (3.3).
+A connection carries *records* (3.3, wire format in :mod:`.fastcgi_records`).
 Records with request id 0 are management records: ``FCGI_GET_VALUES`` is
-answered with ``FCGI_GET_VALUES_RESULT`` (4.1); any other type is answered
-``FCGI_UNKNOWN_TYPE`` (4.2).  Every other record belongs to the request its id
-names; a record for an id that is not active is ignored (3.3).
+answered with ``FCGI_GET_VALUES_RESULT`` (4.1), any other type with
+``FCGI_UNKNOWN_TYPE`` (4.2); the answers wait in :meth:`data_to_send`.  Every
+other record belongs to the request its id names, and a record for an id that
+is not active is ignored (3.3).
 
-A request begins with ``FCGI_BEGIN_REQUEST`` (role and the ``FCGI_KEEP_CONN``
-flag, 5.1), then the ``FCGI_PARAMS`` stream, then ``FCGI_STDIN`` and, for the
-FILTER role, ``FCGI_DATA`` (6.4).  A stream is a run of records closed by an
-empty one; its content is a byte stream whose record boundaries mean nothing,
-so a name-value pair may straddle records.  PARAMS are therefore collected
-whole (bounded by ``Limits.max_header_bytes``) and decoded once, straight into
-the CGI environ (names and values latin-1, as PEP 3333 asks; duplicates: the
-last wins, which is what nginx's ``fastcgi_param`` overrides mean).
+A request begins with ``FCGI_BEGIN_REQUEST`` (role and ``FCGI_KEEP_CONN``,
+5.1), then the ``FCGI_PARAMS`` stream, then ``FCGI_STDIN`` and, for a FILTER,
+``FCGI_DATA`` (6.2-6.4).  A stream is a run of records closed by an empty one
+(5.3); its record boundaries mean nothing, so a name-value pair may straddle
+records.  PARAMS are collected whole (bounded by ``Limits.max_header_bytes``)
+and decoded once, straight into the CGI environ (latin-1, PEP 3333; the last
+duplicate wins).  STDIN and DATA pass through as events, record by record.
 
-Per request, ``TRANSITIONS`` says which stream record is legal in which state;
-anything missing is a protocol error.  When every input stream has ended the
-request is complete (``RequestComplete``) and waits for its response.
+``TRANSITIONS`` is the per-request state machine: (state, record) -> state,
+where a record is its type, or the negated type for the empty record that
+ends a stream.  Anything missing is a protocol error.  What a record *does*
+is looked up by record (``_ACTIONS``); what entering a state does, by state
+(``_ENTRY``).  The answer (5.5) ends the request: ``FCGI_END_REQUEST`` goes
+out and the id becomes inactive.
 
 Choices the spec leaves open
 ----------------------------
-* AUTHORIZER (6.3): the request is complete when PARAMS ends.  Apache's
-  mod_authnz_fcgi sends no STDIN; lighttpd sends an empty one: a STDIN stream
-  that follows is accepted and ignored.
-* No padding on output: it is a recommendation (3.3), and costs bytes.
-* ``FCGI_ABORT_REQUEST`` (5.4) gives ``RequestAborted``; the request stays
-  known until the connection calls ``end_response``, which sends
-  ``FCGI_END_REQUEST`` with appStatus 0.
-* A broken response (``abort_response``) is shown by closing the connection
-  without ``FCGI_END_REQUEST``; on a multiplexed connection that also ends the
-  other requests on it (no front server we know of multiplexes).
-* ``reject`` with a 503 ends the request with ``FCGI_OVERLOADED`` (after the
-  503 itself on STDOUT, so front servers that ignore protocolStatus still
-  relay a proper answer).
-* Too many concurrent requests on one connection (``Limits.max_streams``):
-  the new one ends at once with ``FCGI_OVERLOADED``.
+* AUTHORIZER (6.3): complete when PARAMS ends.  Apache's mod_authnz_fcgi sends
+  no STDIN, lighttpd an empty one; any STDIN that follows is accepted and
+  dropped, and once the answer went out it is an inactive id's record anyway.
+* FILTER (6.4): STDIN and DATA may interleave and end in either order.
+  ``Limits.max_body`` bounds both together: the request's input.
+* No padding on output: the spec only recommends it (3.3), and it costs bytes
+  and a copy.  Input padding is skipped.
+* ``FCGI_ABORT_REQUEST`` (5.4) once the environ went out gives
+  ``RequestAborted``, and ``end_response`` then sends ``FCGI_END_REQUEST``
+  (appStatus 0, and no STDOUT if none was sent).  Before that, nobody else
+  knows the request: it is answered and forgotten here.
+* ``abort_response`` shows a broken response by closing the connection
+  without ``FCGI_END_REQUEST``; on a multiplexed connection that also ends
+  the requests beside it (no front server we know of multiplexes).
+* ``reject`` with a 503 ends with ``FCGI_OVERLOADED`` after the 503 itself on
+  STDOUT, so front servers that ignore protocolStatus still relay an answer.
+* More than ``Limits.max_streams`` open requests: the new one is refused with
+  ``FCGI_OVERLOADED``; without multiplexing, with ``FCGI_CANT_MPX_CONN``.
+* After any protocol error, limits included, ``error_response`` is ``b""``:
+  the connection closes and the front server answers its client (a 502)
+  itself.  ``RemoteProtocolError.status`` still says which limit it was.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterable
+from collections.abc import Callable
 
 from . import Limits
 from .cgihead import cgi_head
@@ -58,162 +65,138 @@ from .events import (
     RequestReceived,
     Role,
 )
+from .fastcgi_records import (
+    ABORT_REQUEST,
+    BEGIN_BODY,
+    BEGIN_REQUEST,
+    CANT_MPX_CONN,
+    DATA,
+    GET_VALUES,
+    GET_VALUES_RESULT,
+    HEADER,
+    KEEP_CONN,
+    MAX_CONTENT,
+    OVERLOADED,
+    PARAMS,
+    RECORD_NAMES,
+    REQUEST_COMPLETE,
+    STDIN,
+    STDOUT,
+    UNKNOWN_BODY,
+    UNKNOWN_ROLE,
+    UNKNOWN_TYPE,
+    VERSION_1,
+    decode_pairs,
+    encode_pairs,
+    end_request,
+    end_tail,
+    record,
+    records,
+)
 
-__all__ = [
-    "HEADER",
-    "VERSION_1",
-    "FastCGIServerProtocol",
-    "decode_pairs",
-    "encode_pairs",
-]
+__all__ = ["TRANSITIONS", "FastCGIServerProtocol"]
 
-VERSION_1 = 1
-
-# Record types (section 8).
-BEGIN_REQUEST = 1
-ABORT_REQUEST = 2
-END_REQUEST = 3
-PARAMS = 4
-STDIN = 5
-STDOUT = 6
-STDERR = 7
-DATA = 8
-GET_VALUES = 9
-GET_VALUES_RESULT = 10
-UNKNOWN_TYPE = 11
-
-KEEP_CONN = 1
-
-# protocolStatus of FCGI_END_REQUEST (5.5).
-REQUEST_COMPLETE = 0
-CANT_MPX_CONN = 1
-OVERLOADED = 2
-UNKNOWN_ROLE = 3
-
-HEADER = struct.Struct(">BBHHBx")
-BEGIN_BODY = struct.Struct(">HB5x")
-END_BODY = struct.Struct(">IB3x")
-UNKNOWN_BODY = struct.Struct(">B7x")
-LENGTH4 = struct.Struct(">I")
-MAX_CONTENT = 0xFFFF
+# Records as the state machine sees them: non-empty ones by type, the empty
+# record that ends a stream by the negated type.  ABORT_REQUEST has no content.
+END_PARAMS = -PARAMS
+END_STDIN = -STDIN
+END_DATA = -DATA
+ABORT = -ABORT_REQUEST
 
 # Per-request states.
-RECEIVING_PARAMS = "params"
-RECEIVING_INPUT = "input"  # PARAMS ended; STDIN (and DATA) flowing
+RESPONDER_PARAMS = "responder params"
+AUTHORIZER_PARAMS = "authorizer params"
+FILTER_PARAMS = "filter params"
+STDIN_AND_DATA = "stdin and data"  # FILTER: both streams open
+READING_STDIN = "stdin"
+READING_DATA = "data"  # FILTER: STDIN ended first
 COMPLETE = "complete"  # every input stream ended; the response is owed
+AUTHORIZED = "authorizer complete"  # COMPLETE, but STDIN is still dropped
 ABORTED = "aborted"  # FCGI_ABORT_REQUEST seen; only END_REQUEST is owed
+FORGOTTEN = "forgotten"  # aborted before RequestReceived: answered at once
 
-#: (state, record type) -> state after a *non-empty* record of that type.
-#: Empty records (stream ends) are handled by ``_end_stream``; both use this
-#: table to decide legality.
+#: The per-request state machine; anything missing is a protocol error.
 TRANSITIONS: dict[tuple[str, int], str] = {
-    (RECEIVING_PARAMS, PARAMS): RECEIVING_PARAMS,
-    (RECEIVING_INPUT, STDIN): RECEIVING_INPUT,
-    (RECEIVING_INPUT, DATA): RECEIVING_INPUT,
-    # An authorizer is complete at the end of PARAMS; lighttpd still sends an
-    # (empty) STDIN afterwards.
-    (COMPLETE, STDIN): COMPLETE,
+    (RESPONDER_PARAMS, PARAMS): RESPONDER_PARAMS,
+    (RESPONDER_PARAMS, END_PARAMS): READING_STDIN,
+    (RESPONDER_PARAMS, ABORT): FORGOTTEN,
+    (AUTHORIZER_PARAMS, PARAMS): AUTHORIZER_PARAMS,
+    (AUTHORIZER_PARAMS, END_PARAMS): AUTHORIZED,
+    (AUTHORIZER_PARAMS, ABORT): FORGOTTEN,
+    (FILTER_PARAMS, PARAMS): FILTER_PARAMS,
+    (FILTER_PARAMS, END_PARAMS): STDIN_AND_DATA,
+    (FILTER_PARAMS, ABORT): FORGOTTEN,
+    (STDIN_AND_DATA, STDIN): STDIN_AND_DATA,
+    (STDIN_AND_DATA, DATA): STDIN_AND_DATA,
+    (STDIN_AND_DATA, END_STDIN): READING_DATA,
+    (STDIN_AND_DATA, END_DATA): READING_STDIN,
+    (STDIN_AND_DATA, ABORT): ABORTED,
+    (READING_STDIN, STDIN): READING_STDIN,
+    (READING_STDIN, END_STDIN): COMPLETE,
+    (READING_STDIN, ABORT): ABORTED,
+    (READING_DATA, DATA): READING_DATA,
+    (READING_DATA, END_DATA): COMPLETE,
+    (READING_DATA, ABORT): ABORTED,
+    (COMPLETE, ABORT): ABORTED,
+    (AUTHORIZED, STDIN): AUTHORIZED,
+    (AUTHORIZED, END_STDIN): AUTHORIZED,
+    (AUTHORIZED, ABORT): ABORTED,
     # The web server may still be sending input when it aborts.
     (ABORTED, STDIN): ABORTED,
+    (ABORTED, END_STDIN): ABORTED,
     (ABORTED, DATA): ABORTED,
-    (ABORTED, PARAMS): ABORTED,
+    (ABORTED, END_DATA): ABORTED,
+    (ABORTED, ABORT): ABORTED,
+}
+
+#: States whose input is read and dropped.
+DROPPING = frozenset({AUTHORIZED, ABORTED})
+
+ROLES = {int(role): role for role in Role}
+
+FIRST_STATE = {
+    Role.RESPONDER: RESPONDER_PARAMS,
+    Role.AUTHORIZER: AUTHORIZER_PARAMS,
+    Role.FILTER: FILTER_PARAMS,
 }
 
 
-def _record(kind: int, request_id: int, content: bytes) -> bytes:
-    """One record (content at most 65535 bytes), without padding."""
-    return HEADER.pack(VERSION_1, kind, request_id, len(content), 0) + content
-
-
-def _stream(kind: int, request_id: int, data: bytes) -> bytes:
-    """``data`` as as many records as it takes (never an empty one)."""
-    if len(data) <= MAX_CONTENT:
-        return HEADER.pack(VERSION_1, kind, request_id, len(data), 0) + data
-    view = memoryview(data)
-    return b"".join(
-        HEADER.pack(VERSION_1, kind, request_id, len(view[i : i + MAX_CONTENT]), 0)
-        + view[i : i + MAX_CONTENT]
-        for i in range(0, len(data), MAX_CONTENT)
-    )
-
-
-def _end_request(request_id: int, protocol_status: int, app_status: int = 0) -> bytes:
-    return HEADER.pack(VERSION_1, END_REQUEST, request_id, 8, 0) + END_BODY.pack(
-        app_status, protocol_status
-    )
-
-
-def encode_pairs(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """Name-value pairs (3.4): 1-byte lengths below 128, 4-byte otherwise."""
-    out = bytearray()
-    for name, value in pairs:
-        for part in (name, value):
-            size = len(part)
-            if size < 0x80:
-                out.append(size)
-            else:
-                out += LENGTH4.pack(size | 0x80000000)
-        out += name
-        out += value
-    return bytes(out)
-
-
-def decode_pairs(data: bytes, max_count: int = 0) -> dict[str, str]:
-    """Name-value pairs -> ``{name: value}`` (latin-1; the last duplicate wins).
-
-    Raises :class:`RemoteProtocolError` for a truncated pair, or more than
-    ``max_count`` pairs (431) when ``max_count`` is set.
-    """
-    # Decode the block once; latin-1 maps byte i to character i, so the
-    # lengths read from the bytes index the text directly.
-    text = data.decode("latin-1")
-    pairs: dict[str, str] = {}
-    position = 0
-    end = len(data)
-    unpack = LENGTH4.unpack_from
-    try:
-        while position < end:
-            name_length = data[position]
-            if name_length & 0x80:
-                name_length = unpack(data, position)[0] & 0x7FFFFFFF
-                position += 4
-            else:
-                position += 1
-            value_length = data[position]
-            if value_length & 0x80:
-                value_length = unpack(data, position)[0] & 0x7FFFFFFF
-                position += 4
-            else:
-                position += 1
-            name_end = position + name_length
-            value_end = name_end + value_length
-            if value_end > end:
-                raise RemoteProtocolError("name-value pair runs past its stream")
-            pairs[text[position:name_end]] = text[name_end:value_end]
-            position = value_end
-    except (IndexError, struct.error):
-        raise RemoteProtocolError("truncated name-value pair") from None
-    # Counted once at the end: the block's size is already bounded.
-    if max_count and len(pairs) > max_count:
-        raise RemoteProtocolError(f"more than {max_count} params", 431)
-    return pairs
-
-
 class _Request:
-    __slots__ = ("data_open", "keep_conn", "params", "received", "role", "state", "stdin_open")
+    __slots__ = ("id", "keep_conn", "params", "received", "responding", "role", "state")
 
-    def __init__(self, role: Role, keep_conn: bool) -> None:
+    def __init__(self, request_id: int, role: Role, keep_conn: bool) -> None:
+        self.id = request_id
         self.role = role
         self.keep_conn = keep_conn
-        self.state = RECEIVING_PARAMS
-        self.params = bytearray()
-        self.stdin_open = role is not Role.AUTHORIZER
-        self.data_open = role is Role.FILTER
-        self.received = 0
+        self.state = FIRST_STATE[role]
+        # PARAMS content: the one record's bytes, or a bytearray from the
+        # second record on (so one record costs no copy, many no quadratic one).
+        self.params: bytes | bytearray = b""
+        self.received = 0  # STDIN + DATA bytes
+        self.responding = False  # STDOUT has opened
 
 
 class FastCGIServerProtocol:
-    """The server side of one FastCGI connection (see the module doc)."""
+    """The server side of one FastCGI connection (see the module doc).
+
+    ``max_conns``, ``max_reqs`` and ``multiplex`` are what ``FCGI_GET_VALUES``
+    reports (4.1); ``multiplex`` also decides whether a second request may
+    open beside the first.  ``roles`` lists the roles served; any other is
+    refused with ``FCGI_UNKNOWN_ROLE``.
+    """
+
+    __slots__ = (
+        "_broken",
+        "_buffer",
+        "_closing",
+        "_replies",
+        "_requests",
+        "limits",
+        "max_conns",
+        "max_reqs",
+        "multiplex",
+        "roles",
+    )
 
     def __init__(
         self,
@@ -224,15 +207,14 @@ class FastCGIServerProtocol:
         multiplex: bool = True,
         roles: frozenset[Role] = frozenset(Role),
     ) -> None:
+        # Built for every connection (lighttpd opens one per request): plain
+        # attributes here, the GET_VALUES answer only when asked.
         self.limits = limits
+        self.max_conns = max_conns
+        self.max_reqs = max_reqs
         self.multiplex = multiplex
         self.roles = roles
-        self._values = {
-            "FCGI_MAX_CONNS": str(max_conns),
-            "FCGI_MAX_REQS": str(max_reqs),
-            "FCGI_MPXS_CONNS": "1" if multiplex else "0",
-        }
-        self._buffer = bytearray()
+        self._buffer = bytearray()  # a record not yet whole
         self._requests: dict[int, _Request] = {}
         self._replies: list[bytes] = []
         self._closing = False
@@ -244,131 +226,168 @@ class FastCGIServerProtocol:
             raise LocalProtocolError("the connection already failed")
         events: list[Event] = []
         if not data:
-            self._closing = True
+            self._closing = True  # EOF: whatever was half received is dropped
             return events
-        buffer = self._buffer
-        if buffer:
-            buffer += data
-            source: bytes | bytearray = buffer
-        else:
-            source = data
-        position = 0
-        available = len(source)
-        unpack = HEADER.unpack_from
         try:
-            while available - position >= 8:
-                version, kind, request_id, length, padding = unpack(source, position)
-                if version != VERSION_1:
-                    raise RemoteProtocolError(f"FastCGI version {version}, not 1")
-                start = position + 8
-                end = start + length + padding
-                if end > available:
-                    break
-                content = bytes(source[start : start + length])
-                position = end
-                if request_id == 0:
-                    self._management(kind, content)
-                else:
-                    self._application(kind, request_id, content, events)
+            position = 0
+            if self._buffer:
+                # Complete the record already begun, then parse ``data``
+                # itself (never copying it into the buffer whole).
+                position, whole = self._complete_buffered(data)
+                if whole is None:
+                    return events
+                self._parse(whole, 0, events)
+            position = self._parse(data, position, events)
+            if position < len(data):
+                self._buffer += memoryview(data)[position:]
         except RemoteProtocolError:
             self._broken = True
             self._closing = True
             raise
-        if source is buffer:
-            del buffer[:position]
-        elif position < available:
-            self._buffer = bytearray(source[position:])
         return events
+
+    def _complete_buffered(self, data: bytes) -> tuple[int, bytes | None]:
+        """Move bytes of ``data`` into the buffer until it holds one whole
+        record; return how many were taken, and that record once whole."""
+        buffer = self._buffer
+        taken = 0
+        if len(buffer) < 8:
+            taken = 8 - len(buffer)
+            buffer += data[:taken]
+            if len(buffer) < 8:
+                return taken, None
+        version, _, _, length, padding = HEADER.unpack_from(buffer)
+        if version != VERSION_1:
+            raise RemoteProtocolError(f"FastCGI version {version}, not 1")
+        size = 8 + length + padding
+        need = size - len(buffer)
+        buffer += data[taken : taken + need]
+        taken += need
+        if len(buffer) < size:
+            return len(data), None
+        whole = bytes(buffer)
+        buffer.clear()
+        return taken, whole
+
+    def _parse(self, source: bytes, position: int, events: list[Event]) -> int:
+        """Handle every whole record of ``source`` from ``position``; return
+        where the first incomplete one starts."""
+        available = len(source)
+        unpack = HEADER.unpack_from
+        requests = self._requests
+        while available - position >= 8:
+            version, kind, request_id, length, padding = unpack(source, position)
+            if version != VERSION_1:
+                raise RemoteProtocolError(f"FastCGI version {version}, not 1")
+            start = position + 8
+            end = start + length + padding
+            if end > available:
+                break
+            content = source[start : start + length]
+            position = end
+            request = requests.get(request_id)
+            if request is None:
+                if request_id == 0:
+                    self._management(kind, content)
+                elif kind == BEGIN_REQUEST:
+                    self._begin(request_id, content)
+                continue  # any other record for an inactive id: ignored (3.3)
+            token = kind if length else -kind
+            old = request.state
+            new = TRANSITIONS.get((old, token))
+            if new is None:
+                name = RECORD_NAMES.get(kind, str(kind))
+                raise RemoteProtocolError(
+                    f"{'empty ' if not length else ''}{name} record not allowed "
+                    f"for request {request_id} in state {old!r}"
+                )
+            request.state = new
+            if old not in DROPPING:
+                action = _ACTIONS.get(token)
+                if action is not None:
+                    action(self, request, content, events)
+            if new is not old:
+                entry = _ENTRY.get(new)
+                if entry is not None:
+                    entry(self, request, events)
+        return position
 
     def _management(self, kind: int, content: bytes) -> None:
         if kind == GET_VALUES:
             asked = decode_pairs(content, self.limits.max_header_count)
+            values = {
+                "FCGI_MAX_CONNS": str(self.max_conns),
+                "FCGI_MAX_REQS": str(self.max_reqs),
+                "FCGI_MPXS_CONNS": "1" if self.multiplex else "0",
+            }
             known = [
-                (name.encode("latin-1"), self._values[name].encode("latin-1"))
+                (name.encode("latin-1"), values[name].encode("latin-1"))
                 for name in asked
-                if name in self._values
+                if name in values
             ]
-            self._replies.append(_record(GET_VALUES_RESULT, 0, encode_pairs(known)))
+            self._replies.append(record(GET_VALUES_RESULT, 0, encode_pairs(known)))
         else:
-            self._replies.append(_record(UNKNOWN_TYPE, 0, UNKNOWN_BODY.pack(kind)))
-
-    def _application(self, kind: int, request_id: int, content: bytes, events: list[Event]) -> None:
-        if kind == BEGIN_REQUEST:
-            self._begin(request_id, content)
-            return
-        request = self._requests.get(request_id)
-        if request is None:
-            return  # inactive id: ignored (3.3)
-        if kind == ABORT_REQUEST:
-            if request.state != ABORTED:
-                request.state = ABORTED
-                events.append(RequestAborted(request_id))
-            return
-        state = TRANSITIONS.get((request.state, kind))
-        if state is None:
-            raise RemoteProtocolError(
-                f"record type {kind} not allowed for request {request_id} in state {request.state}"
-            )
-        if request.state == ABORTED or (request.state == COMPLETE and kind == STDIN):
-            return  # input nobody will read
-        if kind == PARAMS:
-            if content:
-                request.params += content
-                if len(request.params) > self.limits.max_header_bytes:
-                    raise RemoteProtocolError(
-                        f"params over {self.limits.max_header_bytes} bytes", 431
-                    )
-                return
-            environ = decode_pairs(bytes(request.params), self.limits.max_header_count)
-            request.params = bytearray()
-            events.append(RequestReceived(request_id, environ, request.role))
-            request.state = RECEIVING_INPUT
-            self._maybe_complete(request_id, request, events)
-            return
-        if kind == STDIN and not request.stdin_open:
-            return  # a STDIN stream already ended may not reopen; ignore
-        if content:
-            request.received += len(content)
-            if self.limits.max_body and request.received > self.limits.max_body:
-                raise RemoteProtocolError(f"body over {self.limits.max_body} bytes", 413)
-            if kind == STDIN:
-                events.append(BodyReceived(request_id, content))
-            else:
-                events.append(FilterDataReceived(request_id, content))
-            return
-        if kind == STDIN:
-            request.stdin_open = False
-        else:
-            request.data_open = False
-        self._maybe_complete(request_id, request, events)
-
-    def _maybe_complete(self, request_id: int, request: _Request, events: list[Event]) -> None:
-        if not request.stdin_open and not request.data_open:
-            request.state = COMPLETE
-            if request.role is Role.AUTHORIZER:
-                request.stdin_open = True  # accept and drop lighttpd's empty STDIN
-            events.append(RequestComplete(request_id))
+            self._replies.append(record(UNKNOWN_TYPE, 0, UNKNOWN_BODY.pack(kind)))
 
     def _begin(self, request_id: int, content: bytes) -> None:
         if len(content) < BEGIN_BODY.size:
-            raise RemoteProtocolError("short FCGI_BEGIN_REQUEST body")
+            raise RemoteProtocolError("FCGI_BEGIN_REQUEST body shorter than 8 bytes")
         role_number, flags = BEGIN_BODY.unpack_from(content)
-        if request_id in self._requests:
-            raise RemoteProtocolError(f"FCGI_BEGIN_REQUEST for active request {request_id}")
         keep_conn = bool(flags & KEEP_CONN)
-        refusal = None
+        role = ROLES.get(role_number)
         if self._requests and not self.multiplex:
             refusal = CANT_MPX_CONN
         elif len(self._requests) >= self.limits.max_streams:
             refusal = OVERLOADED
-        elif role_number not in Role._value2member_map_ or Role(role_number) not in self.roles:
+        elif role is None or role not in self.roles:
             refusal = UNKNOWN_ROLE
-        if refusal is not None:
-            self._replies.append(_end_request(request_id, refusal))
-            if not keep_conn and not self._requests:
-                self._closing = True
+        else:
+            self._requests[request_id] = _Request(request_id, role, keep_conn)
             return
-        self._requests[request_id] = _Request(Role(role_number), keep_conn)
+        self._replies.append(end_request(request_id, refusal))
+        if not keep_conn and not self._requests:
+            self._closing = True
+
+    # What a record does (unless its request's state drops input) ...
+    def _on_params(self, request: _Request, content: bytes, events: list[Event]) -> None:
+        if request.params:
+            if not isinstance(request.params, bytearray):
+                request.params = bytearray(request.params)
+            request.params += content
+        else:
+            request.params = content
+        limit = self.limits.max_header_bytes
+        if len(request.params) > limit:
+            raise RemoteProtocolError(f"params over {limit} bytes", 431)
+
+    def _on_params_end(self, request: _Request, content: bytes, events: list[Event]) -> None:
+        environ = decode_pairs(request.params, self.limits.max_header_count)
+        request.params = b""
+        events.append(RequestReceived(request.id, environ, request.role))
+
+    def _on_stdin(self, request: _Request, content: bytes, events: list[Event]) -> None:
+        self._count(request, len(content))
+        events.append(BodyReceived(request.id, content))
+
+    def _on_data(self, request: _Request, content: bytes, events: list[Event]) -> None:
+        self._count(request, len(content))
+        events.append(FilterDataReceived(request.id, content))
+
+    def _count(self, request: _Request, size: int) -> None:
+        request.received += size
+        limit = self.limits.max_body
+        if limit and request.received > limit:
+            raise RemoteProtocolError(f"request body over {limit} bytes", 413)
+
+    # ... and what entering a state does.
+    def _enter_complete(self, request: _Request, events: list[Event]) -> None:
+        events.append(RequestComplete(request.id))
+
+    def _enter_aborted(self, request: _Request, events: list[Event]) -> None:
+        events.append(RequestAborted(request.id))
+
+    def _enter_forgotten(self, request: _Request, events: list[Event]) -> None:
+        self._replies.append(self._finish(request.id, REQUEST_COMPLETE))
 
     def data_to_send(self) -> bytes:
         if not self._replies:
@@ -386,29 +405,37 @@ class FastCGIServerProtocol:
         body: bytes = b"",
         end: bool = False,
     ) -> bytes:
-        self._owed(stream_id)
-        head = cgi_head(status, headers)
-        out = _stream(STDOUT, stream_id, head + body if body else head)
+        parts = self._head(stream_id, status, headers, body)
         if end:
-            return out + self._end(stream_id, REQUEST_COMPLETE)
-        return out
+            parts.append(self._finish(stream_id, REQUEST_COMPLETE))
+        return b"".join(parts)
 
     def send_body(self, stream_id: int, data: bytes) -> bytes:
-        self._owed(stream_id)
-        return _stream(STDOUT, stream_id, data) if data else b""
+        request = self._requests.get(stream_id)
+        if request is None or not request.responding:
+            raise LocalProtocolError(f"no response body is owed for request {stream_id}")
+        if not data:
+            return b""
+        if len(data) <= MAX_CONTENT:
+            return HEADER.pack(VERSION_1, STDOUT, stream_id, len(data), 0) + data
+        return b"".join(records(STDOUT, stream_id, data))
 
     def end_response(self, stream_id: int) -> bytes:
-        self._owed(stream_id)
-        return self._end(stream_id, REQUEST_COMPLETE)
+        request = self._requests.get(stream_id)
+        if request is None or not (request.responding or request.state == ABORTED):
+            raise LocalProtocolError(f"no response end is owed for request {stream_id}")
+        return self._finish(stream_id, REQUEST_COMPLETE)
 
     def reject(
         self, stream_id: int, status: str, headers: list[tuple[str, str]], body: bytes
     ) -> bytes:
-        head = self.start_response(
-            stream_id, status, [*headers, ("Content-Length", str(len(body)))], body
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            headers = [*headers, ("Content-Length", str(len(body)))]
+        parts = self._head(stream_id, status, headers, body)
+        parts.append(
+            self._finish(stream_id, OVERLOADED if status.startswith("503") else REQUEST_COMPLETE)
         )
-        protocol_status = OVERLOADED if status.startswith("503") else REQUEST_COMPLETE
-        return head + self._end(stream_id, protocol_status)
+        return b"".join(parts)
 
     def abort_response(self, stream_id: int) -> bytes:
         self._requests.pop(stream_id, None)
@@ -419,16 +446,29 @@ class FastCGIServerProtocol:
         # The record stream can no longer be trusted: nothing sensible to say.
         return b""
 
-    def _owed(self, stream_id: int) -> None:
-        if stream_id not in self._requests:
-            raise LocalProtocolError(f"no response is owed for request {stream_id}")
+    def _head(
+        self, stream_id: int, status: str, headers: list[tuple[str, str]], body: bytes
+    ) -> list[bytes]:
+        """The STDOUT records of the response head and ``body``, as pieces."""
+        request = self._requests.get(stream_id)
+        if request is None or request.responding:
+            raise LocalProtocolError(f"no response head is owed for request {stream_id}")
+        request.responding = True
+        head = cgi_head(status, headers)
+        size = len(head) + len(body)
+        if size <= MAX_CONTENT:
+            return [HEADER.pack(VERSION_1, STDOUT, stream_id, size, 0), head, body]
+        return records(STDOUT, stream_id, head + body)
 
-    def _end(self, stream_id: int, protocol_status: int) -> bytes:
+    def _finish(self, stream_id: int, protocol_status: int) -> bytes:
+        """Forget the request; its closing records: the empty STDOUT (if the
+        stream opened) and FCGI_END_REQUEST."""
         request = self._requests.pop(stream_id)
-        out = _record(STDOUT, stream_id, b"") + _end_request(stream_id, protocol_status)
         if not request.keep_conn:
             self._closing = True
-        return out
+        if request.responding:
+            return end_tail(stream_id, protocol_status)
+        return end_request(stream_id, protocol_status)
 
     @property
     def closing(self) -> bool:
@@ -437,3 +477,21 @@ class FastCGIServerProtocol:
     @property
     def idle(self) -> bool:
         return not self._requests and not self._buffer
+
+
+_Action = Callable[[FastCGIServerProtocol, _Request, bytes, list[Event]], None]
+_Entry = Callable[[FastCGIServerProtocol, _Request, list[Event]], None]
+
+_ACTIONS: dict[int, _Action] = {
+    PARAMS: FastCGIServerProtocol._on_params,
+    END_PARAMS: FastCGIServerProtocol._on_params_end,
+    STDIN: FastCGIServerProtocol._on_stdin,
+    DATA: FastCGIServerProtocol._on_data,
+}
+
+_ENTRY: dict[str, _Entry] = {
+    COMPLETE: FastCGIServerProtocol._enter_complete,
+    AUTHORIZED: FastCGIServerProtocol._enter_complete,
+    ABORTED: FastCGIServerProtocol._enter_aborted,
+    FORGOTTEN: FastCGIServerProtocol._enter_forgotten,
+}
