@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import os
 import sys
@@ -20,7 +21,10 @@ from typing import Any, NoReturn
 from . import __version__
 from .config import Config, ConfigError, flag_of, parse_value, settings
 from .main import run, setup_logging
+from .server.master import AppLoadFailed
+from .server.process import ProcessError
 from .server.sockets import ListenError
+from .server.systemd import ActivationError
 from .wsgi import WSGIApp
 
 __all__ = ["AppError", "build_parser", "load_app", "main"]
@@ -29,7 +33,7 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 
-class AppError(Exception):
+class AppError(AppLoadFailed):
     """The application could not be loaded."""
 
 
@@ -121,6 +125,16 @@ def load_app(spec: str) -> WSGIApp:
     raise AppError(f"module {module_name!r} has no attribute {' or '.join(map(repr, names))}")
 
 
+def import_app(spec: str) -> WSGIApp:
+    """:func:`load_app`, with any error of the app's own import as one line."""
+    try:
+        return load_app(spec)
+    except AppError:
+        raise
+    except Exception as exc:  # the app's own import-time error: say which, in one line
+        raise AppError(f"importing {spec!r} raised {type(exc).__name__}: {exc}") from exc
+
+
 def fail(message: str, code: int) -> NoReturn:
     print(f"dumbwaiter: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -142,14 +156,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(str(exc), EXIT_USAGE)
     setup_logging(config.log_level)
     try:
-        app = load_app(spec)
-    except AppError as exc:
+        code = run(config, functools.partial(import_app, spec))
+    except AppLoadFailed as exc:
         fail(str(exc), EXIT_FAILURE)
-    except Exception as exc:  # the app's own import-time error: say which, in one line
-        fail(f"importing {spec!r} raised {type(exc).__name__}: {exc}", EXIT_FAILURE)
-    try:
-        run(app, config)
-    except ListenError as exc:
+    except (ListenError, ActivationError, ProcessError) as exc:
         fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
-        pass
+        code = 0
+    sys.exit(code)

@@ -9,6 +9,7 @@ are all produced from it, so no option is spelled twice.
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,24 @@ def parse_roles(text: str) -> frozenset[Role]:
         return frozenset(Role[name.strip().upper()] for name in text.split(",") if name.strip())
     except KeyError as exc:
         raise ConfigError(f"unknown FastCGI role {exc.args[0].lower()!r}") from None
+
+
+def parse_workers(text: str) -> int:
+    """A number of processes, or ``auto``: the CPUs this process may run on."""
+    if text.strip().lower() == "auto":
+        return cpu_count()
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"not a number of workers: {text!r} (use N or auto)") from None
+
+
+def cpu_count() -> int:
+    """CPUs available to this process (``taskset`` and cgroup cpusets count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _positive(value: Any) -> None:
@@ -229,6 +248,59 @@ class Config:
     cgi: bool = setting(
         False, "Serve one request as CGI from the environment and stdin.", cli=False
     )
+    # -- processes ---------------------------------------------------------
+    workers: int = setting(
+        1,
+        "Worker processes serving the listeners; 'auto' = one per CPU this process may use.",
+        metavar="N|auto",
+        parse=parse_workers,
+        check=_positive,
+    )
+    no_master: bool = setting(
+        False,
+        "Serve in this one process, without a master (for servers a web server spawns or "
+        "a program embeds); recycling then ends the process and its supervisor restarts it.",
+    )
+    preload: bool = setting(
+        False,
+        "Import the app in the master before forking the workers (less memory; SIGHUP "
+        "then restarts the workers without loading new code).",
+    )
+    max_requests: int = setting(
+        0,
+        "Replace a worker after it has served this many requests; 0 = never.",
+        metavar="N",
+        check=_not_negative,
+    )
+    max_requests_jitter: int = setting(
+        0,
+        "Add a random 0..N to --max-requests for each worker, so they do not all restart at once.",
+        metavar="N",
+        check=_not_negative,
+    )
+    max_rss: int = setting(
+        0,
+        "Replace a worker whose resident memory grows past this many MiB; 0 = never.",
+        metavar="MIB",
+        check=_not_negative,
+    )
+    timeout: float = setting(
+        0.0,
+        "A request still in the app after this long gets 504 (if its response has not "
+        "started) and its worker is replaced once the others finish; 0 = never.",
+        metavar="S",
+        check=_not_negative,
+    )
+    pid: str | None = setting(None, "Write the master's process id to FILE.", metavar="FILE")
+    user: str | None = setting(
+        None, "Switch to this user (name or id) after binding the listeners.", metavar="USER"
+    )
+    group: str | None = setting(
+        None, "Switch to this group (name or id) after binding the listeners.", metavar="GROUP"
+    )
+    chdir: str | None = setting(
+        None, "Change to this directory before loading the app.", metavar="DIR"
+    )
     # -- runtime -----------------------------------------------------------
     loop: str = setting(
         "auto", "Event loop: auto (uvloop if installed), asyncio or uvloop.", metavar="NAME"
@@ -262,6 +334,8 @@ class Config:
             not self.script_name.startswith("/") or self.script_name.endswith("/")
         ):
             raise ConfigError("--script-name: must start with '/' and not end with one")
+        if self.no_master and self.workers > 1:
+            raise ConfigError("--no-master serves in one process: --workers must be 1")
         return self
 
     @classmethod

@@ -5,10 +5,21 @@ The modes, decided once here:
 * listeners given (``--fastcgi``/``--http``): bind them and serve;
 * none given, and fd 0 is a listening socket: a web server spawned us
   (lighttpd ``bin-path``, mod_fcgid, FastCGI's ``FCGI_LISTENSOCK_FILENO``):
-  serve FastCGI on it, admitting only ``FCGI_WEB_SERVER_ADDRS`` on TCP;
+  serve FastCGI on it, admitting only ``FCGI_WEB_SERVER_ADDRS`` on TCP, in
+  this one process unless ``--workers`` asks for more (the web server
+  already supervises us);
 * none given, fd 0 is not a socket, and CGI variables are set: serve that one
   request as CGI;
+* none given, and systemd passed sockets (``LISTEN_FDS``): serve each with
+  the protocol its ``FileDescriptorName=`` names (``fastcgi``, ``http`` ...);
 * otherwise: HTTP on 127.0.0.1:8000, so a newcomer sees a page at once.
+
+Start-up runs in this order: read the activated sockets, ``--chdir``, bind,
+write ``--pid``, drop to ``--user``/``--group``, and only then load the app
+(here, or in each worker).
+
+Then either this process serves (``--no-master``, and the web-server-spawned
+case) or a :class:`~dumbwaiter.server.master.Master` forks the workers.
 """
 
 from __future__ import annotations
@@ -18,10 +29,21 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .config import Config
-from .server.sockets import Address, bind, close_all, inherited_listener, parse_address
+from .server import systemd
+from .server.master import Master
+from .server.process import change_directory, drop_privileges, write_pidfile
+from .server.sockets import (
+    Address,
+    ListenError,
+    bind,
+    close_all,
+    inherited_listener,
+    parse_address,
+)
 from .server.worker import PROTOCOLS, Listener, run_worker
 from .wsgi import WSGIApp
 
@@ -43,12 +65,18 @@ def serve(
 
     ``fastcgi`` and ``http`` take one address or a list; ``options`` are the
     settings of :class:`~dumbwaiter.config.Config` by name (``threads=4``,
-    ``socket_mode=0o666`` ...).  Raises :class:`~dumbwaiter.config.ConfigError`
-    or :class:`~dumbwaiter.server.sockets.ListenError` when it cannot start.
+    ``socket_mode=0o666`` ...).  One process serves unless ``workers`` is
+    more than 1 (or ``no_master=False``).  Raises
+    :class:`~dumbwaiter.config.ConfigError` or
+    :class:`~dumbwaiter.server.sockets.ListenError` when it cannot start, and
+    ``SystemExit`` when its workers failed.
     """
+    options.setdefault("no_master", options.get("workers", 1) == 1)
     config = Config(fastcgi=_as_list(fastcgi), http=_as_list(http), **options).validate()
     setup_logging(config.log_level)
-    run(app, config)
+    code = run(config, lambda: app)
+    if code:
+        raise SystemExit(code)
 
 
 def _as_list(value: str | list[str] | None) -> list[str]:
@@ -70,53 +98,89 @@ def setup_logging(level: str) -> None:
         logger.propagate = False
 
 
-def run(app: WSGIApp, config: Config) -> None:
-    """Serve ``app`` with a validated ``config``; see the module doc for modes."""
-    if config.cgi:
+def run(config: Config, load: Callable[[], WSGIApp]) -> int:
+    """Serve with a validated ``config``; returns the exit status.
+
+    ``load`` returns the app.  It is called here, before binding, when one
+    process serves (``--no-master``, CGI, a web server's fd 0 with one
+    worker) or with ``--preload``; otherwise in each worker, so a reload
+    (SIGHUP) loads new code.  It raises
+    :class:`~dumbwaiter.server.master.AppLoadFailed` with a one-line reason.
+    """
+    activated = systemd.activated()  # read once, before anything forks
+    if config.chdir:
+        change_directory(config.chdir)
+    addresses = _listener_addresses(config)
+    inherited = inherited_listener() if not addresses and not activated else None
+    if config.cgi or (
+        not addresses
+        and not activated
+        and inherited is None
+        and "GATEWAY_INTERFACE" in os.environ
+        and "REQUEST_METHOD" in os.environ
+    ):
         from .cgi import run_cgi
 
-        _exit_with(run_cgi(app))
-        return
+        return run_cgi(load())
+    single = config.no_master or (inherited is not None and config.workers == 1)
     bound: list[tuple[Address, socket.socket]] = []
     listeners: list[Listener] = []
+    pidfile = None
     # Until the event loop takes the signals over, a stop request must still
     # unwind through the finally below (which removes our socket files).
     previous = signal.signal(signal.SIGTERM, _exit_now)
     try:
-        for protocol in PROTOCOLS:
-            addresses: list[str] = getattr(config, protocol)
-            for text in addresses:
-                address = parse_address(text)
-                sock = bind(address, config.backlog, config.socket_mode)
-                if address.kind == "unix":
-                    bound.append((address, sock))
-                listeners.append(Listener(protocol, address, sock))
-        if not listeners:
-            inherited = inherited_listener()
-            if inherited is not None:
-                listeners.append(_web_server_listener(inherited, config))
-            elif "GATEWAY_INTERFACE" in os.environ and "REQUEST_METHOD" in os.environ:
-                from .cgi import run_cgi
-
-                _exit_with(run_cgi(app))
-                return
-            else:
-                address = parse_address(DEFAULT_HTTP)
-                listeners.append(
-                    Listener("http", address, bind(address, config.backlog, config.socket_mode))
-                )
-                print(f"dumbwaiter: serving on http://{DEFAULT_HTTP}/", file=sys.stderr)
-        run_worker(app, config, listeners)
+        for protocol, text in addresses:
+            address = parse_address(text)
+            sock = bind(address, config.backlog, config.socket_mode)
+            if address.kind == "unix":
+                bound.append((address, sock))
+            listeners.append(Listener(protocol, address, sock))
+        if not addresses and activated:
+            listeners += _activated_listeners(activated)
+        elif inherited is not None:
+            listeners.append(_web_server_listener(inherited, config))
+        elif not listeners:
+            address = parse_address(DEFAULT_HTTP)
+            listeners.append(
+                Listener("http", address, bind(address, config.backlog, config.socket_mode))
+            )
+            print(f"dumbwaiter: serving on http://{DEFAULT_HTTP}/", file=sys.stderr)
+        if config.pid:
+            pidfile = write_pidfile(config.pid)
+        drop_privileges(config.user, config.group)  # bound as root, serve as the user
+        app = load() if single or config.preload else None
+        if single:
+            assert app is not None
+            run_worker(app, config, listeners)
+            return 0
+        signal.signal(signal.SIGTERM, previous)
+        return Master(config, listeners, load, app).run()
     finally:
         signal.signal(signal.SIGTERM, previous)
         for listener in listeners:
             listener.sock.close()
         close_all(bound)
+        if pidfile is not None:
+            pidfile.remove()
 
 
-def _exit_with(code: int) -> None:
-    if code:
-        raise SystemExit(code)
+def _activated_listeners(activated: list[tuple[str, socket.socket]]) -> list[Listener]:
+    """No listener options, and systemd passed sockets: each socket's name
+    (``FileDescriptorName=``) says its protocol."""
+    listeners = []
+    for name, sock in activated:
+        if name not in PROTOCOLS:
+            raise ListenError(
+                f"systemd passed fd {sock.fileno()} named {name!r}: name it "
+                f"{', '.join(PROTOCOLS)} (FileDescriptorName=), or pass --fastcgi systemd:{name}"
+            )
+        listeners.append(Listener(name, Address(f"systemd:{name}", "systemd", path=name), sock))
+    return listeners
+
+
+def _listener_addresses(config: Config) -> list[tuple[str, str]]:
+    return [(protocol, text) for protocol in PROTOCOLS for text in getattr(config, protocol)]
 
 
 def _exit_now(signum: int, frame: object) -> None:

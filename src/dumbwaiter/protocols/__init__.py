@@ -132,6 +132,12 @@ class ServerProtocol(Protocol):
         """What to send, if anything, before closing after ``error``."""
         ...
 
+    def drain(self) -> None:
+        """The server is stopping gracefully: finish what was received and
+        tell the peer that the connection ends after it (HTTP says
+        ``Connection: close`` on the last response owed)."""
+        ...
+
     @property
     def closing(self) -> bool:
         """True once no further request may be read on this connection."""

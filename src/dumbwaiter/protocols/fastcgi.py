@@ -470,6 +470,10 @@ class FastCGIServerProtocol:
             return end_tail(stream_id, protocol_status)
         return end_request(stream_id, protocol_status)
 
+    def drain(self) -> None:
+        """Nothing to do: the connection closes once its requests are
+        answered, which front servers handle even with FCGI_KEEP_CONN."""
+
     @property
     def closing(self) -> bool:
         return self._closing

@@ -180,6 +180,7 @@ class HTTPServerProtocol:
         # The response being sent.
         self._mode = _IDLE
         self._close_after = False
+        self._draining = False
 
     # -- receiving -------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[Event]:
@@ -453,6 +454,7 @@ class HTTPServerProtocol:
             not exchange.keep_alive
             or not exchange.complete  # the rest of its body is not worth reading
             or (not self._reading and self._error is None and len(self._queue) == 1)
+            or (self._draining and len(self._queue) == 1 and not self._in_message)
         )
         mode = _RAW
         if kind == _NO_CONTENT:
@@ -550,6 +552,11 @@ class HTTPServerProtocol:
         """True while the body may go out as raw bytes (``os.sendfile``):
         Content-Length or close-delimited framing, and a body is sent."""
         return self._mode == _RAW
+
+    def drain(self) -> None:
+        """The server is stopping: the last response owed says
+        ``Connection: close`` and nothing is read after it."""
+        self._draining = True
 
     @property
     def closing(self) -> bool:

@@ -150,6 +150,9 @@ class OneShotServerProtocol:
             + reason
         )
 
+    def drain(self) -> None:
+        """Nothing to do: one request per connection already."""
+
     @property
     def closing(self) -> bool:
         return True  # one request per connection, whatever happens

@@ -47,11 +47,17 @@ log = logging.getLogger("dumbwaiter")
 #: sending before we stop reading (the peer should see our answer, not RST).
 LINGER_SECONDS = 2.0
 
+#: On a graceful stop, how long a connection that has sent no request yet
+#: may take to send one.
+DRAIN_GRACE = 1.0
+
 #: SO_LINGER on, zero seconds: close() sends RST instead of FIN.
 LINGER_ZERO = struct.pack("ii", 1, 0)
 
 BUSY_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")]
 BUSY_BODY = b"503 Service Unavailable: the server is busy, retry shortly\n"
+TIMEOUT_HEADERS = [("Content-Type", "text/plain; charset=utf-8")]
+TIMEOUT_BODY = b"504 Gateway Timeout: the application did not answer in time\n"
 
 
 class Stream:
@@ -63,13 +69,19 @@ class Stream:
     server gave up: writes are then dropped and the gateway stops iterating.
     """
 
-    __slots__ = ("_loop", "cancelled", "conn", "request")
+    __slots__ = ("_loop", "began", "cancelled", "conn", "request", "started", "thread")
 
     def __init__(self, conn: Connection, request: Request) -> None:
         self.conn = conn
         self.request = request
         self.cancelled = False
         self._loop = conn.ctx.loop
+        #: When an application thread took it up (time.monotonic(); set only
+        #: with --timeout), and which thread.
+        self.began = 0.0
+        self.thread = ""
+        #: The response head went out (loop thread).
+        self.started = False
 
     @property
     def peer(self) -> dict[str, str]:
@@ -128,6 +140,7 @@ class Connection(asyncio.Protocol):
         self.running: dict[int, Stream] = {}
         self.waiting: deque[Request] = deque()
         self.deadline = 0.0
+        self.requests = 0  # dispatched on this connection so far
         self.lingering = False
         #: A peer error waiting for the responses owed before it to go out.
         self.pending_error: RemoteProtocolError | None = None
@@ -237,6 +250,7 @@ class Connection(asyncio.Protocol):
 
     # -- requests ------------------------------------------------------------
     def dispatch(self, request: Request) -> None:
+        self.requests += 1
         request.finish()
         stream = Stream(self, request)
         self.running[request.stream_id] = stream
@@ -273,6 +287,26 @@ class Connection(asyncio.Protocol):
             self.write(self.proto.end_response(stream_id))
             self.after_response(stream_id)
 
+    def expire(self, stream: Stream) -> None:
+        """The application has held ``stream`` past ``--timeout``: answer for
+        it now (504, or a broken response if its head went out) and let its
+        thread end when it will; its pool slot stays taken until then."""
+        stream_id = stream.request.stream_id
+        if self.running.get(stream_id) is not stream:
+            return
+        del self.running[stream_id]
+        stream.cancel()
+        if self.transport is None:
+            return
+        if stream.started:
+            self.write(self.proto.abort_response(stream_id))
+            self.reset()
+            return
+        self.write(
+            self.proto.reject(stream_id, "504 Gateway Timeout", TIMEOUT_HEADERS, TIMEOUT_BODY)
+        )
+        self.after_response(stream_id)
+
     # -- responses (called on the loop by Stream) ----------------------------
     def on_start(
         self, stream: Stream, status: str, headers: list[tuple[str, str]], body: bytes, end: bool
@@ -283,6 +317,7 @@ class Connection(asyncio.Protocol):
             if end:
                 self.finish(stream)
             return
+        stream.started = True
         self.write(self.proto.start_response(stream.request.stream_id, status, headers, body, end))
         if end:
             self.finish(stream)
@@ -306,7 +341,10 @@ class Connection(asyncio.Protocol):
 
     def finish(self, stream: Stream) -> None:
         """The application is done with ``stream``: free its slot and move on."""
-        self.ctx.pool.done()
+        ctx = self.ctx
+        ctx.pool.done()
+        if ctx.request_limit and ctx.pool.completed >= ctx.request_limit:
+            ctx.retire(f"served {ctx.pool.completed} requests (--max-requests)")
         stream.request.input.close()
         stream_id = stream.request.stream_id
         if self.running.get(stream_id) is stream:  # not already answered (abort)
@@ -448,6 +486,17 @@ class Connection(asyncio.Protocol):
         return "peer"
 
     def shutdown(self) -> None:
-        """Graceful stop: close now if nothing is in flight, else after it."""
-        if self.transport is not None and not self.running and not self.waiting:
-            self.transport.close()
+        """Graceful stop.  A request in flight, queued or partly received is
+        finished first (``after_response`` closes once it is answered).  A
+        connection that has not sent its first request may have it on the
+        way (it was accepted before we stopped): it gets ``DRAIN_GRACE``
+        seconds.  An idle kept-alive connection closes now."""
+        if self.transport is None:
+            return
+        self.proto.drain()
+        if self.running or self.waiting or self.receiving or not self.proto.idle:
+            return
+        if not self.requests:
+            self.deadline = min(self.deadline, self.ctx.loop.time() + DRAIN_GRACE)
+            return
+        self.transport.close()

@@ -15,6 +15,8 @@ import socket
 import stat
 from dataclasses import dataclass
 
+from .systemd import activated_socket
+
 __all__ = ["Address", "ListenError", "bind", "close_all", "inherited_listener", "parse_address"]
 
 
@@ -27,7 +29,7 @@ class Address:
     """A parsed listener address (``text`` is what the user wrote)."""
 
     text: str
-    kind: str  # "tcp", "unix" or "fd"
+    kind: str  # "tcp", "unix", "fd" or "systemd"
     host: str = ""
     port: int = 0
     path: str = ""
@@ -35,10 +37,13 @@ class Address:
 
 
 def parse_address(text: str) -> Address:
-    """``HOST:PORT``, ``:PORT``, ``[IPv6]:PORT``, ``unix:/path`` or ``fd:N``.
+    """``HOST:PORT``, ``:PORT``, ``[IPv6]:PORT``, ``unix:/path``, ``fd:N`` or
+    ``systemd:NAME`` (a socket-activated socket by its FileDescriptorName).
 
     Raises :class:`ListenError` for anything else.
     """
+    if text.startswith("systemd:"):
+        return Address(text, "systemd", path=text[8:])
     if text.startswith("unix:"):
         path = text[5:]
         if not path:
@@ -54,7 +59,9 @@ def parse_address(text: str) -> Address:
         return Address(text, "fd", fd=fd)
     host, sep, port_text = text.rpartition(":")
     if not sep:
-        raise ListenError(f"{text}: expected HOST:PORT, :PORT, [IPv6]:PORT, unix:/path or fd:N")
+        raise ListenError(
+            f"{text}: expected HOST:PORT, :PORT, [IPv6]:PORT, unix:/path, fd:N or systemd:NAME"
+        )
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
@@ -75,6 +82,9 @@ def bind(address: Address, backlog: int, socket_mode: int) -> socket.socket:
     it) is replaced, a live one is never taken over.  Raises
     :class:`ListenError`; on error nothing is left behind.
     """
+    activated = activated_socket(address.text)
+    if activated is not None:
+        return activated
     if address.kind == "fd":
         return _from_fd(address)
     if address.kind == "unix":

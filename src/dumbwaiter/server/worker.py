@@ -6,6 +6,18 @@ accepting, let requests in flight finish within ``graceful_timeout``) or
 SIGINT/SIGQUIT (fast), and returns.  A one-second tick refreshes the cached
 ``Date`` header and closes connections whose timeout passed (one sweep over
 the connections is cheaper than a timer per connection).
+
+The same tick watches the worker's own health.  Under a master (see
+:mod:`dumbwaiter.server.master`) it sends the heartbeat over the worker's
+:class:`~dumbwaiter.server.channel.WorkerChannel`; past ``--max-requests``
+or ``--max-rss``, or when a request has been in the app longer than
+``--timeout``, the worker *retires*: it asks the master for a replacement
+and serves on until the master stops it gracefully.  Without a master it
+stops gracefully itself, and its supervisor starts a fresh one.
+
+A request past ``--timeout`` gets its answer at once (504 if the response
+has not started, otherwise a broken response the front can tell); its thread
+cannot be killed, which is why the whole worker goes.
 """
 
 from __future__ import annotations
@@ -14,16 +26,20 @@ import asyncio
 import email.utils
 import logging
 import os
+import random
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..config import Config
+from ..config import Config, MiB
 from ..protocols import ServerProtocol
 from ..wsgi import WSGIApp, WSGIGateway
+from . import systemd
+from .channel import WorkerChannel, resident_bytes
 from .connection import Connection, Stream
 from .pool import ThreadPool
 from .sockets import Address
@@ -51,9 +67,61 @@ class ServerContext:
     factories: dict[str, Callable[[], ServerProtocol]] = field(default_factory=dict)
     #: Guards the write-side flow control state of every connection.
     flow: threading.Condition = field(default_factory=threading.Condition)
+    #: The line to the master, when there is one.
+    channel: WorkerChannel | None = None
+    #: Why this worker is being replaced ("" while it is not).
+    retiring: str = ""
+    #: Requests after which to retire (--max-requests plus jitter); 0 = never.
+    request_limit: int = 0
+    #: Ends the worker: "graceful" or "fast".
+    stop: Callable[[str], None] = field(default=lambda how: None)
 
     def refresh_date(self) -> None:
         self.date = email.utils.formatdate(usegmt=True).encode("ascii")
+
+    def checkup(self) -> None:
+        """The heartbeat, and the memory limit (once a tick; the request
+        limit is checked as each request ends, in :meth:`Connection.finish`)."""
+        served = self.pool.completed
+        max_rss = self.config.max_rss * MiB
+        rss = resident_bytes() if self.channel is not None or max_rss else 0
+        if self.channel is not None:
+            if self.channel.orphaned:
+                log.warning("the master (pid %d) is gone: stopping", self.channel.master_pid)
+                self.stop("graceful")
+                return
+            self.channel.send("beat", f"{served} {rss}")
+        if max_rss and rss > max_rss and not self.retiring:
+            self.retire(f"resident memory {rss // MiB} MiB is past --max-rss {max_rss // MiB}")
+
+    def retire(self, reason: str) -> None:
+        """Have this worker replaced: by the master, or by our own supervisor."""
+        if self.retiring:
+            return
+        self.retiring = reason
+        if self.channel is not None and self.channel.send("retire", reason):
+            log.info("retiring: %s; serving on until replaced", reason)
+            return
+        log.info("retiring: %s; stopping", reason)
+        self.stop("graceful")
+
+    def expire_hung(self) -> None:
+        """Answer for every request the app has held past ``--timeout``."""
+        limit = time.monotonic() - self.config.timeout
+        for conn in list(self.connections):
+            for stream in list(conn.running.values()):
+                if 0.0 < stream.began <= limit:
+                    environ = stream.request.cgi
+                    log.error(
+                        "%s: %s %s still in the app after %gs: answered 504 (thread %s stuck)",
+                        conn.listener.name,
+                        environ.get("REQUEST_METHOD", ""),
+                        environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
+                        self.config.timeout,
+                        stream.thread,
+                    )
+                    conn.expire(stream)
+                    self.retire(f"a request ran past --timeout {self.config.timeout:g}s")
 
 
 @dataclass(eq=False)
@@ -142,23 +210,44 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run_worker(app: WSGIApp, config: Config, listeners: list[Listener]) -> None:
-    """Serve ``listeners`` until a stop signal; returns when stopped."""
+def run_worker(
+    app: WSGIApp,
+    config: Config,
+    listeners: list[Listener],
+    channel: WorkerChannel | None = None,
+) -> str:
+    """Serve ``listeners`` until a stop signal or retirement; returns how it
+    stopped: ``"graceful"`` or ``"fast"``."""
     loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(_serve(loop, app, config, listeners))
+        return loop.run_until_complete(_serve(loop, app, config, listeners, channel))
     finally:
         asyncio.set_event_loop(None)
         loop.close()
 
 
 async def _serve(
-    loop: asyncio.AbstractEventLoop, app: WSGIApp, config: Config, listeners: list[Listener]
-) -> None:
+    loop: asyncio.AbstractEventLoop,
+    app: WSGIApp,
+    config: Config,
+    listeners: list[Listener],
+    channel: WorkerChannel | None,
+) -> str:
     gateway = WSGIGateway(app, config)
-    pool: ThreadPool[Stream] = ThreadPool(config.threads, config.queue_size, gateway)
-    ctx = ServerContext(loop, config, pool)
+    target: Callable[[Stream], None] = gateway
+    if config.timeout:
+
+        def timed(stream: Stream) -> None:
+            stream.began = time.monotonic()
+            stream.thread = threading.current_thread().name
+            gateway(stream)
+
+        target = timed
+    pool: ThreadPool[Stream] = ThreadPool(config.threads, config.queue_size, target)
+    ctx = ServerContext(loop, config, pool, channel=channel)
+    if config.max_requests:
+        ctx.request_limit = config.max_requests + random.randint(0, config.max_requests_jitter)
     ctx.refresh_date()
     capacity = pool.capacity
 
@@ -173,9 +262,11 @@ async def _serve(
         if not stopping.done():
             stopping.set_result(how)
 
+    ctx.stop = stop
     loop.add_signal_handler(signal.SIGTERM, stop, "graceful")
     loop.add_signal_handler(signal.SIGINT, stop, "fast")
     loop.add_signal_handler(signal.SIGQUIT, stop, "fast")
+    loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
     servers = []
     for listener in listeners:
         server = await loop.create_server(
@@ -190,11 +281,17 @@ async def _serve(
     log.info(
         "ready: %d threads, queue of %d (pid %d)", config.threads, config.queue_size, os.getpid()
     )
+    if channel is not None:
+        channel.send("ready")
+    else:  # this process is the server: systemd hears from it (Type=notify)
+        systemd.ready(f"serving, pid {os.getpid()}")
     try:
         how = await stopping
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
+    if channel is None:
+        systemd.stopping()
     for server in servers:
         server.close()
     if how == "graceful":
@@ -208,6 +305,21 @@ async def _serve(
             conn.transport.abort()
     await asyncio.sleep(0)
     pool.stop(timeout=0.1 if how == "fast" else 1.0)
+    return how
+
+
+def reopen_logs() -> None:
+    """SIGUSR1: reopen every log file we write (after logrotate moved it)."""
+    for logger in (logging.getLogger(), logging.getLogger("dumbwaiter")):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.acquire()
+                try:
+                    handler.close()
+                    handler.stream = handler._open()
+                finally:
+                    handler.release()
+    log.info("log files reopened")
 
 
 async def _drain(ctx: ServerContext, timeout: float) -> None:
@@ -215,7 +327,9 @@ async def _drain(ctx: ServerContext, timeout: float) -> None:
     deadline = ctx.loop.time() + timeout
     for conn in list(ctx.connections):
         conn.shutdown()
-    while any(c.running or c.waiting for c in ctx.connections):
+    # Every connection closes by itself: after its response, or by the tick
+    # once its grace ran out (see Connection.shutdown).
+    while ctx.connections:
         if ctx.loop.time() >= deadline:
             busy = sum(len(c.running) for c in ctx.connections)
             log.warning("graceful timeout: abandoning %d request(s) in flight", busy)
@@ -231,3 +345,6 @@ async def _tick(ctx: ServerContext) -> None:
         expired = [c for c in ctx.connections if 0.0 < c.deadline <= now]
         for conn in expired:
             conn.timed_out()
+        if ctx.config.timeout:
+            ctx.expire_hung()
+        ctx.checkup()
