@@ -45,6 +45,15 @@ def connect(address: str, timeout: float = 10.0) -> socket.socket:
     return socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
 
 
+def parent_of(pid: int) -> int:
+    """The parent of a live process (Linux /proc); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 class Server:
     """One dumbwaiter process for a test (use as a context manager)."""
 
@@ -114,6 +123,11 @@ class Server:
             return self.path("calls").read_text().splitlines()
         except FileNotFoundError:
             return []
+
+    def serves(self, pid: int) -> bool:
+        """Whether ``pid`` (an app's ``os.getpid()``) is this server: its
+        process, or one of its master's workers."""
+        return pid == self.proc.pid or parent_of(pid) == self.proc.pid
 
     def send_signal(self, signum: int) -> None:
         os.kill(self.proc.pid, signum)

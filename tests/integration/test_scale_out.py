@@ -50,7 +50,8 @@ def cluster(
 def test_requests_spread_over_every_instance(balancer: str) -> None:
     with cluster(balancer, 3) as (front, instances):
         pids = {int(fetch(front, "/pid")[1]) for _ in range(30)}
-        assert pids == {instance.proc.pid for instance in instances}
+        assert len(pids) == 3
+        assert all(sum(instance.serves(pid) for pid in pids) == 1 for instance in instances)
 
 
 @pytest.mark.parametrize("balancer", BALANCERS)
@@ -75,7 +76,9 @@ def test_a_stopped_instance_is_routed_around(balancer: str) -> None:
         assert len(statuses) > 50
         assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
         after = {int(fetch(front, "/pid")[1]) for _ in range(12)}
-        assert stopped.proc.pid not in after and len(after) == 2
+        running = [instance for instance in instances if instance is not stopped]
+        assert len(after) == 2
+        assert all(any(instance.serves(pid) for instance in running) for pid in after)
 
 
 @pytest.mark.parametrize("balancer", BALANCERS)
