@@ -12,13 +12,14 @@ import contextlib
 import http.client
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from serving import Server, free_port, run_cli, short_tmpdir
+from serving import Server, connect, free_port, run_cli, short_tmpdir
 
 APP = """\
 import os, time
@@ -53,7 +54,7 @@ def master(*args: str, version: str = "1", extra: str = "") -> Iterator[tuple[Se
     write_app(folder, version, extra)
     port = free_port()
     server = Server(
-        ["--http", f"127.0.0.1:{port}", *args],
+        ["--http", f"127.0.0.1:{port}", *(arg.replace("{dir}", folder) for arg in args)],
         "versioned:app",
         workdir=folder,
         env={"PYTHONDONTWRITEBYTECODE": "1"},
@@ -331,3 +332,35 @@ def test_no_master_serves_in_the_one_process() -> None:
     with master("--no-master") as (server, port):
         assert answer(port)[1] == server.proc.pid
         assert children(server.proc.pid) == []
+
+
+def test_usr2_upgrades_in_place_without_failing_a_request() -> None:
+    args = ("--workers", "2", "--pid", "master.pid", "--scgi", "unix:{dir}/scgi")
+    with master(*args) as (server, port):
+        assert until(lambda: "2 worker(s) ready" in server.log())
+        pidfile, socket_file = server.path("master.pid"), server.path("scgi")
+        assert int(pidfile.read_text()) == server.proc.pid
+        load = Load(port)
+        try:
+            time.sleep(0.5)
+            write_app(server.dir, "2")
+            server.send_signal(signal.SIGUSR2)
+            # The old master hands over once the new one's workers are ready.
+            assert until(lambda: server.proc.poll() is not None, 20), server.log()
+            assert server.proc.returncode == 0
+            successor = int(pidfile.read_text())
+            assert successor != server.proc.pid and alive(successor)
+            assert until(lambda: load.answers[-1][1] == "2"), server.log()
+            # The old master left the socket file to its successor.
+            assert stat.S_ISSOCK(os.stat(socket_file).st_mode)
+            connect(f"unix:{socket_file}").close()
+            time.sleep(0.5)
+        finally:
+            load.stop()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.proc.pid, signal.SIGTERM)  # the successor is in its group
+        assert until(lambda: not alive(successor))
+        assert load.failures == []
+        assert set(load.versions()) == {"1", "2"}
+        assert "taking over from master" in server.log()
+        assert not socket_file.exists() and not pidfile.exists()  # removed by their owner

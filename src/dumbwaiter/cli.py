@@ -156,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(str(exc), EXIT_USAGE)
     setup_logging(config.log_level)
     try:
-        code = run(config, functools.partial(import_app, spec))
+        argv = [sys.executable, "-m", "dumbwaiter", *args]  # for an upgrade in place
+        code = run(config, functools.partial(import_app, spec), argv)
     except AppLoadFailed as exc:
         fail(str(exc), EXIT_FAILURE)
     except (ListenError, ActivationError, ProcessError) as exc:

@@ -34,7 +34,7 @@ from typing import Any
 
 from .config import Config
 from .server import systemd
-from .server.master import Master
+from .server.master import INHERIT_VARIABLE, UPGRADE_VARIABLE, Master
 from .server.process import change_directory, drop_privileges, write_pidfile
 from .server.sockets import (
     Address,
@@ -98,19 +98,23 @@ def setup_logging(level: str) -> None:
         logger.propagate = False
 
 
-def run(config: Config, load: Callable[[], WSGIApp]) -> int:
+def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = None) -> int:
     """Serve with a validated ``config``; returns the exit status.
 
-    ``load`` returns the app.  It is called here, before binding, when one
-    process serves (``--no-master``, CGI, a web server's fd 0 with one
-    worker) or with ``--preload``; otherwise in each worker, so a reload
-    (SIGHUP) loads new code.  It raises
+    ``load`` returns the app.  It is called here, after binding and dropping
+    privileges, when one process serves (``--no-master``, CGI, a web
+    server's fd 0 with one worker) or with ``--preload``; otherwise in each
+    worker, so a reload (SIGHUP) loads new code.  ``argv`` starts this
+    server again, for an upgrade in place (SIGUSR2).  ``load`` raises
     :class:`~dumbwaiter.server.master.AppLoadFailed` with a one-line reason.
     """
     activated = systemd.activated()  # read once, before anything forks
+    handed, upgrade_from = _upgrade_inheritance()
     if config.chdir:
         change_directory(config.chdir)
     addresses = _listener_addresses(config)
+    if handed and not addresses:
+        addresses = [(protocol, text) for text, (protocol, _) in handed.items()]
     inherited = inherited_listener() if not addresses and not activated else None
     if config.cgi or (
         not addresses
@@ -132,7 +136,11 @@ def run(config: Config, load: Callable[[], WSGIApp]) -> int:
     try:
         for protocol, text in addresses:
             address = parse_address(text)
-            sock = bind(address, config.backlog, config.socket_mode)
+            if text in handed:
+                sock = socket.socket(fileno=handed.pop(text)[1])
+                sock.set_inheritable(False)
+            else:
+                sock = bind(address, config.backlog, config.socket_mode)
             if address.kind == "unix":
                 bound.append((address, sock))
             listeners.append(Listener(protocol, address, sock))
@@ -146,8 +154,11 @@ def run(config: Config, load: Callable[[], WSGIApp]) -> int:
                 Listener("http", address, bind(address, config.backlog, config.socket_mode))
             )
             print(f"dumbwaiter: serving on http://{DEFAULT_HTTP}/", file=sys.stderr)
+        for text, (_, fd) in handed.items():  # listeners the new command line dropped
+            os.close(fd)
+            log.info("upgrade: no longer serving %s", text)
         if config.pid:
-            pidfile = write_pidfile(config.pid)
+            pidfile = write_pidfile(config.pid, replacing=upgrade_from or None)
         drop_privileges(config.user, config.group)  # bound as root, serve as the user
         app = load() if single or config.preload else None
         if single:
@@ -155,7 +166,11 @@ def run(config: Config, load: Callable[[], WSGIApp]) -> int:
             run_worker(app, config, listeners)
             return 0
         signal.signal(signal.SIGTERM, previous)
-        return Master(config, listeners, load, app).run()
+        master = Master(config, listeners, load, app, argv=argv, upgrade_from=upgrade_from)
+        code = master.run()
+        if master.handed_over:
+            bound.clear()  # the socket files are the new master's now
+        return code
     finally:
         signal.signal(signal.SIGTERM, previous)
         for listener in listeners:
@@ -163,6 +178,19 @@ def run(config: Config, load: Callable[[], WSGIApp]) -> int:
         close_all(bound)
         if pidfile is not None:
             pidfile.remove()
+
+
+def _upgrade_inheritance() -> tuple[dict[str, tuple[str, int]], int]:
+    """What an old master handed us in an upgrade in place (SIGUSR2):
+    address text -> (protocol, fd), and its pid; the variables are removed
+    so that our own workers and successors do not see them."""
+    lines = os.environ.pop(INHERIT_VARIABLE, "")
+    old = os.environ.pop(UPGRADE_VARIABLE, "")
+    handed: dict[str, tuple[str, int]] = {}
+    for line in lines.splitlines():
+        protocol, fd, text = line.split(" ", 2)
+        handed[text] = (protocol, int(fd))
+    return handed, int(old) if old.isdigit() else 0
 
 
 def _activated_listeners(activated: list[tuple[str, socket.socket]]) -> list[Listener]:

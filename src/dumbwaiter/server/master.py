@@ -34,10 +34,21 @@ systemd
     RELOADING (SIGHUP) then READY again, and STOPPING, for ``Type=notify``
     and ``Type=notify-reload`` units.
 
+Upgrade in place (SIGUSR2)
+    The master forks and executes itself anew (``argv``: the same command
+    line, so a new version of dumbwaiter, Python or the app is picked up),
+    passing the listening sockets' descriptors in ``DUMBWAITER_INHERIT``
+    and its own pid in ``DUMBWAITER_UPGRADE_FROM``.  The new master serves
+    the same sockets and, once all its workers are ready, tells systemd its
+    pid (``MAINPID``) and sends SIGTERM to the old master, which drains and
+    exits without removing the unix socket files or the pid file.  If the
+    new master fails, the old one notices its exit and serves on.
+
 Signals (the nginx and gunicorn conventions)
     TERM graceful stop; INT and QUIT fast stop; HUP reload; TTIN and TTOU
-    one worker more or less; USR1 reopen log files (forwarded to workers).
-    Workers ignore HUP, TTIN, TTOU and USR2: those are the master's.
+    one worker more or less; USR1 reopen log files (forwarded to workers);
+    USR2 upgrade in place.  Workers ignore HUP, TTIN, TTOU and USR2: those
+    are the master's.
 """
 
 from __future__ import annotations
@@ -60,10 +71,14 @@ from . import systemd
 from .channel import WorkerChannel, parse
 from .worker import Listener, reopen_logs, run_worker
 
-__all__ = ["EXIT_APP_FAILED", "AppLoadFailed", "Master"]
+__all__ = ["EXIT_APP_FAILED", "INHERIT_VARIABLE", "UPGRADE_VARIABLE", "AppLoadFailed", "Master"]
 
 log = logging.getLogger("dumbwaiter")
 
+#: How an upgrade in place passes the listening sockets: one line per
+#: listener, "PROTOCOL FD ADDRESS"; and the old master's pid.
+INHERIT_VARIABLE = "DUMBWAITER_INHERIT"
+UPGRADE_VARIABLE = "DUMBWAITER_UPGRADE_FROM"
 #: A worker's exit status when the app could not be loaded.
 EXIT_APP_FAILED = 3
 #: A ready worker silent this long has a blocked event loop: killed.
@@ -128,6 +143,9 @@ class Master:
 
     ``load`` imports the app in each new worker; ``app``, when given, was
     loaded in the master already (``--preload``) and is shared by fork.
+    ``argv`` is the command that starts this server again (SIGUSR2; None:
+    started from Python, no upgrade in place); ``upgrade_from`` the pid of
+    the master this one replaces, 0 if none.
     """
 
     def __init__(
@@ -136,8 +154,16 @@ class Master:
         listeners: list[Listener],
         load: Callable[[], WSGIApp],
         app: WSGIApp | None = None,
+        *,
+        argv: list[str] | None = None,
+        upgrade_from: int = 0,
     ) -> None:
         self.config = config
+        self.argv = argv
+        self.upgrade_from = upgrade_from
+        #: The new master of an upgrade under way, and whether it took over.
+        self.successor = 0
+        self.handed_over = False
         self.listeners = listeners
         self.load = load
         self.app = app
@@ -224,12 +250,14 @@ class Master:
                 for worker in self.workers.values():
                     self.send(worker, signal.SIGUSR1)
             elif signum == signal.SIGUSR2:
-                log.warning("master: SIGUSR2 (upgrade in place) is not supported yet; ignored")
+                self.upgrade()
 
     def stop(self, how: str) -> None:
         if self.stopping == "fast" or self.stopping == how:
             return
         self.stopping = how
+        # Stopped while our successor runs: it took over (it sends the TERM).
+        self.handed_over = bool(self.successor)
         now = time.monotonic()
         systemd.stopping()
         # Our copies of the listening sockets go now: once the workers close
@@ -263,6 +291,35 @@ class Master:
             log.info("master: reloading: new workers (--preload: the app is not re-imported)")
         else:
             log.info("master: reloading: new workers load the app afresh")
+
+    def upgrade(self) -> None:
+        """SIGUSR2: start a new master on the same sockets (see module doc)."""
+        if self.stopping:
+            return
+        if self.argv is None:
+            log.warning("master: SIGUSR2: started from Python, cannot re-execute; use SIGHUP")
+            return
+        if self.successor:
+            log.warning("master: SIGUSR2: upgrade already under way (pid %d)", self.successor)
+            return
+        lines = []
+        for listener in self.listeners:
+            fd = listener.sock.fileno()
+            os.set_inheritable(fd, True)
+            lines.append(f"{listener.protocol} {fd} {listener.address.text}")
+        env = dict(os.environ)
+        env[INHERIT_VARIABLE] = "\n".join(lines)
+        env[UPGRADE_VARIABLE] = str(self.pid)
+        pid = os.fork()
+        if pid == 0:  # the new master-to-be
+            try:
+                os.execve(self.argv[0], self.argv, env)
+            finally:
+                os._exit(127)
+        for listener in self.listeners:
+            os.set_inheritable(listener.sock.fileno(), False)
+        self.successor = pid
+        log.info("master: SIGUSR2: upgrading in place: new master %d starting", pid)
 
     # -- workers -------------------------------------------------------------
     def spawn(self) -> None:
@@ -354,6 +411,15 @@ class Master:
                 return
             if pid == 0:
                 return
+            if pid == self.successor:
+                self.successor = 0
+                if not self.stopping:
+                    log.error(
+                        "master: upgrade failed: the new master %d ended (%s); serving on",
+                        pid,
+                        describe_status(status),
+                    )
+                continue
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
@@ -361,10 +427,10 @@ class Master:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(worker.fd)
             os.close(worker.fd)
-            self.exited(worker, os.waitstatus_to_exitcode(status))
+            self.exited(worker, status)
 
-    def exited(self, worker: Worker, code: int) -> None:
-        how = f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+    def exited(self, worker: Worker, status: int) -> None:
+        how = describe_status(status)
         if worker.stop_sent:
             log.debug("master: worker %d stopped (%s)", worker.pid, how)
             return
@@ -421,6 +487,11 @@ class Master:
             else:
                 log.info("master: %d worker(s) ready", ready)
             systemd.ready(f"{ready} worker(s), generation {self.generation}")
+            if self.upgrade_from and not self.started:
+                log.info("master: upgrade: taking over from master %d", self.upgrade_from)
+                systemd.mainpid(self.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.upgrade_from, signal.SIGTERM)
             self.serving_generation = self.generation
             self.started = True
         for worker in list(self.workers.values()):
@@ -482,6 +553,12 @@ class Master:
         except OSError as exc:
             if exc.errno != errno.ESRCH:
                 raise
+
+
+def describe_status(status: int) -> str:
+    """A ``waitpid`` status in words."""
+    code = os.waitstatus_to_exitcode(status)
+    return f"exit status {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
 
 
 def describe(exc: BaseException) -> str:
