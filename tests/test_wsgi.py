@@ -1307,3 +1307,24 @@ def test_apache_mod_proxy_paths(uri: str, filename: str, expected: tuple[str, st
     environ = {"REQUEST_URI": uri, "SCRIPT_NAME": path, "SCRIPT_FILENAME": filename}
     fix_paths(environ, None)
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == expected
+
+
+def test_over_http_the_host_header_names_the_server_not_the_socket() -> None:
+    # Behind an HTTP proxy the socket is dumbwaiter's own; the client asked
+    # for the Host, and URLs rebuilt from SERVER_NAME/PORT must say that.
+    cgi = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_HOST": "example.org:8443"}
+    peer = {"REMOTE_ADDR": "127.0.0.1", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "9000"}
+    environ = environ_of(FakeStream(cgi, peer=peer))
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.org", "8443")
+    https = dict(cgi, HTTP_HOST="example.org", HTTPS="on")
+    environ = environ_of(FakeStream(https, peer=peer))
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.org", "443")
+    environ = environ_of(FakeStream({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, peer=peer))
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("127.0.0.1", "9000")
+
+
+def test_an_empty_server_name_is_never_passed_on() -> None:
+    # nginx sends SERVER_NAME "" from a server block without server_name.
+    cgi = dict(BASE_CGI, SERVER_NAME="", HTTP_HOST="example.org")
+    assert environ_of(FakeStream(cgi))["SERVER_NAME"] == "example.org"
+    assert environ_of(FakeStream(dict(cgi, HTTP_HOST="")))["SERVER_NAME"] == "localhost"

@@ -204,6 +204,23 @@ class WSGIGateway:
         """The CGI variables of the request completed into a WSGI environ."""
         request = stream.request
         environ: dict[str, Any] = request.cgi
+        https = environ.get("HTTPS", "")
+        scheme = "https" if https.lower() in ("on", "1") else environ.get("REQUEST_SCHEME", "http")
+        if not environ.get("SERVER_NAME"):
+            # Over HTTP no front server names the server, and nginx sends ""
+            # from a server block without server_name (PEP 3333: never
+            # empty): the Host the client asked for does, port and all.  The
+            # socket's own address (in the peer values below) is only the
+            # fallback: behind a proxy it is dumbwaiter's port, and a URL
+            # rebuilt from it would be wrong.
+            environ.pop("SERVER_NAME", None)
+            name, port = _host_port(environ.get("HTTP_HOST", ""))
+            if name:
+                environ["SERVER_NAME"] = name
+                default = "443" if scheme == "https" else "80"
+                environ.setdefault(
+                    "SERVER_PORT", port if port.isascii() and port.isdigit() else default
+                )
         for key, value in stream.peer.items():
             environ.setdefault(key, value)
         environ.update(self.base)
@@ -213,10 +230,7 @@ class WSGIGateway:
             # The body was received whole: its real length is the one to
             # trust (front servers may send -1 or nothing when streaming).
             environ["CONTENT_LENGTH"] = str(length)
-        https = environ.get("HTTPS", "")
-        environ["wsgi.url_scheme"] = (
-            "https" if https.lower() in ("on", "1") else environ.get("REQUEST_SCHEME", "http")
-        )
+        environ["wsgi.url_scheme"] = scheme
         fix_paths(environ, self.script_name)
         environ.setdefault("REQUEST_METHOD", "GET")
         environ.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
@@ -224,12 +238,8 @@ class WSGIGateway:
         if server_name.count(":") == 1 and server_name.rpartition(":")[2].isdigit():
             # HAProxy's fcgi-app sends the Host header, port and all.
             environ["SERVER_NAME"] = server_name.rpartition(":")[0]
-        if "SERVER_NAME" not in environ:
-            name, port = _host_port(environ.get("HTTP_HOST", ""))
-            environ["SERVER_NAME"] = name or "localhost"
-            if port.isascii() and port.isdigit():
-                environ.setdefault("SERVER_PORT", port)
-        environ.setdefault("SERVER_PORT", "443" if environ["wsgi.url_scheme"] == "https" else "80")
+        environ.setdefault("SERVER_NAME", "localhost")  # no Host, no socket address
+        environ.setdefault("SERVER_PORT", "443" if scheme == "https" else "80")
         if request.role is not Role.RESPONDER:
             environ["dumbwaiter.fcgi_role"] = request.role.name
             if request.data_input is not None:
