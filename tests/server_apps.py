@@ -8,6 +8,7 @@ and release it, and can see whether the app was called at all.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import threading
@@ -80,8 +81,11 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
             "REQUEST_URI",
             "dumbwaiter.connection",
             "HTTP_PROXY",
+            "HTTP_X_FORWARDED_FOR",
+            "HTTP_X_FORWARDED_PROTO",
         )
         info = {k: environ.get(k) for k in keys}
+        info["pid"] = os.getpid()  # with dumbwaiter.connection: which connection
         info["body_sha256"] = hashlib.sha256(body).hexdigest()
         info["body_length"] = len(body)
         data = environ.get("dumbwaiter.fcgi_data")
@@ -186,4 +190,21 @@ application = app
 def authorize_everything(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     """A FastCGI authorizer for every URL (lighttpd "mode" => "authorizer")."""
     environ["PATH_INFO"] = "/authorize"
+    return app(environ, start_response)
+
+
+FLASK_ROUTES = ("/form", "/link", "/target")
+
+
+def with_flask(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """The interop matrix's app (tests/integration/test_matrix.py): the routes
+    above, tests/apps/flask_app.py's form and ``url_for`` link, and the
+    FastCGI authorizer role (so one backend answers both roles)."""
+    if environ.get("dumbwaiter.fcgi_role") == "AUTHORIZER":
+        return authorize_everything(environ, start_response)
+    if environ.get("PATH_INFO") in FLASK_ROUTES:
+        # tests/apps/flask_app.py, imported on first use (tests/apps must be on the path).
+        flask = importlib.import_module("flask_app").app
+        result: Iterable[bytes] = flask(environ, start_response)
+        return result
     return app(environ, start_response)

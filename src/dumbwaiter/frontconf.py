@@ -59,11 +59,14 @@ def lighttpd(
         host = "127.0.0.1" if where.host == "0.0.0.0" else where.host
         if where.kind != "tcp":
             raise ValueError("lighttpd's mod_proxy needs HOST:PORT")
+        note = ""
+        if mount != "/":
+            note = f"# The path goes on unchanged: start dumbwaiter with --script-name {mount}.\n"
         return (
-            'server.modules += ("mod_proxy")\n'
+            f'{note}server.modules += ("mod_proxy")\n'
             f'proxy.server = ("{mount}" => (("host" => "{host}", "port" => {where.port})))\n'
-            "# Mounted under a prefix? Start dumbwaiter with --script-name "
-            f"{mount if mount != '/' else ''} (mod_proxy passes the path unchanged).\n"
+            "# The client's address and scheme, as X-Forwarded-For and X-Forwarded-Proto.\n"
+            'proxy.forwarded = ("for" => 1, "proto" => 1)\n'
         )
     module = "fastcgi" if protocol == "fastcgi" else "scgi"
     if spawn is not None and (protocol != "fastcgi" or where.kind != "unix"):
@@ -130,7 +133,9 @@ def nginx(
 
     Several addresses (dumbwaiters on several machines) make an upstream that
     nginx balances, and a 503 from a full instance is retried on the next one
-    (idempotent requests only, as nginx does by default)."""
+    (idempotent requests only, as nginx does by default).  ``keepalive``: idle
+    FastCGI or HTTP connections kept for reuse; 0 opens one per request (SCGI
+    and uwsgi always do: their responses end with the connection)."""
     addresses = [address] if isinstance(address, str) else list(address)
     mount = _mount(mount)
     servers = ""
@@ -138,9 +143,10 @@ def nginx(
         where = _address(text)
         target = f"unix:{where.path}" if where.kind == "unix" else f"{where.host}:{where.port}"
         servers += f"    server {target};\n"
+    reuse = keepalive > 0 and protocol in ("fastcgi", "http")
     keep = (
         f"    # Idle backend connections kept open for reuse.\n    keepalive {keepalive};\n"
-        if protocol in ("fastcgi", "http")
+        if reuse
         else ""
     )
     http = f"upstream dumbwaiter {{\n{servers}{keep}}}\n"
@@ -154,9 +160,12 @@ def nginx(
             f"    fastcgi_split_path_info ^({mount.rstrip('/')})(/.*)$;",
             "    fastcgi_param SCRIPT_NAME $fastcgi_script_name;",
             "    fastcgi_param PATH_INFO $fastcgi_path_info;",
-            "    # Reuse backend connections (FCGI_KEEP_CONN); needs the upstream keepalive.",
-            "    fastcgi_keep_conn on;",
         ]
+        if reuse:
+            lines += [
+                "    # Reuse backend connections (FCGI_KEEP_CONN); needs the upstream keepalive.",
+                "    fastcgi_keep_conn on;",
+            ]
     elif protocol in ("scgi", "uwsgi"):
         lines.append(f"    include {protocol}_params;")
         if mount != "/":
@@ -167,6 +176,9 @@ def nginx(
             "    proxy_http_version 1.1;",
             '    proxy_set_header Connection "";',
             "    proxy_set_header Host $http_host;",
+            "    # The client's address and scheme, which HTTP does not carry otherwise.",
+            "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            "    proxy_set_header X-Forwarded-Proto $scheme;",
         ]
         if mount != "/":
             lines.append(f"    # The prefix: start dumbwaiter with --script-name {mount}.")
@@ -185,21 +197,32 @@ def nginx(
     return NginxSnippet(http, "\n".join(lines) + "\n")
 
 
-def caddy(protocol: str, address: str) -> str:
+def caddy(protocol: str, address: str, *, mount: str = "/") -> str:
     """Caddy 2: the body of a site block (``reverse_proxy``).
 
     Caddy's FastCGI transport sends SCRIPT_NAME "" and PATH_INFO = the whole
-    path when no ``split_path`` is given, which is what a WSGI app wants."""
+    path when no ``split_path`` is given, which is what a WSGI app wants.
+    Under a prefix Caddy passes the path unchanged, and dumbwaiter's
+    ``--script-name`` splits it."""
     where = _address(address)
+    mount = _mount(mount)
     target = f"unix/{where.path}" if where.kind == "unix" else f"{where.host}:{where.port}"
     if protocol == "fastcgi":
-        return (
+        body = (
             f"reverse_proxy {target} {{\n\ttransport fastcgi\n"
             "\t# Relay the response as the app produces it.\n\tflush_interval -1\n}\n"
         )
-    if protocol == "http":
-        return f"reverse_proxy {target} {{\n\tflush_interval -1\n}}\n"
-    raise ValueError("Caddy speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
+    elif protocol == "http":
+        body = f"reverse_proxy {target} {{\n\tflush_interval -1\n}}\n"
+    else:
+        raise ValueError("Caddy speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
+    if mount == "/":
+        return body
+    inner = "".join("\t" + line + "\n" for line in body.splitlines())
+    return (
+        f"# The path goes on unchanged: start dumbwaiter with --script-name {mount}.\n"
+        f"handle {mount}/* {{\n{inner}}}\n"
+    )
 
 
 def h2o(
@@ -213,37 +236,71 @@ def h2o(
     """h2o: one ``paths:`` entry (YAML, indented for ``hosts: NAME: paths:``).
 
     h2o sets SERVER_NAME to the ``hosts:`` key: name the host as clients do
-    (``example.org:80``), not ``default``."""
+    (``example.org:80``), not ``default``.  Under a prefix h2o passes the
+    whole path (FastCGI: in PATH_INFO, with SCRIPT_NAME ""), and dumbwaiter's
+    ``--script-name`` splits it."""
     mount = _mount(mount)
+    split = "" if mount == "/" else f"--script-name {mount} "
+    note = ""
+    if mount != "/" and spawn is None:
+        note = f"# The path goes on whole: start dumbwaiter with --script-name {mount}.\n"
+    # h2o closes each FastCGI connection unless given an idle timeout.
+    keep = "  # Keep FastCGI connections for reuse (idle milliseconds).\n"
+    keep += "  fastcgi.timeout.keepalive: 10000\n"
     if spawn is not None:
         # h2o starts dumbwaiter itself and hands it the socket on fd 0.
-        return f'{mount}:\n  fastcgi.spawn:\n    command: "exec {python} -m dumbwaiter {spawn}"\n'
+        command = f"exec {python} -m dumbwaiter {split}{spawn}"
+        return f'{mount}:\n  fastcgi.spawn:\n    command: "{command}"\n{keep}'
     where = _address(address)
     if protocol == "fastcgi":
         port = where.path if where.kind == "unix" else str(where.port)
         host = "" if where.kind == "unix" else f"\n    host: {where.host}"
         kind = "unix" if where.kind == "unix" else "tcp"
-        return f"{mount}:\n  fastcgi.connect:\n    port: {port}\n    type: {kind}{host}\n"
+        return (
+            f"{note}{mount}:\n  fastcgi.connect:\n    port: {port}\n    type: {kind}{host}\n{keep}"
+        )
     if protocol == "http":
         if where.kind != "tcp":
             raise ValueError("h2o's proxy needs HOST:PORT")
         return (
-            f"{mount}:\n  proxy.reverse.url: http://{where.host}:{where.port}{mount}\n"
+            f"{note}{mount}:\n  proxy.reverse.url: http://{where.host}:{where.port}{mount}\n"
             "  # Pass the client's Host on, not the backend's address.\n"
             "  proxy.preserve-host: ON\n"
         )
     raise ValueError("h2o speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
 
 
-def apache(protocol: str, address: str, *, mount: str = "/", authorizer: bool = False) -> str:
+def apache(
+    protocol: str,
+    address: str,
+    *,
+    mount: str = "/",
+    authorizer: bool = False,
+    spawn: str | None = None,
+    python: str = sys.executable,
+    environment: Mapping[str, str] | None = None,
+    script: str = "/usr/local/lib/myapp-authorizer",
+) -> str:
     """Apache 2.4 mod_proxy_fcgi / mod_proxy_scgi / mod_proxy_uwsgi /
     mod_proxy_http: the ``ProxyPass`` for an app at ``mount``.
 
     ``authorizer``: instead, protect ``mount`` with a FastCGI authorizer at
     ``address`` (mod_authnz_fcgi, TCP only): a 200 allows, with the user
-    taken from its ``Variable-X-User`` header; anything else is the answer."""
-    where = _address(address)
+    taken from its ``Variable-X-User`` header; anything else is the answer.
+    ``spawn`` (an app spec): instead, mod_fcgid starts dumbwaiter itself
+    (``address`` is unused), with ``environment`` set for it; with
+    ``authorizer`` too, as the access checker of ``mount``, from the
+    executable script ``script`` (mod_fcgid runs files, not command lines)."""
     mount = _mount(mount)
+    if spawn is not None:
+        if protocol != "fastcgi":
+            raise ValueError("mod_fcgid spawns FastCGI applications")
+        env = "".join(f"FcgidInitialEnv {k} {v}\n" for k, v in (environment or {}).items())
+        command = f"{python} -m dumbwaiter {spawn}"
+        if authorizer:
+            return _apache_fcgid_authorizer(command, mount, env, script)
+        return _apache_fcgid(command, mount, env)
+    where = _address(address)
     if authorizer:
         if protocol != "fastcgi" or where.kind != "tcp":
             raise ValueError("mod_authnz_fcgi needs --fastcgi HOST:PORT")
@@ -268,25 +325,75 @@ def apache(protocol: str, address: str, *, mount: str = "/", authorizer: bool = 
         "uwsgi": "proxy_uwsgi",
         "http": "proxy_http",
     }[protocol]
+    prefix = "/" if mount == "/" else mount + "/"
+    # mod_proxy_http strips the prefix, so the app would not know its mount
+    # point (links made with it would miss the prefix): pass the whole path,
+    # and dumbwaiter's --script-name splits it.
+    path = prefix if protocol == "http" else "/"
     if where.kind == "unix":
-        target = f'"unix:{where.path}|{scheme}://localhost/"'
+        target = f'"unix:{where.path}|{scheme}://localhost{path}"'
     else:
-        target = f"{scheme}://{where.host}:{where.port}/"
+        target = f"{scheme}://{where.host}:{where.port}{path}"
     # Reuse backend connections: FastCGI keep-conn, HTTP keep-alive.
     # flushpackets: relay the response as the app produces it (streaming).
     reuse = {"fastcgi": " enablereuse=on flushpackets=on", "http": " keepalive=On"}.get(
         protocol, " flushpackets=on"
     )
+    text = f"# a2enmod proxy {module}\n"
+    if protocol == "http":
+        text += "# The client's Host header, not the backend's address.\nProxyPreserveHost On\n"
+        if mount != "/":
+            text += f"# Start dumbwaiter with --script-name {mount}.\n"
+    return text + f"ProxyPass {prefix} {target}{reuse}\n"
+
+
+def _apache_fcgid(command: str, mount: str, env: str) -> str:
+    # mod_fcgid runs a "virtual" wrapper for every URL under the mount point;
+    # the Alias target need not exist: Apache stops its path walk at the first
+    # missing directory, and the rest of the URL becomes PATH_INFO.
+    target = "/dumbwaiter-app/" if mount == "/" else "/dumbwaiter-app"
+    return (
+        "# a2enmod alias fcgid\n"
+        "# mod_fcgid starts dumbwaiter itself (as the Apache user, socket on fd 0).\n"
+        f'FcgidWrapper "{command}" virtual\n'
+        f"{env}"
+        "# mod_fcgid refuses request bodies over 128 KiB unless told otherwise,\n"
+        "# and holds back 64 KiB of each response before sending any.\n"
+        "FcgidMaxRequestLen 1073741824\n"
+        "FcgidOutputBufferSize 0\n"
+        f'Alias "{mount}" "{target}"\n'
+        f'<Location "{mount}">\n'
+        "    SetHandler fcgid-script\n"
+        "    Options +ExecCGI\n"
+        "    Require all granted\n"
+        "</Location>\n"
+    )
+
+
+def _apache_fcgid_authorizer(command: str, mount: str, env: str, script: str) -> str:
     prefix = "/" if mount == "/" else mount + "/"
-    return f"# a2enmod proxy {module}\nProxyPass {prefix} {target}{reuse}\n"
+    return (
+        "# a2enmod fcgid\n"
+        f"# mod_fcgid starts the authorizer itself from {script}, an executable:\n"
+        f"#     #!/bin/sh\n#     exec {command}\n"
+        f"{env}"
+        f'<Location "{prefix}">\n'
+        "    # Apache keeps Authorization from FastCGI unless told otherwise.\n"
+        "    CGIPassAuth On\n"
+        f"    FcgidAccessChecker {script}\n"
+        "</Location>\n"
+    )
 
 
-def haproxy(protocol: str, address: str | Sequence[str]) -> str:
+def haproxy(protocol: str, address: str | Sequence[str], *, mount: str = "/") -> str:
     """HAProxy 2.x: a backend named ``dumbwaiter`` (plus the ``fcgi-app``
     section for FastCGI); point a frontend at it with ``default_backend``.
     Several addresses are balanced, and a refused connection or a full
-    instance's 503 is retried on another (idempotent requests)."""
+    instance's 503 is retried on another (idempotent requests).  Under a
+    prefix the path goes on unchanged, and dumbwaiter's ``--script-name``
+    splits it."""
     addresses = [address] if isinstance(address, str) else list(address)
+    mount = _mount(mount)
     fcgi = " proto fcgi" if protocol == "fastcgi" else ""
     servers = ""
     for number, text in enumerate(addresses, 1):
@@ -301,21 +408,32 @@ def haproxy(protocol: str, address: str | Sequence[str]) -> str:
             "    option redispatch 1\n"
             "    retries 3\n"
         )
+    head = ""
+    if mount != "/":
+        head = (
+            f"# In the frontend: use_backend dumbwaiter if {{ path_beg {mount}/ }}\n"
+            f"# and start dumbwaiter with --script-name {mount}.\n"
+        )
     if protocol == "fastcgi":
         return (
-            "fcgi-app dumbwaiter\n"
+            f"{head}fcgi-app dumbwaiter\n"
             "    # Required by HAProxy; dumbwaiter serves no files from it.\n"
             "    docroot /\n"
+            "    # Keep backend connections open across requests (FCGI_KEEP_CONN).\n"
+            "    option keep-conn\n"
             "    log-stderr global\n"
             "backend dumbwaiter\n"
             "    use-fcgi-app dumbwaiter\n"
+            "    http-reuse always\n"
             f"{retry}{servers}"
         )
     if protocol == "http":
         return (
-            "backend dumbwaiter\n"
+            f"{head}backend dumbwaiter\n"
             "    # Keep backend connections open across client requests.\n"
             "    http-reuse always\n"
+            "    # The client's address, which HTTP does not carry otherwise.\n"
+            "    option forwardfor\n"
             f"{retry}{servers}"
         )
     raise ValueError("HAProxy speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
@@ -339,9 +457,18 @@ def main(argv: Sequence[str]) -> int:
         )
     parser.add_argument("--mount", default="/", metavar="PREFIX", help="where the app lives")
     parser.add_argument(
-        "--spawn", metavar="MODULE:APP", help="lighttpd starts the processes itself (bin-path)"
+        "--spawn",
+        metavar="MODULE:APP",
+        help="the front server starts dumbwaiter itself (lighttpd bin-path, h2o, Apache mod_fcgid)",
     )
     parser.add_argument("--processes", type=int, default=2, metavar="N")
+    parser.add_argument(
+        "--keepalive",
+        type=int,
+        default=8,
+        metavar="N",
+        help="nginx: idle backend connections kept for reuse (0: one per request)",
+    )
     parser.add_argument(
         "--authorizer",
         action="store_true",
@@ -361,20 +488,20 @@ def main(argv: Sequence[str]) -> int:
             text = lighttpd(
                 protocol, address, mount=args.mount, spawn=args.spawn, processes=args.processes
             )
-        elif args.spawn and args.frontend != "h2o":
-            raise ValueError(f"{args.frontend} does not start backends; use lighttpd or h2o")
+        elif args.spawn and args.frontend not in ("h2o", "apache"):
+            raise ValueError(
+                f"{args.frontend} does not start backends; use lighttpd, h2o or apache"
+            )
         elif args.frontend == "nginx":
-            text = str(nginx(protocol, addresses, mount=args.mount))
+            text = str(nginx(protocol, addresses, mount=args.mount, keepalive=args.keepalive))
         elif args.frontend == "haproxy":
-            if args.mount != "/":
-                raise ValueError("with HAProxy, route the prefix in your frontend")
-            text = haproxy(protocol, addresses)
+            text = haproxy(protocol, addresses, mount=args.mount)
         elif args.frontend == "apache":
-            text = apache(protocol, address, mount=args.mount, authorizer=args.authorizer)
+            text = apache(
+                protocol, address, mount=args.mount, authorizer=args.authorizer, spawn=args.spawn
+            )
         elif args.frontend == "caddy":
-            if args.mount != "/":
-                raise ValueError("with Caddy, mount the site block's matcher yourself")
-            text = caddy(protocol, address)
+            text = caddy(protocol, address, mount=args.mount)
         else:
             text = h2o(protocol, address, mount=args.mount, spawn=args.spawn)
     except (ValueError, ListenError) as exc:

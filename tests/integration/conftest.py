@@ -1,81 +1,195 @@
 """The interop report: with ``DUMBWAITER_INTEROP_REPORT=FILE`` set, the
-integration run writes its results as a front, protocol and check table
-(``docs/interop.md`` is made this way; see its header for the command)."""
+integration run writes its results there as ``docs/interop.md``: the matrix
+(``matrix.CELLS`` by ``matrix.BEHAVIOURS``) as a grid with the reasons for
+every n/a, then the other integration checks, then the front-server quirks
+dumbwaiter copes with (written here by hand; they do not come from a run)."""
 
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 import pytest
 
-FRONTS = ("lighttpd", "nginx", "apache", "caddy", "h2o", "haproxy")
-PROTOCOLS = {
-    "fastcgi": "FastCGI",
-    "scgi": "SCGI",
-    "uwsgi": "uwsgi",
-    "http": "HTTP",
-    "proxy": "HTTP",
-}
-RESULTS: list[tuple[str, str, str, str]] = []
+from integration.matrix import BEHAVIOURS, CELLS
 
+#: nodeid -> outcome: "passed", "failed", "n/a: why" or "skipped: why".
+RESULTS: dict[str, str] = {}
+MATRIX_FILE = "test_matrix.py"
+WORST = {"passed": 0, "skipped": 1, "failed": 2}
 
-def classify(nodeid: str) -> tuple[str, str, str]:
-    """(front, protocol, check) from a test's id, e.g.
-    ``test_apache.py::test_paths_and_query[scgi-prefix]``."""
-    path, _, name = nodeid.partition("::")
-    text = f"{os.path.basename(path)} {name}".lower()
-    front = next((f for f in FRONTS if f in name.lower()), None)
-    if front is None:
-        front = next((f for f in FRONTS if f in text), "lighttpd")
-    params = name.partition("[")[2].lower()
-    protocol = next(
-        (
-            label
-            for where in (params, text)  # a test's parameter says it best
-            for key, label in PROTOCOLS.items()
-            if re.search(rf"(?:^|[\W_]){key}(?:$|[\W_])", where)
-        ),
-        "FastCGI",
-    )
-    check = name.removeprefix("test_")
-    return front, protocol, check
+QUIRKS = """\
+## Quirks of the front servers, and what copes with them
+
+- **lighttpd** `bin-path`: lighttpd gives each request to the least loaded
+  process, which is the first one whenever all are idle; the generated config
+  sets `fastcgi.balance = "round-robin"`. With the app at `/`, lighttpd makes
+  the first path segment SCRIPT_NAME unless `"fix-root-scriptname" =>
+  "enable"`, which the generated config sets. lighttpd closes its FastCGI,
+  SCGI and proxy connections after each request.
+- **nginx**: Debian's stock `fastcgi_params` sets SCRIPT_NAME to the whole path
+  and no PATH_INFO; the generated config splits them with
+  `fastcgi_split_path_info`, and dumbwaiter repairs the stock params too (the
+  app sees itself at `/`). Debian's params files (a 2025 security fix) send
+  `HTTP_HOST` as `$host`, without the port; SERVER_PORT still has it. A
+  `server` block without `server_name` sends SERVER_NAME ""; dumbwaiter then
+  takes the name from the Host header (PEP 3333: never empty). Upstream
+  keep-alive needs `fastcgi_keep_conn on` (FastCGI) or HTTP/1.1 with an empty
+  `Connection` header (proxy); SCGI and uwsgi cannot keep connections. The
+  HTTP proxy adds the client's address only with `X-Forwarded-For`, which the
+  generated config sets.
+- **Apache**: mod_proxy_fcgi and mod_proxy_scgi send SCRIPT_NAME = the whole
+  path; only SCRIPT_FILENAME (`proxy:fcgi://host:port/rest`) says where the
+  ProxyPass prefix ends, and dumbwaiter splits there. Without `flushpackets=on`
+  the response is buffered whole. mod_proxy_http strips the prefix and sends
+  the backend's address as Host: the generated config passes the whole path
+  (`--script-name` splits it) and sets `ProxyPreserveHost On`. Apache keeps
+  `Authorization` from FastCGI authorizers unless `CGIPassAuth On`.
+  Apache's processes run as www-data: a unix socket must be reachable by that
+  user (here: a 0711 folder and `--socket-mode 666`). mod_fcgid refuses bodies
+  over 128 KiB and holds back 64 KiB of each response by default
+  (`FcgidMaxRequestLen`, `FcgidOutputBufferSize 0` in the generated config);
+  its access checker answers a refusal with Apache's own page (the
+  authorizer's status and headers, not its body) and passes the authorizer's
+  `Variable-*` headers on to the client.
+- **Caddy**: the FastCGI transport sends SCRIPT_NAME "" and the whole path in
+  PATH_INFO, and opens a connection per request; under a prefix
+  (`handle /app/*`) the path goes on whole and `--script-name` splits it.
+- **h2o**: SERVER_NAME is the `hosts:` key, so name the host as clients do;
+  `proxy.preserve-host: ON` passes the client's Host on. FastCGI connections
+  are closed after each request unless `fastcgi.timeout.keepalive` is set
+  (the generated config sets it). Under a prefix h2o sends SCRIPT_NAME "" and
+  the whole path in PATH_INFO: `--script-name` splits it (the spawn command
+  gets it).
+- **HAProxy**: the fcgi-app sends SCRIPT_NAME = the path without PATH_INFO, and
+  SERVER_NAME with the port (the whole Host header); dumbwaiter repairs both.
+  `option keep-conn` keeps FastCGI connections; `option forwardfor` adds the
+  client's address over HTTP.
+- **Unix sockets** have no peer address: dumbwaiter uses the REMOTE_ADDR the
+  front server sends. Over HTTP, REMOTE_ADDR is the proxy's address and the
+  client's arrives as `X-Forwarded-For`; the scheme only as
+  `X-Forwarded-Proto`, which dumbwaiter leaves to the app.
+"""
 
 
 def pytest_runtest_logreport(report: Any) -> None:
     if "integration" not in report.nodeid:
         return
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        front, protocol, check = classify(report.nodeid)
-        outcome = report.outcome
-        if outcome == "skipped":
-            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
-            outcome = f"skipped: {reason}"
-        RESULTS.append((front, protocol, check, outcome))
+    if report.when != "call" and report.outcome == "passed":
+        return  # setup and teardown count only when they fail or skip
+    outcome = report.outcome
+    if outcome == "skipped":
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        reason = reason.removeprefix("Skipped: ")
+        outcome = reason if reason.startswith("n/a:") else f"skipped: {reason}"
+    kind = outcome.partition(":")[0]
+    previous = RESULTS.get(report.nodeid)
+    if previous is None or WORST.get(kind, 1) >= WORST.get(previous.partition(":")[0], 1):
+        RESULTS[report.nodeid] = outcome
+
+
+def split(nodeid: str) -> tuple[str, str, str]:
+    """(file, test, parameter) of ``tests/integration/test_x.py::test_y[p]``."""
+    path, _, name = nodeid.partition("::")
+    test, _, param = name.partition("[")
+    return os.path.basename(path), test, param.rstrip("]")
+
+
+def grid() -> list[str]:
+    cells: dict[tuple[str, str], str] = {}
+    for nodeid, outcome in RESULTS.items():
+        filename, test, param = split(nodeid)
+        if filename == MATRIX_FILE:
+            cells[(param, test.removeprefix("test_"))] = outcome
+    if not cells:
+        return []
+    notes: list[str] = []
+    lines = [
+        "| cell | " + " | ".join(BEHAVIOURS.values()) + " |",
+        "|---|" + "---|" * len(BEHAVIOURS),
+    ]
+    for cell in CELLS:
+        entries = []
+        for behaviour in BEHAVIOURS:
+            outcome = cells.get((cell.id, behaviour), "not run")
+            if outcome == "passed":
+                entries.append("✓")
+            elif outcome == "failed":
+                entries.append("✗")
+            elif outcome == "not run":
+                entries.append("not run")
+            else:
+                kind, _, reason = outcome.partition(":")
+                if reason.strip() not in notes:
+                    notes.append(reason.strip())
+                entries.append(f"{kind} [{notes.index(reason.strip()) + 1}]")
+        lines.append(f"| {cell.label} | " + " | ".join(entries) + " |")
+    passed = sum(1 for outcome in cells.values() if outcome == "passed")
+    na = sum(1 for outcome in cells.values() if outcome.startswith("n/a"))
+    lines += [
+        "",
+        f"{len(CELLS)} cells by {len(BEHAVIOURS)} behaviours: {passed} passed, "
+        f"{na} n/a, {len(cells) - passed - na} failed or skipped.",
+        "",
+    ]
+    lines += [f"{number}. {note}" for number, note in enumerate(notes, 1)]
+    return lines
+
+
+def others() -> list[str]:
+    rows = []
+    for nodeid, outcome in RESULTS.items():
+        filename, test, param = split(nodeid)
+        if filename != MATRIX_FILE:
+            name = f"{test}[{param}]" if param else test
+            rows.append((filename, name, "✓" if outcome == "passed" else outcome))
+    if not rows:
+        return []
+    lines = ["| file | check | result |", "|---|---|---|"]
+    lines += [f"| {f} | `{n}` | {o} |" for f, n, o in sorted(rows)]
+    return lines
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = os.environ.get("DUMBWAITER_INTEROP_REPORT")
     if not path or not RESULTS:
         return
-    order = {front: number for number, front in enumerate(FRONTS)}
-    rows = sorted(set(RESULTS), key=lambda r: (order.get(r[0], 99), r[1], r[2]))
     lines = [
         "# Interoperability: dumbwaiter behind real front servers",
         "",
-        "Made by the integration tests, not by hand: each row is one test run",
-        "through Debian's package of the front server, with the configuration",
-        "`dumbwaiter config FRONTEND` prints. To remake it:",
+        "Made by the integration tests, not by hand: each row is one front server",
+        "setup (Debian's package, with the configuration `dumbwaiter config",
+        "FRONTEND` prints), each column one behaviour checked through it",
+        "(`tests/integration/test_matrix.py`; the rows and columns are in",
+        "`tests/integration/matrix.py`). ✓ passed, ✗ failed, n/a: the front",
+        "server (or the protocol) cannot have it, for the numbered reason below",
+        "the table. To remake it:",
         "",
         "    DUMBWAITER_INTEROP_REPORT=docs/interop.md .venv/bin/python -m pytest -q "
         "tests/integration",
         "",
-        "| front | protocol | check | result |",
-        "|---|---|---|---|",
+        "What the columns check: a GET with a query string (QUERY_STRING,",
+        "PATH_INFO); a urlencoded form POST parsed by Flask; a 10 MiB upload",
+        "(length and sha256); a byte-exact 120 KiB response; streaming (the first",
+        "chunk arrives while the app still holds the last); an exception in the",
+        "app arrives as a 500 without the traceback; the app at `/` and under",
+        "`/app` (SCRIPT_NAME, PATH_INFO, and a Flask `url_for` link that leads",
+        "back to the app); a client on 127.0.0.2 (REMOTE_ADDR, or",
+        "X-Forwarded-For through an HTTP proxy), HTTP_HOST, SERVER_NAME,",
+        "SERVER_PORT, no HTTPS; through the front's TLS port, HTTPS=on and",
+        "`wsgi.url_scheme` https; six requests on six client connections reach",
+        "dumbwaiter over at most three backend connections (where n/a, the test",
+        "checks they really were six); dumbwaiter as the front's FastCGI",
+        "authorizer (a 200 lets a static file through, a 401 and its",
+        "WWW-Authenticate reach the client).",
+        "",
+        "## The matrix",
+        "",
+        *grid(),
     ]
-    lines += [f"| {f} | {p} | `{c}` | {o} |" for f, p, c, o in rows]
-    passed = sum(1 for r in rows if r[3] == "passed")
-    lines += ["", f"{passed} of {len(rows)} checks passed.", ""]
+    rest = others()
+    if rest:
+        lines += ["", "## Other integration checks", "", *rest]
+    lines += ["", QUIRKS]
     with open(path, "w") as out:
         out.write("\n".join(lines))

@@ -1,5 +1,6 @@
-"""Real Flask and Django applications through real lighttpd (FastCGI socket),
-mounted at / and under /app."""
+"""A real Django application through real lighttpd (FastCGI socket), mounted
+at / and under /app.  (Flask runs in every cell of the interop matrix,
+``test_matrix.py``: its form parsing and ``url_for`` links.)"""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from serving import TESTS, Server, free_port, short_tmpdir
 
 pytestmark = pytest.mark.integration
 
-APPS = {"flask": "flask_app:app", "django": "djangoproj.wsgi:application"}
+APPS = {"django": "djangoproj.wsgi:application"}
 
 
 @pytest.fixture(
