@@ -291,6 +291,11 @@ class Config:
         metavar="S",
         check=_not_negative,
     )
+    reload: bool = setting(
+        False,
+        "Development: reload the workers when a *.py file under the current directory "
+        "changes (watchfiles when installed, polling otherwise).",
+    )
     pid: str | None = setting(None, "Write the master's process id to FILE.", metavar="FILE")
     user: str | None = setting(
         None, "Switch to this user (name or id) after binding the listeners.", metavar="USER"
@@ -336,6 +341,11 @@ class Config:
             raise ConfigError("--script-name: must start with '/' and not end with one")
         if self.no_master and self.workers > 1:
             raise ConfigError("--no-master serves in one process: --workers must be 1")
+        if self.reload and (self.no_master or self.preload):
+            raise ConfigError(
+                "--reload needs the master to load new code in new workers: "
+                "not with --no-master or --preload"
+            )
         return self
 
     @classmethod

@@ -165,7 +165,6 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
             assert app is not None
             run_worker(app, config, listeners)
             return 0
-        signal.signal(signal.SIGTERM, previous)
         master = Master(config, listeners, load, app, argv=argv, upgrade_from=upgrade_from)
         code = master.run()
         if master.handed_over:
