@@ -69,6 +69,7 @@ from ..config import Config
 from ..wsgi import WSGIApp
 from . import systemd
 from .channel import WorkerChannel, parse
+from .reloader import SourceWatcher, default_roots
 from .worker import Listener, reopen_logs, run_worker
 
 __all__ = ["EXIT_APP_FAILED", "INHERIT_VARIABLE", "UPGRADE_VARIABLE", "AppLoadFailed", "Master"]
@@ -182,6 +183,8 @@ class Master:
         self.exit_code = 0
         self.pid = os.getpid()
         self._wakeup_r, self._wakeup_w = os.pipe()
+        #: --reload: what tells us the app's source changed.
+        self.watcher: SourceWatcher | None = None
 
     # -- the loop --------------------------------------------------------------
     def run(self) -> int:
@@ -191,10 +194,18 @@ class Master:
         self.selector.register(self._wakeup_r, selectors.EVENT_READ)
         previous = {signum: signal.signal(signum, self._on_signal) for signum in MASTER_SIGNALS}
         old_wakeup = signal.set_wakeup_fd(self._wakeup_w)
+        if self.config.reload:
+            self.watcher = SourceWatcher(default_roots(""))
+            if (fd := self.watcher.fileno()) is not None:
+                self.selector.register(fd, selectors.EVENT_READ, self.watcher)
+            log.info("master: --reload: watching *.py under %s", os.getcwd())
         log.debug("master %d: starting %d worker(s)", self.pid, self.target)
         try:
             while self.workers or not self.stopping:
                 self.handle_signals()
+                if self.watcher is not None and (changed := self.watcher.changes()):
+                    log.info("master: changed: %s: reloading", ", ".join(changed[:3]))
+                    self.reload()
                 self.reap()
                 self.check()
                 if not self.stopping:
@@ -206,6 +217,8 @@ class Master:
                 signal.signal(signum, handler)
             for worker in list(self.workers.values()):  # only after an error of ours
                 self.send(worker, signal.SIGKILL)
+            if self.watcher is not None:
+                self.watcher.close()
             self.selector.close()
             os.close(self._wakeup_r)
             os.close(self._wakeup_w)
@@ -218,7 +231,7 @@ class Master:
 
     def wait(self) -> None:
         now = time.monotonic()
-        timeout = 1.0
+        timeout = 1.0 if self.watcher is None or self.watcher.fileno() is not None else 0.5
         if self.next_spawn > now:
             timeout = min(timeout, self.next_spawn - now)
         for key, _ in self.selector.select(timeout):
@@ -226,6 +239,10 @@ class Master:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self._wakeup_r, 512):
                         pass
+            elif key.data is self.watcher:
+                assert self.watcher is not None
+                if self.watcher.fileno() is None:  # its helper ended: polled from now on
+                    self.selector.unregister(key.fd)
             else:
                 self.receive(key.data)
 
@@ -348,6 +365,8 @@ class Master:
                 os.close(other.fd)
             os.close(self._wakeup_r)
             os.close(self._wakeup_w)
+            if self.watcher is not None:
+                self.watcher.close()  # in a worker: only its copy of the pipe
             channel = WorkerChannel(fd, self.pid)
             app = self.app
             if app is None:
