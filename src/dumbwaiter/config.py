@@ -209,6 +209,13 @@ class Config:
         metavar="BYTES",
         parse=parse_size,
     )
+    max_connections: int = setting(
+        4096,
+        "Connections one worker holds at most; beyond, it stops accepting and the kernel's "
+        "backlog (or another worker) takes them.",
+        metavar="N",
+        check=_positive,
+    )
     # -- timeouts ----------------------------------------------------------
     keepalive_timeout: float = setting(
         120 * SECONDS,
@@ -222,6 +229,26 @@ class Config:
         "Close a connection that sends nothing for this long while a request is partly received.",
         metavar="S",
         check=_not_negative,
+    )
+    header_timeout: float = setting(
+        20 * SECONDS,
+        "A request's head (HTTP headers, FastCGI params, SCGI/uwsgi header block) must "
+        "arrive whole within this long, however it trickles in.",
+        metavar="S",
+        check=_positive,
+    )
+    min_body_rate: int = setting(
+        500,
+        "Bytes per second a request body must keep up after a --read-timeout grace: its "
+        "deadline is start + read timeout + bytes received / rate; 0 = no minimum.",
+        metavar="BYTES",
+        check=_not_negative,
+    )
+    write_timeout: float = setting(
+        60 * SECONDS,
+        "Drop a connection whose peer has taken none of the response for this long.",
+        metavar="S",
+        check=_positive,
     )
     graceful_timeout: float = setting(
         30 * SECONDS,

@@ -140,6 +140,15 @@ class Connection(asyncio.Protocol):
         self.running: dict[int, Stream] = {}
         self.waiting: deque[Request] = deque()
         self.deadline = 0.0
+        #: What the deadline is for (the log line when it passes).
+        self.waiting_for = ""
+        #: When the head being received began (0: none is).
+        self.head_since = 0.0
+        #: Write-stall watch: bytes handed to the transport, and how many of
+        #: them had left it at the last progress, and when that was.
+        self.written = 0
+        self.flushed = 0
+        self.flushed_at = 0.0
         self.requests = 0  # dispatched on this connection so far
         self.lingering = False
         #: A peer error waiting for the responses owed before it to go out.
@@ -167,8 +176,11 @@ class Connection(asyncio.Protocol):
             return
         # The transport pauses us (pause_writing) past the configured mark.
         self.transport.set_write_buffer_limits(high=self.ctx.config.write_buffer)
-        self.ctx.connections.add(self)
-        self.ctx.accepted += 1
+        ctx = self.ctx
+        ctx.connections.add(self)
+        ctx.accepted += 1
+        if len(ctx.connections) >= ctx.config.max_connections:
+            ctx.pause_accepting()
         # Which connection a request came on: for logs, and for checking that
         # front servers reuse their connections.
         self.peer["dumbwaiter.connection"] = str(self.ctx.accepted)
@@ -186,9 +198,11 @@ class Connection(asyncio.Protocol):
             kind = type(event)
             if kind is RequestReceived:
                 assert isinstance(event, RequestReceived)
-                self.receiving[event.stream_id] = Request(
+                request = Request(
                     event.stream_id, event.environ, event.role, self.ctx.config.spool_threshold
                 )
+                request.since = self.ctx.loop.time()
+                self.receiving[event.stream_id] = request
             elif kind is BodyReceived:
                 assert isinstance(event, BodyReceived)
                 self.receiving[event.stream_id].body.write(event.data)
@@ -225,7 +239,10 @@ class Connection(asyncio.Protocol):
         return bool(self.running or self.waiting)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.ctx.connections.discard(self)
+        ctx = self.ctx
+        ctx.connections.discard(self)
+        if ctx.accept_paused:
+            ctx.resume_accepting()
         self.transport = None
         for request in self.receiving.values():
             request.discard()
@@ -417,29 +434,79 @@ class Connection(asyncio.Protocol):
     # -- helpers -----------------------------------------------------------------
     def write(self, data: bytes) -> None:
         if data and self.transport is not None:
+            self.written += len(data)
             self.transport.write(data)
 
     def touch(self) -> None:
-        """Re-arm the timeout that applies in the connection's current state."""
+        """Re-arm the timeout that applies in the connection's current state.
+
+        Idle between requests: ``keepalive_timeout``.  A head arriving: no
+        more than ``read_timeout`` of silence, and all of it within
+        ``header_timeout`` of its first byte (slowloris gains nothing by
+        trickling).  A body arriving: silence as for the head, and the whole
+        body within ``read_timeout + size / min_body_rate`` of the head.
+        While the app has the request, the client's time does not count.
+        """
         config = self.ctx.config
+        now = self.ctx.loop.time()
         if self.running or self.waiting:
-            self.deadline = 0.0  # the application's time is not the client's
+            self.deadline = 0.0
+            self.head_since = 0.0
         elif self.proto.idle:
-            self.deadline = self.ctx.loop.time() + config.keepalive_timeout
+            self.deadline = now + config.keepalive_timeout
+            self.waiting_for = ""
+            self.head_since = 0.0
+        elif self.receiving:
+            self.head_since = 0.0
+            self.deadline = now + config.read_timeout
+            self.waiting_for = "more of the body"
+            if config.min_body_rate:
+                for request in self.receiving.values():
+                    due = request.since + config.read_timeout
+                    due += request.body.size / config.min_body_rate
+                    if due < self.deadline:
+                        self.deadline = due
+                        self.waiting_for = f"the body at {config.min_body_rate} bytes/s"
         else:
-            self.deadline = self.ctx.loop.time() + config.read_timeout
+            if not self.head_since:
+                self.head_since = now
+            self.deadline = now + config.read_timeout
+            self.waiting_for = "more of the head"
+            if self.head_since + config.header_timeout < self.deadline:
+                self.deadline = self.head_since + config.header_timeout
+                self.waiting_for = f"the whole head within {config.header_timeout:g}s"
 
     def timed_out(self) -> None:
         if self.transport is None:
             return
         if not self.proto.idle and not self.lingering:
             log.info(
-                "%s: %s: request not received within %gs, closing",
+                "%s: %s: closing: still waiting for %s",
                 self.listener.name,
                 self.peer_name(),
-                self.ctx.config.read_timeout,
+                self.waiting_for,
             )
         self.transport.close()
+
+    def check_writes(self, now: float) -> None:
+        """Drop the connection if its peer has taken nothing of what we wrote
+        for ``write_timeout`` (a client that stopped reading holds memory,
+        and perhaps a thread waiting to write)."""
+        transport = self.transport
+        if transport is None:
+            return
+        flushed = self.written - transport.get_write_buffer_size()
+        if flushed != self.flushed or flushed == self.written:
+            self.flushed = flushed
+            self.flushed_at = now
+        elif now - self.flushed_at > self.ctx.config.write_timeout:
+            log.info(
+                "%s: %s: the peer read nothing for %gs, dropping the connection",
+                self.listener.name,
+                self.peer_name(),
+                self.ctx.config.write_timeout,
+            )
+            self.reset()
 
     def protocol_error(self, exc: RemoteProtocolError) -> None:
         log.info("%s: %s: %s", self.listener.name, self.peer_name(), exc)

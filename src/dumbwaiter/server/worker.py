@@ -75,6 +75,50 @@ class ServerContext:
     request_limit: int = 0
     #: Ends the worker: "graceful" or "fast".
     stop: Callable[[str], None] = field(default=lambda how: None)
+    #: What we accept on, and the asyncio servers doing it (none while paused).
+    listeners: list[Listener] = field(default_factory=list)
+    servers: list[asyncio.AbstractServer] = field(default_factory=list)
+    accept_paused: bool = False
+
+    async def start_accepting(self) -> None:
+        """Serve every listener.  Each server gets a duplicate of the
+        listening socket, so that pausing (closing the servers) leaves the
+        socket itself open for the next start."""
+        for listener in self.listeners:
+            server = await self.loop.create_server(
+                lambda listener=listener: Connection(self, listener),  # type: ignore[misc]
+                sock=listener.sock.dup(),
+                backlog=self.config.backlog,
+            )
+            if self.draining:  # stopped while we were starting
+                server.close()
+                return
+            self.servers.append(server)
+
+    def stop_accepting(self) -> None:
+        for server in self.servers:
+            server.close()
+        self.servers.clear()
+
+    def pause_accepting(self) -> None:
+        """``--max-connections`` reached: leave new connections to the kernel's
+        backlog (and to the other workers) until some close."""
+        if self.accept_paused or self.draining:
+            return
+        self.accept_paused = True
+        self.stop_accepting()
+        log.warning(
+            "%d connections (--max-connections): not accepting until some close",
+            len(self.connections),
+        )
+
+    def resume_accepting(self) -> None:
+        limit = self.config.max_connections
+        if self.draining or len(self.connections) > limit - max(1, limit // 10):
+            return
+        self.accept_paused = False
+        self.loop.create_task(self.start_accepting())
+        log.info("%d connections: accepting again", len(self.connections))
 
     def refresh_date(self) -> None:
         self.date = email.utils.formatdate(usegmt=True).encode("ascii")
@@ -267,14 +311,9 @@ async def _serve(
     loop.add_signal_handler(signal.SIGINT, stop, "fast")
     loop.add_signal_handler(signal.SIGQUIT, stop, "fast")
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
-    servers = []
+    ctx.listeners = listeners
+    await ctx.start_accepting()
     for listener in listeners:
-        server = await loop.create_server(
-            lambda listener=listener: Connection(ctx, listener),  # type: ignore[misc]
-            sock=listener.sock,
-            backlog=config.backlog,
-        )
-        servers.append(server)
         log.info("listening: %s", listener.name)
     pool.start()
     ticker = loop.create_task(_tick(ctx))
@@ -292,8 +331,10 @@ async def _serve(
             loop.remove_signal_handler(signum)
     if channel is None:
         systemd.stopping()
-    for server in servers:
-        server.close()
+    ctx.draining = True
+    ctx.stop_accepting()
+    for listener in listeners:  # our last descriptor of each: new connections go elsewhere
+        listener.sock.close()
     if how == "graceful":
         log.info("stopping: finishing requests in flight (up to %gs)", config.graceful_timeout)
         await _drain(ctx, config.graceful_timeout)
@@ -342,7 +383,11 @@ async def _tick(ctx: ServerContext) -> None:
         await asyncio.sleep(TICK_SECONDS)
         ctx.refresh_date()
         now = ctx.loop.time()
-        expired = [c for c in ctx.connections if 0.0 < c.deadline <= now]
+        expired = []
+        for conn in list(ctx.connections):
+            if 0.0 < conn.deadline <= now:
+                expired.append(conn)
+            conn.check_writes(now)
         for conn in expired:
             conn.timed_out()
         if ctx.config.timeout:
