@@ -87,9 +87,9 @@ def lighttpd(
         lines.append("# mod_scgi speaks the uwsgi protocol too (lighttpd >= 1.4.42).")
         lines.append('scgi.protocol = "uwsgi"')
     if spawn is not None:
-        lines.append("# lighttpd gives each request to the least loaded process; round-robin")
-        lines.append("# spreads sequential requests over all of them.")
-        lines.append(f'{module}.balance = "round-robin"')
+        lines.append("# lighttpd gives each request to its least loaded process (the first")
+        lines.append("# when all are idle): concurrent requests spread, sequential ones do not.")
+        lines.append("# Or max-procs 1 and dumbwaiter --workers N: the kernel spreads them.")
     if authorizer is not None:
         entry += ['"mode" => "authorizer"', f'"docroot" => "{authorizer}"']
     else:

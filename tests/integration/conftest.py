@@ -22,8 +22,10 @@ QUIRKS = """\
 ## Quirks of the front servers, and what copes with them
 
 - **lighttpd** `bin-path`: lighttpd gives each request to the least loaded
-  process, which is the first one whenever all are idle; the generated config
-  sets `fastcgi.balance = "round-robin"`. With the app at `/`, lighttpd makes
+  process of a host, which is the first one whenever all are idle
+  (`fastcgi.balance` only chooses between hosts): concurrent requests spread
+  over `max-procs` processes, sequential ones stay on one. `max-procs 1` with
+  `dumbwaiter --workers N` lets the kernel spread them. With the app at `/`, lighttpd makes
   the first path segment SCRIPT_NAME unless `"fix-root-scriptname" =>
   "enable"`, which the generated config sets. lighttpd closes its FastCGI,
   SCGI and proxy connections after each request.
