@@ -364,3 +364,23 @@ def test_usr2_upgrades_in_place_without_failing_a_request() -> None:
         assert set(load.versions()) == {"1", "2"}
         assert "taking over from master" in server.log()
         assert not socket_file.exists() and not pidfile.exists()  # removed by their owner
+
+
+def test_workers_serve_as_user_and_group_after_binding() -> None:
+    if os.getuid() != 0:
+        pytest.skip("switching users needs root (CI runs as root)")
+    folder = short_tmpdir()
+    os.chmod(folder, 0o755)  # the app must be readable by the user it runs as
+    write_app(folder, "1")
+    os.chmod(os.path.join(folder, "versioned.py"), 0o644)
+    port = free_port()
+    args = ["--http", f"127.0.0.1:{port}", "--user", "nobody", "--group", "nogroup"]
+    with Server(args, "versioned:app", workdir=folder) as server:
+        _, pid = answer(port)
+        with open(f"/proc/{pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status)
+        nobody = 65534
+        assert fields["Uid"].split()[0] == str(nobody)
+        assert fields["Gid"].split()[0] == str(nobody)
+        assert fields["Groups"].split() in ([], [str(nobody)])
+        assert server.serves(pid)

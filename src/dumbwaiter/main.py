@@ -44,7 +44,7 @@ from .server.sockets import (
     inherited_listener,
     parse_address,
 )
-from .server.worker import PROTOCOLS, Listener, run_worker
+from .server.worker import PROTOCOLS, Listener, import_ahead, run_worker
 from .wsgi import WSGIApp
 
 __all__ = ["DEFAULT_HTTP", "run", "serve"]
@@ -159,6 +159,8 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
             log.info("upgrade: no longer serving %s", text)
         if config.pid:
             pidfile = write_pidfile(config.pid, replacing=upgrade_from or None)
+        if config.user or config.group:
+            import_ahead(config, {listener.protocol for listener in listeners})
         drop_privileges(config.user, config.group)  # bound as root, serve as the user
         app = load() if single or config.preload else None
         if single:

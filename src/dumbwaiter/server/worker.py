@@ -23,6 +23,7 @@ cannot be killed, which is why the whole worker goes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import os
@@ -200,6 +201,18 @@ class Listener:
             "SERVER_NAME": local[0],
             "SERVER_PORT": str(local[1]),
         }
+
+
+def import_ahead(config: Config, kinds: set[str]) -> None:
+    """Import now what the workers import lazily: once we switch to
+    ``--user``, the Python installation may not be readable any more."""
+    import importlib
+
+    for kind in kinds:
+        importlib.import_module(f"..protocols.{kind}", __package__)
+    if config.loop != "asyncio":
+        with contextlib.suppress(ImportError):
+            importlib.import_module("uvloop")
 
 
 def protocol_factory(
