@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .access import parse_address_list
 from .protocols import Limits, Role
 
 __all__ = ["SECONDS", "Config", "ConfigError", "GiB", "KiB", "MiB", "parse_size", "settings"]
@@ -79,6 +80,13 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def _address_list(text: str) -> list[str]:
+    try:
+        return parse_address_list(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _positive(value: Any) -> None:
@@ -147,6 +155,28 @@ class Config:
     )
     socket_mode: int = setting(
         0o660, "Permissions of unix sockets we create, in octal.", metavar="MODE", parse=parse_mode
+    )
+    socket_owner: str | None = setting(
+        None, "Owner (user name or id) of unix sockets we create.", metavar="USER"
+    )
+    socket_group: str | None = setting(
+        None,
+        "Group of unix sockets we create, e.g. the front server's (www-data).",
+        metavar="GROUP",
+    )
+    allow_from: list[str] | None = setting(
+        None,
+        "Comma-separated addresses and networks (10.0.0.0/8) allowed to connect to TCP "
+        "listeners; others are refused.  Default: anyone (FastCGI: FCGI_WEB_SERVER_ADDRS).",
+        metavar="LIST",
+        parse=_address_list,
+    )
+    forwarded_allow_ips: list[str] = setting(
+        ["127.0.0.1", "::1"],
+        "HTTP peers whose X-Forwarded-For/-Proto and Forwarded headers are believed "
+        "('*' = any; unix sockets always are).",
+        metavar="LIST",
+        parse=_address_list,
     )
     backlog: int = setting(
         socket.SOMAXCONN, "Length of the kernel's accept queue.", metavar="N", check=_positive
@@ -265,12 +295,6 @@ class Config:
         "FastCGI roles served (responder,authorizer,filter); others get FCGI_UNKNOWN_ROLE.",
         metavar="ROLES",
         parse=parse_roles,
-    )
-    fastcgi_web_server_addrs: list[str] | None = setting(
-        None,
-        "Peers allowed on TCP FastCGI listeners (default: FCGI_WEB_SERVER_ADDRS when "
-        "inherited from a web server, otherwise anyone).",
-        cli=False,
     )
     cgi: bool = setting(
         False, "Serve one request as CGI from the environment and stdin.", cli=False

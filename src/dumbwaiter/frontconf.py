@@ -341,7 +341,13 @@ def apache(
     )
     text = f"# a2enmod proxy {module}\n"
     if protocol == "http":
+        text = f"# a2enmod proxy {module} headers\n"
         text += "# The client's Host header, not the backend's address.\nProxyPreserveHost On\n"
+        text += (
+            "# The scheme (mod_proxy_http sends X-Forwarded-For itself); dumbwaiter believes\n"
+            "# them from --forwarded-allow-ips (default: this machine).\n"
+            'RequestHeader set X-Forwarded-Proto "expr=%{REQUEST_SCHEME}"\n'
+        )
         if mount != "/":
             text += f"# Start dumbwaiter with --script-name {mount}.\n"
     return text + f"ProxyPass {prefix} {target}{reuse}\n"
@@ -432,8 +438,11 @@ def haproxy(protocol: str, address: str | Sequence[str], *, mount: str = "/") ->
             f"{head}backend dumbwaiter\n"
             "    # Keep backend connections open across client requests.\n"
             "    http-reuse always\n"
-            "    # The client's address, which HTTP does not carry otherwise.\n"
+            "    # The client's address and scheme, which HTTP does not carry otherwise;\n"
+            "    # dumbwaiter believes them from --forwarded-allow-ips (default: this machine).\n"
             "    option forwardfor\n"
+            "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
+            "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }\n"
             f"{retry}{servers}"
         )
     raise ValueError("HAProxy speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")

@@ -24,6 +24,7 @@ case) or a :class:`~dumbwaiter.server.master.Master` forks the workers.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -32,10 +33,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .access import AddressList
 from .config import Config
 from .server import systemd
 from .server.master import INHERIT_VARIABLE, UPGRADE_VARIABLE, Master
-from .server.process import change_directory, drop_privileges, write_pidfile
+from .server.process import change_directory, drop_privileges, gid_of, uid_of, write_pidfile
 from .server.sockets import (
     Address,
     ListenError,
@@ -141,18 +143,20 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
                 sock.set_inheritable(False)
             else:
                 sock = bind(address, config.backlog, config.socket_mode)
+                if address.kind == "unix" and (config.socket_owner or config.socket_group):
+                    _socket_owner(address.path, config)
             if address.kind == "unix":
                 bound.append((address, sock))
-            listeners.append(Listener(protocol, address, sock))
+            listeners.append(_listener(protocol, address, sock, config))
         if not addresses and activated:
-            listeners += _activated_listeners(activated)
+            listeners += _activated_listeners(activated, config)
         elif inherited is not None:
-            listeners.append(_web_server_listener(inherited, config))
+            # A web server spawned us and handed us its socket on fd 0.
+            listeners.append(_listener("fastcgi", Address("fd:0", "fd", fd=0), inherited, config))
         elif not listeners:
             address = parse_address(DEFAULT_HTTP)
-            listeners.append(
-                Listener("http", address, bind(address, config.backlog, config.socket_mode))
-            )
+            sock = bind(address, config.backlog, config.socket_mode)
+            listeners.append(_listener("http", address, sock, config))
             print(f"dumbwaiter: serving on http://{DEFAULT_HTTP}/", file=sys.stderr)
         for text, (_, fd) in handed.items():  # listeners the new command line dropped
             os.close(fd)
@@ -194,7 +198,9 @@ def _upgrade_inheritance() -> tuple[dict[str, tuple[str, int]], int]:
     return handed, int(old) if old.isdigit() else 0
 
 
-def _activated_listeners(activated: list[tuple[str, socket.socket]]) -> list[Listener]:
+def _activated_listeners(
+    activated: list[tuple[str, socket.socket]], config: Config
+) -> list[Listener]:
     """No listener options, and systemd passed sockets: each socket's name
     (``FileDescriptorName=``) says its protocol."""
     listeners = []
@@ -204,7 +210,8 @@ def _activated_listeners(activated: list[tuple[str, socket.socket]]) -> list[Lis
                 f"systemd passed fd {sock.fileno()} named {name!r}: name it "
                 f"{', '.join(PROTOCOLS)} (FileDescriptorName=), or pass --fastcgi systemd:{name}"
             )
-        listeners.append(Listener(name, Address(f"systemd:{name}", "systemd", path=name), sock))
+        address = Address(f"systemd:{name}", "systemd", path=name)
+        listeners.append(_listener(name, address, sock, config))
     return listeners
 
 
@@ -216,14 +223,43 @@ def _exit_now(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _web_server_listener(sock: socket.socket, config: Config) -> Listener:
-    """FastCGI on the socket a web server handed us on fd 0."""
-    allowed = config.fastcgi_web_server_addrs
-    if allowed is None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        # FastCGI 1.0, section 3.2: a comma-separated list of web server IPs.
+def _listener(protocol: str, address: Address, sock: socket.socket, config: Config) -> Listener:
+    """A listener with its access rules: ``--allow-from`` on TCP (for FastCGI,
+    else ``FCGI_WEB_SERVER_ADDRS``, FastCGI 1.0 section 3.2) and, for HTTP,
+    whose forwarding headers to believe."""
+    allowed = config.allow_from
+    tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+    if allowed is None and protocol == "fastcgi" and tcp:
         listed = os.environ.get("FCGI_WEB_SERVER_ADDRS", "")
         allowed = [a.strip() for a in listed.split(",") if a.strip()] or None
-    address = Address("fd:0", "fd", fd=0)
+    if allowed is None and tcp and protocol != "http" and not _loopback(sock):
+        log.warning(
+            "%s %s: reachable from other machines and anyone may connect; these peers "
+            "are trusted for REMOTE_ADDR, HTTPS ... (use --allow-from)",
+            protocol,
+            address.text,
+        )
     return Listener(
-        "fastcgi", address, sock, allowed=frozenset(allowed) if allowed is not None else None
+        protocol,
+        address,
+        sock,
+        allowed=AddressList(allowed) if allowed is not None else None,
+        trusted=AddressList(config.forwarded_allow_ips) if protocol == "http" else None,
     )
+
+
+def _loopback(sock: socket.socket) -> bool:
+    try:
+        return ipaddress.ip_address(sock.getsockname()[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _socket_owner(path: str, config: Config) -> None:
+    """``--socket-owner``/``--socket-group`` for a unix socket we created."""
+    uid = uid_of(config.socket_owner) if config.socket_owner else -1
+    gid = gid_of(config.socket_group) if config.socket_group else -1
+    try:
+        os.chown(path, uid, gid)
+    except OSError as exc:
+        raise ListenError(f"unix:{path}: cannot change owner: {exc.strerror}") from None

@@ -28,13 +28,17 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
+from .access import AddressList, apply_forwarded
 from .config import Config
 from .protocols import Role
 
 if TYPE_CHECKING:
     from .request import Request
 
-__all__ = ["FileWrapper", "ResponseStream", "WSGIApp", "WSGIGateway", "fix_paths"]
+__all__ = ["FORWARDED", "FileWrapper", "ResponseStream", "WSGIApp", "WSGIGateway", "fix_paths"]
+
+#: Set in a connection's peer values when its forwarding headers are believed.
+FORWARDED = "dumbwaiter.forwarded"
 
 log = logging.getLogger("dumbwaiter")
 app_log = logging.getLogger("dumbwaiter.app")
@@ -189,11 +193,12 @@ class WSGIGateway:
         self.app = app
         self.debug = config.debug
         self.script_name = config.script_name
+        self.trusted = AddressList(config.forwarded_allow_ips)
         self.errors = ErrorStream()
         self.base: dict[str, Any] = {
             "wsgi.version": (1, 0),
             "wsgi.multithread": config.threads > 1,
-            "wsgi.multiprocess": False,
+            "wsgi.multiprocess": config.workers > 1,
             "wsgi.run_once": False,
             "wsgi.errors": self.errors,
             "wsgi.file_wrapper": FileWrapper,
@@ -204,6 +209,8 @@ class WSGIGateway:
         """The CGI variables of the request completed into a WSGI environ."""
         request = stream.request
         environ: dict[str, Any] = request.cgi
+        if FORWARDED in stream.peer:  # over HTTP from a trusted proxy
+            apply_forwarded(environ, self.trusted)
         https = environ.get("HTTPS", "")
         scheme = "https" if https.lower() in ("on", "1") else environ.get("REQUEST_SCHEME", "http")
         if not environ.get("SERVER_NAME"):
@@ -223,6 +230,7 @@ class WSGIGateway:
                 )
         for key, value in stream.peer.items():
             environ.setdefault(key, value)
+        environ.pop(FORWARDED, None)
         environ.update(self.base)
         environ["wsgi.input"] = request.input
         length = request.body.size

@@ -65,10 +65,6 @@ class Cell:
 # Reasons shared by several cells.  Each names what in the front server (or
 # the protocol) rules the behaviour out.
 ONE_SHOT = "n/a: {0} ends each response by closing the connection: one connection per request"
-HTTP_TLS = (
-    "n/a: HTTP carries no HTTPS variable; a proxy can only add X-Forwarded-Proto, "
-    "which dumbwaiter leaves to the app (werkzeug's ProxyFix, Django's SECURE_PROXY_SSL_HEADER)"
-)
 LIGHTTPD_REUSE = (
     "n/a: lighttpd's mod_fastcgi closes its backend connection after each request "
     "(no FCGI_KEEP_CONN)"
@@ -96,7 +92,6 @@ CELLS: list[Cell] = [
         "mod_proxy, TCP",
         "tcp",
         {
-            "tls": HTTP_TLS,
             "reuse": "n/a: lighttpd's mod_proxy sends Connection: close to every backend",
             "authorizer": LIGHTTPD_AUTH,
         },
@@ -124,7 +119,7 @@ CELLS: list[Cell] = [
         "http",
         "keepalive, TCP",
         "tcp",
-        {"tls": HTTP_TLS, "authorizer": NGINX_AUTH},
+        {"authorizer": NGINX_AUTH},
         script_name=True,
     ),
     Cell("apache", "fastcgi", "mod_proxy_fcgi, TCP", "tcp"),
@@ -142,7 +137,7 @@ CELLS: list[Cell] = [
         "http",
         "mod_proxy_http, TCP",
         "tcp",
-        {"tls": HTTP_TLS, "authorizer": APACHE_AUTH},
+        {"authorizer": APACHE_AUTH},
         script_name=True,
     ),
     Cell(
@@ -163,9 +158,7 @@ CELLS: list[Cell] = [
         },
         script_name=True,
     ),
-    Cell(
-        "caddy", "http", "TCP", "tcp", {"tls": HTTP_TLS, "authorizer": CADDY_AUTH}, script_name=True
-    ),
+    Cell("caddy", "http", "TCP", "tcp", {"authorizer": CADDY_AUTH}, script_name=True),
     Cell(
         "h2o", "fastcgi", "fastcgi.connect, TCP", "tcp", {"authorizer": H2O_AUTH}, script_name=True
     ),
@@ -175,7 +168,7 @@ CELLS: list[Cell] = [
         "http",
         "proxy.reverse, TCP",
         "tcp",
-        {"tls": HTTP_TLS, "authorizer": H2O_AUTH},
+        {"authorizer": H2O_AUTH},
         script_name=True,
     ),
     Cell(
@@ -191,7 +184,7 @@ CELLS: list[Cell] = [
         "http",
         "TCP",
         "tcp",
-        {"tls": HTTP_TLS, "authorizer": HAPROXY_AUTH},
+        {"authorizer": HAPROXY_AUTH},
         script_name=True,
     ),
 ]

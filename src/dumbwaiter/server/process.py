@@ -161,6 +161,16 @@ def drop_privileges(user: str | None, group: str | None) -> None:
         raise ProcessError(f"cannot switch to {wanted}: {_reason(exc)}") from None
 
 
+def uid_of(text: str) -> int:
+    """A user name or id -> its uid; :class:`ProcessError` if unknown."""
+    return _user(text)[0]
+
+
+def gid_of(text: str) -> int:
+    """A group name or id -> its gid; :class:`ProcessError` if unknown."""
+    return _group(text)
+
+
 def _user(text: str) -> tuple[int, str | None, int | None]:
     """``(uid, name, primary gid)``; a numeric id may have no passwd entry."""
     try:

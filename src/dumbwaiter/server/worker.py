@@ -36,9 +36,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..access import AddressList
 from ..config import Config, MiB
 from ..protocols import ServerProtocol
-from ..wsgi import WSGIApp, WSGIGateway
+from ..wsgi import FORWARDED, WSGIApp, WSGIGateway
 from . import systemd
 from .channel import WorkerChannel, resident_bytes
 from .connection import Connection, Stream
@@ -178,8 +179,11 @@ class Listener:
     protocol: str  # one of PROTOCOLS
     address: Address
     sock: socket.socket
-    #: Peers allowed to connect (FCGI_WEB_SERVER_ADDRS); None = anyone.
-    allowed: frozenset[str] | None = None
+    #: Peers allowed to connect on TCP (--allow-from, FCGI_WEB_SERVER_ADDRS);
+    #: None = anyone.
+    allowed: AddressList | None = None
+    #: HTTP: peers whose forwarding headers are believed (--forwarded-allow-ips).
+    trusted: AddressList | None = None
 
     @property
     def name(self) -> str:
@@ -187,20 +191,23 @@ class Listener:
 
     def peer_environ(self, transport: asyncio.BaseTransport) -> dict[str, str]:
         """CGI variables only the socket knows, used where the protocol gave none."""
-        if self.sock.family == socket.AF_UNIX:  # the front server says who
-            return {}
         peer = transport.get_extra_info("peername")
-        if not isinstance(peer, tuple):  # unix socket: the front server says who
-            return {}
+        if self.sock.family == socket.AF_UNIX or not isinstance(peer, tuple):
+            # The front server says who; over HTTP, in its forwarding headers
+            # (only it can connect: the socket file's permissions say so).
+            return {FORWARDED: "1"} if self.trusted is not None else {}
         if self.allowed is not None and peer[0] not in self.allowed:
             return self.REFUSED
         local = transport.get_extra_info("sockname")
-        return {
+        environ = {
             "REMOTE_ADDR": peer[0],
             "REMOTE_PORT": str(peer[1]),
             "SERVER_NAME": local[0],
             "SERVER_PORT": str(local[1]),
         }
+        if self.trusted is not None and peer[0] in self.trusted:
+            environ[FORWARDED] = "1"
+        return environ
 
 
 def import_ahead(config: Config, kinds: set[str]) -> None:

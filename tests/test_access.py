@@ -1,0 +1,137 @@
+"""Who may connect (--allow-from), whose forwarding headers are believed
+(--forwarded-allow-ips), and who owns the unix sockets (--socket-owner,
+--socket-group): the rules, then a real server."""
+
+from __future__ import annotations
+
+import grp
+import http.client
+import json
+import os
+import pwd
+import socket
+from typing import Any
+
+import pytest
+
+from dumbwaiter.access import AddressList, apply_forwarded, parse_address_list
+from dumbwaiter.config import Config, ConfigError, parse_value, settings
+from dumbwaiter.protocols import scgi
+from serving import Server, free_port, short_tmpdir
+
+
+def test_address_lists_match_addresses_and_networks() -> None:
+    trusted = AddressList(["127.0.0.1", "10.0.0.0/8", "2001:db8::/32"])
+    assert "127.0.0.1" in trusted and "10.20.30.40" in trusted
+    assert "2001:db8::1" in trusted and "[2001:db8::1]" in trusted
+    assert "::ffff:10.1.2.3" in trusted  # an IPv4 client on a dual-stack socket
+    assert "127.0.0.2" not in trusted and "11.0.0.1" not in trusted
+    assert "unknown" not in trusted and "" not in trusted
+    assert "198.51.100.1" in AddressList(["*"])
+
+
+def test_a_bad_address_list_is_a_clear_config_error() -> None:
+    assert parse_address_list(" 127.0.0.1 , ::1 ") == ["127.0.0.1", "::1"]
+    field = {f.name: f for f in settings()}["allow_from"]
+    with pytest.raises(ConfigError, match=r"--allow-from: not an address or network: '10\.0\.0'"):
+        parse_value(field, "127.0.0.1,10.0.0")
+    assert Config().forwarded_allow_ips == ["127.0.0.1", "::1"]
+
+
+def forwarded(headers: dict[str, str], trusted: list[str]) -> dict[str, Any]:
+    environ: dict[str, Any] = {"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "5000", **headers}
+    apply_forwarded(environ, AddressList(trusted))
+    return environ
+
+
+def test_the_client_is_the_rightmost_untrusted_hop() -> None:
+    # The client may send its own X-Forwarded-For: entries left of the first
+    # untrusted one are not believed.
+    environ = forwarded({"HTTP_X_FORWARDED_FOR": "6.6.6.6, 203.0.113.7, 10.0.0.2"}, ["10.0.0.0/8"])
+    assert environ["REMOTE_ADDR"] == "203.0.113.7"
+    assert "REMOTE_PORT" not in environ
+    environ = forwarded({"HTTP_X_FORWARDED_FOR": "10.0.0.3, 10.0.0.2"}, ["10.0.0.0/8"])
+    assert environ["REMOTE_ADDR"] == "10.0.0.3"
+
+
+def test_the_scheme_comes_from_the_nearest_proxy() -> None:
+    environ = forwarded({"HTTP_X_FORWARDED_PROTO": "https"}, ["127.0.0.1"])
+    assert environ["HTTPS"] == "on" and environ["REMOTE_ADDR"] == "127.0.0.1"
+    environ = forwarded({"HTTP_X_FORWARDED_PROTO": "http", "HTTPS": "on"}, ["127.0.0.1"])
+    assert "HTTPS" not in environ
+
+
+def test_rfc_7239_forwarded_wins_over_x_forwarded() -> None:
+    headers = {
+        "HTTP_FORWARDED": 'for=192.0.2.60;proto=https, for="[2001:db8:cafe::17]:4711"',
+        "HTTP_X_FORWARDED_FOR": "6.6.6.6",
+    }
+    environ = forwarded(headers, ["127.0.0.1"])
+    assert environ["REMOTE_ADDR"] == "2001:db8:cafe::17"
+    assert environ["HTTPS"] == "on"
+
+
+def http_echo(port: int, headers: dict[str, str], source: str = "127.0.0.1") -> dict[str, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    conn.request("GET", "/echo", headers=headers)
+    info: dict[str, Any] = json.loads(conn.getresponse().read())
+    conn.close()
+    return info
+
+
+PROXY_HEADERS = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+
+
+def test_forwarding_headers_from_a_local_proxy_are_believed_by_default() -> None:
+    port = free_port()
+    with Server(["--http", f"127.0.0.1:{port}"]):
+        info = http_echo(port, PROXY_HEADERS)
+        assert info["REMOTE_ADDR"] == "203.0.113.7"
+        assert info["wsgi.url_scheme"] == "https" and info["HTTPS"] == "on"
+        # From a peer that is not a trusted proxy, they are the client's claims.
+        info = http_echo(port, PROXY_HEADERS, source="127.0.0.2")
+        assert info["REMOTE_ADDR"] == "127.0.0.2"
+        assert info["wsgi.url_scheme"] == "http" and info["HTTPS"] is None
+
+
+def test_forwarded_allow_ips_narrows_who_is_believed() -> None:
+    port = free_port()
+    with Server(["--http", f"127.0.0.1:{port}", "--forwarded-allow-ips", "127.0.0.2"]):
+        assert http_echo(port, PROXY_HEADERS)["REMOTE_ADDR"] == "127.0.0.1"
+        assert http_echo(port, PROXY_HEADERS, source="127.0.0.2")["REMOTE_ADDR"] == "203.0.113.7"
+
+
+def scgi_status(port: int, source: str) -> bytes:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    environ = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/hello", "SERVER_PROTOCOL": "HTTP/1.1"}
+    sock.sendall(scgi.encode_request(environ))
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    sock.close()
+    return data.partition(b"\r\n")[0]
+
+
+def test_allow_from_refuses_other_peers_on_tcp() -> None:
+    port = free_port()
+    with Server(["--scgi", f"127.0.0.1:{port}", "--allow-from", "127.0.0.1/32"]) as server:
+        assert scgi_status(port, "127.0.0.1") == b"Status: 200 OK"
+        assert scgi_status(port, "127.0.0.2") == b""
+        assert "refused connection from ('127.0.0.2'" in server.log()
+        assert scgi_status(port, "127.0.0.1") == b"Status: 200 OK"
+
+
+def test_socket_owner_and_group() -> None:
+    if os.getuid() != 0:
+        pytest.skip("changing a file's owner needs root (CI runs as root)")
+    folder = short_tmpdir()
+    path = os.path.join(folder, "app.sock")
+    args = ["--scgi", f"unix:{path}", "--socket-owner", "nobody", "--socket-group", "nogroup"]
+    with Server(args, workdir=folder):
+        status = os.stat(path)
+        assert status.st_uid == pwd.getpwnam("nobody").pw_uid
+        assert status.st_gid == grp.getgrnam("nogroup").gr_gid
+        assert status.st_mode & 0o777 == 0o660
