@@ -154,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         spec, config = config_from_args(args)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
-    setup_logging(config.log_level)
     try:
+        setup_logging(config.log_level, config.error_log)
         argv = [sys.executable, "-m", "dumbwaiter", *args]  # for an upgrade in place
         code = run(config, functools.partial(import_app, spec), argv)
     except AppLoadFailed as exc:

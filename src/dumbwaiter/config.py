@@ -89,6 +89,15 @@ def _address_list(text: str) -> list[str]:
         raise ConfigError(str(exc)) from None
 
 
+def _log_format(value: Any) -> None:
+    from .accesslog import check_format
+
+    try:
+        check_format(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _positive(value: Any) -> None:
     if value < 1:
         raise ConfigError("must be at least 1")
@@ -362,6 +371,18 @@ class Config:
         "auto", "Event loop: auto (uvloop if installed), asyncio or uvloop.", metavar="NAME"
     )
     log_level: str = setting("info", "debug, info, warning or error.", metavar="LEVEL")
+    error_log: str | None = setting(
+        None, "Write the server's log to FILE instead of standard error.", metavar="FILE"
+    )
+    access_log: str | None = setting(
+        None, "Write one line per response to FILE ('-': standard output).", metavar="FILE"
+    )
+    access_log_format: str = setting(
+        "combined",
+        "common, combined, json, or a template of {fields} (docs/operations.md lists them).",
+        metavar="FORMAT",
+        check=_log_format,
+    )
 
     def limits(self) -> Limits:
         """The protocol-level view of the size settings."""

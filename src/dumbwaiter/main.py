@@ -34,10 +34,18 @@ from collections.abc import Callable
 from typing import Any
 
 from .access import AddressList
+from .accesslog import AccessLog
 from .config import Config
 from .server import systemd
 from .server.master import INHERIT_VARIABLE, UPGRADE_VARIABLE, Master
-from .server.process import change_directory, drop_privileges, gid_of, uid_of, write_pidfile
+from .server.process import (
+    ProcessError,
+    change_directory,
+    drop_privileges,
+    gid_of,
+    uid_of,
+    write_pidfile,
+)
 from .server.sockets import (
     Address,
     ListenError,
@@ -75,7 +83,7 @@ def serve(
     """
     options.setdefault("no_master", options.get("workers", 1) == 1)
     config = Config(fastcgi=_as_list(fastcgi), http=_as_list(http), **options).validate()
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.error_log)
     code = run(config, lambda: app)
     if code:
         raise SystemExit(code)
@@ -87,12 +95,18 @@ def _as_list(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr, unless the embedding program configured logging itself."""
+def setup_logging(level: str, path: str | None = None) -> None:
+    """Log to stderr (or ``path``), unless the embedding program configured
+    logging itself.  A file is opened now, before privileges are dropped,
+    and reopened on SIGUSR1."""
     logger = logging.getLogger("dumbwaiter")
     logger.setLevel(level.upper())
     if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler: logging.Handler
+        try:
+            handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
+        except OSError as exc:
+            raise ProcessError(f"--error-log {path}: {exc.strerror}") from None
         handler.setFormatter(
             logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
         )
@@ -163,15 +177,24 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
             log.info("upgrade: no longer serving %s", text)
         if config.pid:
             pidfile = write_pidfile(config.pid, replacing=upgrade_from or None)
+        access_log = _open_access_log(config)  # as root, like the listeners
         if config.user or config.group:
             import_ahead(config, {listener.protocol for listener in listeners})
         drop_privileges(config.user, config.group)  # bound as root, serve as the user
         app = load() if single or config.preload else None
         if single:
             assert app is not None
-            run_worker(app, config, listeners)
+            run_worker(app, config, listeners, access_log=access_log)
             return 0
-        master = Master(config, listeners, load, app, argv=argv, upgrade_from=upgrade_from)
+        master = Master(
+            config,
+            listeners,
+            load,
+            app,
+            argv=argv,
+            upgrade_from=upgrade_from,
+            access_log=access_log,
+        )
         code = master.run()
         if master.handed_over:
             bound.clear()  # the socket files are the new master's now
@@ -213,6 +236,15 @@ def _activated_listeners(
         address = Address(f"systemd:{name}", "systemd", path=name)
         listeners.append(_listener(name, address, sock, config))
     return listeners
+
+
+def _open_access_log(config: Config) -> AccessLog | None:
+    if not config.access_log:
+        return None
+    try:
+        return AccessLog(config.access_log, config.access_log_format)
+    except OSError as exc:
+        raise ProcessError(f"--access-log {config.access_log}: {exc.strerror}") from None
 
 
 def _listener_addresses(config: Config) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import socket
 import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, cast
@@ -69,7 +70,19 @@ class Stream:
     server gave up: writes are then dropped and the gateway stops iterating.
     """
 
-    __slots__ = ("_loop", "began", "cancelled", "conn", "request", "started", "thread")
+    __slots__ = (
+        "_loop",
+        "began",
+        "cancelled",
+        "conn",
+        "logged",
+        "queued",
+        "request",
+        "sent",
+        "started",
+        "status",
+        "thread",
+    )
 
     def __init__(self, conn: Connection, request: Request) -> None:
         self.conn = conn
@@ -82,6 +95,12 @@ class Stream:
         self.thread = ""
         #: The response head went out (loop thread).
         self.started = False
+        #: For the access log: when it was queued for a thread
+        #: (time.monotonic()), its status line, body bytes sent, logged yet.
+        self.queued = 0.0
+        self.status = ""
+        self.sent = 0
+        self.logged = False
 
     @property
     def peer(self) -> dict[str, str]:
@@ -270,11 +289,15 @@ class Connection(asyncio.Protocol):
         self.requests += 1
         request.finish()
         stream = Stream(self, request)
+        stream.queued = time.monotonic()
         self.running[request.stream_id] = stream
         if not self.ctx.pool.try_submit(stream):
             self.ctx.rejected += 1
             del self.running[request.stream_id]
             request.input.close()
+            if self.ctx.access_log is not None:
+                stream.status, stream.sent = "503", len(BUSY_BODY)
+                self.log_access(stream)
             log.debug("%s: busy, 503 for %s", self.listener.name, self.peer_name())
             self.write(
                 self.proto.reject(
@@ -322,6 +345,9 @@ class Connection(asyncio.Protocol):
         self.write(
             self.proto.reject(stream_id, "504 Gateway Timeout", TIMEOUT_HEADERS, TIMEOUT_BODY)
         )
+        if self.ctx.access_log is not None:
+            stream.status, stream.sent = "504", len(TIMEOUT_BODY)
+            self.log_access(stream)
         self.after_response(stream_id)
 
     # -- responses (called on the loop by Stream) ----------------------------
@@ -335,6 +361,8 @@ class Connection(asyncio.Protocol):
                 self.finish(stream)
             return
         stream.started = True
+        stream.status = status
+        stream.sent += len(body)
         self.write(self.proto.start_response(stream.request.stream_id, status, headers, body, end))
         if end:
             self.finish(stream)
@@ -342,6 +370,7 @@ class Connection(asyncio.Protocol):
     def on_body(self, stream: Stream, data: bytes) -> None:
         self.release(len(data))
         if not stream.cancelled:
+            stream.sent += len(data)
             self.write(self.proto.send_body(stream.request.stream_id, data))
 
     def on_end(self, stream: Stream) -> None:
@@ -363,10 +392,30 @@ class Connection(asyncio.Protocol):
         if ctx.request_limit and ctx.pool.completed >= ctx.request_limit:
             ctx.retire(f"served {ctx.pool.completed} requests (--max-requests)")
         stream.request.input.close()
+        if ctx.access_log is not None and not stream.logged:
+            self.log_access(stream)
         stream_id = stream.request.stream_id
         if self.running.get(stream_id) is stream:  # not already answered (abort)
             del self.running[stream_id]
             self.after_response(stream_id)
+
+    def log_access(self, stream: Stream) -> None:
+        """One access log line for ``stream`` (499: the client went first)."""
+        assert self.ctx.access_log is not None
+        stream.logged = True
+        request = stream.request
+        code = stream.status[:3]
+        status = int(code) if code.isdigit() else 499 if stream.cancelled else 500
+        self.ctx.access_log.record(
+            request.cgi,
+            status,
+            stream.sent,
+            listener=self.listener.name,
+            gateway=self.listener.protocol,
+            connection=self.peer.get("dumbwaiter.connection", ""),
+            request_time=self.ctx.loop.time() - request.since if request.since else 0.0,
+            queue_time=max(0.0, stream.began - stream.queued) if stream.began else 0.0,
+        )
 
     def after_response(self, stream_id: int) -> None:
         if self.transport is None:
@@ -401,6 +450,7 @@ class Connection(asyncio.Protocol):
             return False
         try:
             await self.ctx.loop.sendfile(self.transport, file, offset, count)
+            stream.sent += count
         except NotImplementedError:  # uvloop: the gateway iterates the file instead
             return False
         except (ConnectionError, OSError):

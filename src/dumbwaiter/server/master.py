@@ -65,6 +65,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..accesslog import AccessLog
 from ..config import Config
 from ..wsgi import WSGIApp
 from . import systemd
@@ -158,8 +159,10 @@ class Master:
         *,
         argv: list[str] | None = None,
         upgrade_from: int = 0,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.config = config
+        self.access_log = access_log
         self.argv = argv
         self.upgrade_from = upgrade_from
         #: The new master of an upgrade under way, and whether it took over.
@@ -378,7 +381,7 @@ class Master:
                     channel.send("failed", message)
                     code = EXIT_APP_FAILED
                     return
-            run_worker(app, self.config, self.listeners, channel)
+            run_worker(app, self.config, self.listeners, channel, self.access_log)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

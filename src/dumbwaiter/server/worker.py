@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..access import AddressList
+from ..accesslog import AccessLog
 from ..config import Config, MiB
 from ..protocols import ServerProtocol
 from ..wsgi import FORWARDED, WSGIApp, WSGIGateway
@@ -77,6 +78,8 @@ class ServerContext:
     request_limit: int = 0
     #: Ends the worker: "graceful" or "fast".
     stop: Callable[[str], None] = field(default=lambda how: None)
+    #: --access-log, when on.
+    access_log: AccessLog | None = None
     #: What we accept on, and the asyncio servers doing it (none while paused).
     listeners: list[Listener] = field(default_factory=list)
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
@@ -279,13 +282,14 @@ def run_worker(
     config: Config,
     listeners: list[Listener],
     channel: WorkerChannel | None = None,
+    access_log: AccessLog | None = None,
 ) -> str:
     """Serve ``listeners`` until a stop signal or retirement; returns how it
     stopped: ``"graceful"`` or ``"fast"``."""
     loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve(loop, app, config, listeners, channel))
+        return loop.run_until_complete(_serve(loop, app, config, listeners, channel, access_log))
     finally:
         asyncio.set_event_loop(None)
         loop.close()
@@ -297,10 +301,11 @@ async def _serve(
     config: Config,
     listeners: list[Listener],
     channel: WorkerChannel | None,
+    access_log: AccessLog | None,
 ) -> str:
     gateway = WSGIGateway(app, config)
     target: Callable[[Stream], None] = gateway
-    if config.timeout:
+    if config.timeout or access_log is not None:
 
         def timed(stream: Stream) -> None:
             stream.began = time.monotonic()
@@ -309,7 +314,9 @@ async def _serve(
 
         target = timed
     pool: ThreadPool[Stream] = ThreadPool(config.threads, config.queue_size, target)
-    ctx = ServerContext(loop, config, pool, channel=channel)
+    ctx = ServerContext(loop, config, pool, channel=channel, access_log=access_log)
+    if access_log is not None:
+        access_log.pid = os.getpid()
     if config.max_requests:
         ctx.request_limit = config.max_requests + random.randint(0, config.max_requests_jitter)
     ctx.refresh_date()
@@ -330,7 +337,7 @@ async def _serve(
     loop.add_signal_handler(signal.SIGTERM, stop, "graceful")
     loop.add_signal_handler(signal.SIGINT, stop, "fast")
     loop.add_signal_handler(signal.SIGQUIT, stop, "fast")
-    loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_logs, access_log)
     ctx.listeners = listeners
     await ctx.start_accepting()
     for listener in listeners:
@@ -366,11 +373,18 @@ async def _serve(
             conn.transport.abort()
     await asyncio.sleep(0)
     pool.stop(timeout=0.1 if how == "fast" else 1.0)
+    if access_log is not None:
+        access_log.flush()
     return how
 
 
-def reopen_logs() -> None:
+def reopen_logs(access_log: AccessLog | None = None) -> None:
     """SIGUSR1: reopen every log file we write (after logrotate moved it)."""
+    if access_log is not None:
+        try:
+            access_log.reopen()
+        except OSError as exc:
+            log.error("cannot reopen the access log %s: %s", access_log.path, exc.strerror)
     for logger in (logging.getLogger(), logging.getLogger("dumbwaiter")):
         for handler in logger.handlers:
             if isinstance(handler, logging.FileHandler):
@@ -413,3 +427,5 @@ async def _tick(ctx: ServerContext) -> None:
         if ctx.config.timeout:
             ctx.expire_hung()
         ctx.checkup()
+        if ctx.access_log is not None:
+            ctx.access_log.flush()
