@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 TESTS = pathlib.Path(__file__).parent
 START_SECONDS = 15.0
@@ -43,6 +43,34 @@ def connect(address: str, timeout: float = 10.0) -> socket.socket:
         return sock
     host, _, port = address.rpartition(":")
     return socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
+
+
+def children(pid: int) -> list[int]:
+    """A process's children (Linux /proc), [] once it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):  # gone, even between open() and read()
+        return False
+
+
+def until(check: Callable[[], bool], seconds: float = 15.0, step: float = 0.05) -> bool:
+    """Poll ``check`` until it is true or ``seconds`` passed; its last answer."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step)
+    return check()
 
 
 def parent_of(pid: int) -> int:

@@ -15,11 +15,11 @@ import signal
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from serving import Server, connect, free_port, run_cli, short_tmpdir
+from serving import Server, alive, children, connect, free_port, run_cli, short_tmpdir, until
 
 APP = """\
 import os, time
@@ -81,31 +81,6 @@ def answer(port: int, path: str = "/") -> tuple[str, int]:
     assert status == 200, body
     version, pid = body.split()
     return version, int(pid)
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def until(check: Callable[[], bool], seconds: float = 15.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
 
 
 class Load:

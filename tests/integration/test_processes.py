@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -45,7 +45,7 @@ from integration.fronts import (
     required,
 )
 from integration.loadgen import Load
-from serving import TESTS, Server, free_port, parent_of, short_tmpdir
+from serving import TESTS, Server, alive, children, free_port, parent_of, short_tmpdir, until
 
 pytestmark = pytest.mark.integration
 
@@ -108,32 +108,6 @@ def behind(front_name: str, *args: str) -> Iterator[tuple[Server, Front]]:
             status, body = fetch(front, "/")
             assert status == 200 and body.startswith(b"v1 "), (status, body, front.log())
             yield server, front
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def alive(pid: int) -> bool:
-    """Running, and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def until(check: Callable[[], bool], seconds: float = 15.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
 
 
 def sleep_until(moment: float) -> None:
