@@ -98,6 +98,10 @@ def _log_format(value: Any) -> None:
         raise ConfigError(str(exc)) from None
 
 
+def _nothing(environ: Any, start_response: Any) -> list[bytes]:
+    return []
+
+
 def _positive(value: Any) -> None:
     if value < 1:
         raise ConfigError("must be at least 1")
@@ -308,6 +312,21 @@ class Config:
     cgi: bool = setting(
         False, "Serve one request as CGI from the environment and stdin.", cli=False
     )
+    # -- responses ---------------------------------------------------------
+    gzip: bool = setting(
+        False,
+        "Compress responses for clients that accept it: gzip, and brotli/zstd when installed "
+        "(dumbwaiter[compress]).",
+    )
+    gzip_min_size: int = setting(
+        1024, "Do not compress bodies known to be smaller.", metavar="BYTES", parse=parse_size
+    )
+    gzip_types: str | None = setting(
+        None,
+        "Comma-separated media types to compress (type/sub, type/*, */*+json); default: "
+        "text, JSON, JavaScript, XML, SVG.",
+        metavar="TYPES",
+    )
     # -- processes ---------------------------------------------------------
     workers: int = setting(
         1,
@@ -411,6 +430,13 @@ class Config:
             not self.script_name.startswith("/") or self.script_name.endswith("/")
         ):
             raise ConfigError("--script-name: must start with '/' and not end with one")
+        if self.gzip:
+            from .middleware import DEFAULT_TYPES, Compress
+
+            try:
+                Compress(_nothing, types=self.gzip_types or DEFAULT_TYPES)
+            except ValueError as exc:
+                raise ConfigError(f"--gzip-types: {exc}") from None
         if self.no_master and self.workers > 1:
             raise ConfigError("--no-master serves in one process: --workers must be 1")
         if self.reload and (self.no_master or self.preload):

@@ -303,6 +303,10 @@ async def _serve(
     channel: WorkerChannel | None,
     access_log: AccessLog | None,
 ) -> str:
+    if config.gzip:
+        from ..middleware import DEFAULT_TYPES, Compress
+
+        app = Compress(app, min_size=config.gzip_min_size, types=config.gzip_types or DEFAULT_TYPES)
     gateway = WSGIGateway(app, config)
     target: Callable[[Stream], None] = gateway
     if config.timeout or access_log is not None:
