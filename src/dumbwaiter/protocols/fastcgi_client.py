@@ -224,11 +224,15 @@ def parse_cgi_response(data: bytes) -> tuple[int, str, list[tuple[str, str]], by
     status: int | None = None
     reason = ""
     headers: list[tuple[str, str]] = []
-    for line in head.decode("latin-1").splitlines():
+    # Split at LF only: str.splitlines() also breaks at a bare CR, \x0b, \x0c,
+    # \x1c-\x1e and \x85, octets a header value may hold (obs-text), and
+    # str.strip() eats \xa0; the whitespace around a value is SP and HTAB.
+    for line in head.decode("latin-1").split("\n") if head else []:
+        line = line.removesuffix("\r")
         name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
+        if not colon or not name or name != name.strip(" \t"):
             raise RemoteProtocolError(f"bad response header line {line!r}")
-        value = value.strip()
+        value = value.strip(" \t")
         if name.lower() == "status":
             code, _, reason = value.partition(" ")
             if len(code) != 3 or not (code.isascii() and code.isdigit()):

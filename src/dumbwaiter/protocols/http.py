@@ -298,7 +298,10 @@ class HTTPServerProtocol:
         has_body = False
         length = environ.get("CONTENT_LENGTH")
         if length is not None:  # llhttp checked the digits and refused duplicates
-            size = int(length)
+            # ... and their value, not their count: int() refuses more than
+            # 4300 digits (sys.get_int_max_str_digits), and leading zeros
+            # within the header limits are valid (RFC 9110 section 8.6).
+            size = int(length.lstrip("0") or "0")
             if size > self._max_body:
                 self._fail(413, "request body too large")
             has_body = size > 0

@@ -155,9 +155,13 @@ class HTTPClientProtocol:
             chunked = codings.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
             self._state = self._chunk_size if chunked else self._until_close
         elif lengths:
-            if len(lengths) > 1 or not next(iter(lengths)).isdigit():
-                raise RemoteProtocolError(f"bad Content-Length {sorted(lengths)!r}")
-            self._remaining = int(lengths.pop())
+            # int() refuses more than 4300 digits (a ValueError): leading
+            # zeros are dropped, and no body has more than 20 digits of length.
+            value = next(iter(lengths))
+            digits = value.lstrip(b"0")
+            if len(lengths) > 1 or not value.isdigit() or len(digits) > 20:
+                raise RemoteProtocolError(f"bad Content-Length {sorted(lengths)!r:.80}")
+            self._remaining = int(digits or b"0")
             if self._remaining:
                 self._state = self._body
             else:

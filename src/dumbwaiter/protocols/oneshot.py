@@ -165,5 +165,10 @@ class OneShotServerProtocol:
 def _content_length(environ: dict[str, str], name: str) -> int:
     text = environ.get("CONTENT_LENGTH", "") or "0"
     if not text.isdigit() or not text.isascii():
-        raise RemoteProtocolError(f"bad CONTENT_LENGTH {text!r} on {name}")
-    return int(text)
+        raise RemoteProtocolError(f"bad CONTENT_LENGTH {text[:40]!r} on {name}")
+    # int() refuses more than 4300 digits with a ValueError: leading zeros
+    # are harmless, and a number of more than 20 digits is past any body.
+    digits = text.lstrip("0")
+    if len(digits) > 20:
+        raise RemoteProtocolError(f"CONTENT_LENGTH of {len(digits)} digits on {name}", 413)
+    return int(digits or "0")
