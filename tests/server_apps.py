@@ -7,10 +7,12 @@ and release it, and can see whether the app was called at all.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -158,6 +160,44 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
             [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))],
         )
         return [body]
+    if path == "/digest":
+        # The body's length and SHA-256, read in blocks: memory stays flat
+        # whatever the body's size.  Marked in "calls" with the query.
+        _mark("calls", "digest " + query)
+        length, digest = _digest(environ["wsgi.input"])
+        out = json.dumps({"body_length": length, "body_sha256": digest}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [out]
+    if path == "/upload-hold":
+        # Reads the whole body, sends a first chunk, then holds until the
+        # file named in the query exists; close() marks "upload-hold".
+        _mark("calls", "upload-hold " + query)
+        _digest(environ["wsgi.input"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _Closing([b"first\n", b"last\n"], query or None, "upload-hold")
+    if path == "/close-raises":
+        # A complete response whose iterable's close() raises.
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "12")])
+        return _RaisingClose([b"Hello ", b"world\n"])
+    if path == "/stats":
+        # What the process holds, from the inside: Python's allocated memory
+        # blocks and objects after a collection, and its threads.
+        gc.collect()
+        stats = {
+            "blocks": sys.getallocatedblocks(),
+            "objects": len(gc.get_objects()),
+            "threads": threading.active_count(),
+        }
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(stats).encode()]
+    if path == "/hang":
+        # An app that does not return: the thread is held until the file
+        # named in the query exists, with no time limit.
+        _mark("started", f"hang {query} {os.getpid()}")
+        while not os.path.exists(os.path.join(DIR, query or "never")):
+            time.sleep(0.05)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"released\n"]
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found\n"]
 
@@ -177,6 +217,29 @@ class _Flood:
 
     def close(self) -> None:
         _mark("closed", "flood")
+
+
+def _digest(stream: Any) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    length = 0
+    while block := stream.read(65536):
+        digest.update(block)
+        length += len(block)
+    return length, digest.hexdigest()
+
+
+class _RaisingClose:
+    """A complete body whose close() fails (after marking "closed")."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+    def close(self) -> None:
+        _mark("closed", "close-raises")
+        raise RuntimeError("close() failed on purpose")
 
 
 def _failing() -> Iterator[bytes]:

@@ -249,10 +249,20 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.lingering:
             return False
+        # A request partly received (not one complete and waiting for its
+        # response: a client may half-close after its last request).
+        partial = bool(self.receiving) or not (self.proto.idle or self.running or self.waiting)
         try:
             self.proto.receive_data(b"")
         except RemoteProtocolError as exc:
             log.info("%s: %s: %s", self.listener.name, self.peer_name(), exc)
+        else:
+            if partial:
+                log.info(
+                    "%s: %s: closed in the middle of a request",
+                    self.listener.name,
+                    self.peer_name(),
+                )
         # Keep the write side open while responses are still owed (a client
         # may half-close after its last request).
         return bool(self.running or self.waiting)
@@ -347,6 +357,21 @@ class Connection(asyncio.Protocol):
         )
         if self.ctx.access_log is not None:
             stream.status, stream.sent = "504", len(TIMEOUT_BODY)
+            self.log_access(stream)
+        self.after_response(stream_id)
+
+    def refuse(self, stream: Stream) -> None:
+        """Answer a request still waiting for a thread with 503 (no thread
+        will come: they are all stuck); the app never sees it."""
+        stream_id = stream.request.stream_id
+        if self.running.get(stream_id) is not stream or self.transport is None:
+            return
+        del self.running[stream_id]
+        stream.cancel()  # a thread that frees up after all skips it
+        self.ctx.rejected += 1
+        self.write(self.proto.reject(stream_id, "503 Service Unavailable", BUSY_HEADERS, BUSY_BODY))
+        if self.ctx.access_log is not None:
+            stream.status, stream.sent = "503", len(BUSY_BODY)
             self.log_access(stream)
         self.after_response(stream_id)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -61,11 +62,13 @@ class ThreadPool(Generic[T]):
         self.completed += 1
 
     def stop(self, timeout: float) -> None:
-        """Let each thread finish its current item, then end it."""
+        """Let each thread finish its current item, then end it; waits
+        ``timeout`` in all (a stuck thread is left to the process's end)."""
         for _ in self._workers:
             self._queue.put(None)
+        deadline = time.monotonic() + timeout
         for thread in self._workers:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._workers.clear()
 
     def _work(self) -> None:

@@ -76,6 +76,8 @@ class ServerContext:
     retiring: str = ""
     #: Requests after which to retire (--max-requests plus jitter); 0 = never.
     request_limit: int = 0
+    #: Threads lost to requests past --timeout.
+    stuck: int = 0
     #: Ends the worker: "graceful" or "fast".
     stop: Callable[[str], None] = field(default=lambda how: None)
     #: --access-log, when on.
@@ -170,7 +172,17 @@ class ServerContext:
                         stream.thread,
                     )
                     conn.expire(stream)
+                    self.stuck += 1
                     self.retire(f"a request ran past --timeout {self.config.timeout:g}s")
+        if self.stuck >= self.pool.threads and self.pool.capacity:
+            # No thread will ever take what waits: answer it now (503, so
+            # the front may retry elsewhere), and whatever still comes.
+            log.error("every thread is stuck: answering 503 until this worker is replaced")
+            self.pool.capacity = 0
+            for conn in list(self.connections):
+                for stream in list(conn.running.values()):
+                    if not stream.began:
+                        conn.refuse(stream)
 
 
 @dataclass(eq=False)
