@@ -169,3 +169,12 @@ def test_garbage_gives_events_or_remote_errors(kind: str, data: bytes) -> None:
         server.receive_data(b"")
     except RemoteProtocolError:
         pass
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_connection_closed_before_a_byte_is_no_error(kind: str) -> None:
+    # A port probe or a health check's connect: nothing to complain about.
+    make, _ = KINDS[kind]
+    server = make()
+    assert server.idle
+    assert server.receive_data(b"") == []

@@ -60,6 +60,8 @@ class OneShotServerProtocol:
     def receive_data(self, data: bytes) -> list[Event]:
         events: list[Event] = []
         if not data:
+            if self._state == HEAD and not self._buffer:
+                self._state = DONE  # closed before a byte: a probe, not an error
             if self._state != DONE:
                 self._state = DONE
                 raise RemoteProtocolError(f"{self.name} request cut short")
