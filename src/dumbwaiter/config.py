@@ -327,6 +327,13 @@ class Config:
         "text, JSON, JavaScript, XML, SVG.",
         metavar="TYPES",
     )
+    # -- operations --------------------------------------------------------
+    metrics: str | None = setting(
+        None,
+        "Serve Prometheus metrics at http://ADDR/metrics from the master (HOST:PORT or "
+        "unix:/path), summed over the workers.",
+        metavar="ADDR",
+    )
     # -- processes ---------------------------------------------------------
     workers: int = setting(
         1,
@@ -437,6 +444,8 @@ class Config:
                 Compress(_nothing, types=self.gzip_types or DEFAULT_TYPES)
             except ValueError as exc:
                 raise ConfigError(f"--gzip-types: {exc}") from None
+        if self.metrics and self.no_master:
+            raise ConfigError("--metrics is served by the master: not with --no-master")
         if self.no_master and self.workers > 1:
             raise ConfigError("--no-master serves in one process: --workers must be 1")
         if self.reload and (self.no_master or self.preload):

@@ -178,6 +178,13 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
         if config.pid:
             pidfile = write_pidfile(config.pid, replacing=upgrade_from or None)
         access_log = _open_access_log(config)  # as root, like the listeners
+        metrics = None
+        if config.metrics and not single:
+            metrics_address = parse_address(config.metrics)
+            metrics = bind(metrics_address, 16, config.socket_mode)
+            if metrics_address.kind == "unix":
+                bound.append((metrics_address, metrics))
+            log.info("metrics: http://%s/metrics", config.metrics)
         if config.user or config.group:
             import_ahead(config, {listener.protocol for listener in listeners})
         drop_privileges(config.user, config.group)  # bound as root, serve as the user
@@ -194,6 +201,7 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
             argv=argv,
             upgrade_from=upgrade_from,
             access_log=access_log,
+            metrics=metrics,
         )
         code = master.run()
         if master.handed_over:

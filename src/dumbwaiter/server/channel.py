@@ -1,6 +1,6 @@
 """What a worker tells its master, over a pipe the master made for it.
 
-One line per message, short enough to be written atomically (``PIPE_BUF``):
+One line per message (a full pipe keeps the rest for the next send):
 
 ``ready``
     The listeners are served and the thread pool runs.
@@ -12,6 +12,9 @@ One line per message, short enough to be written atomically (``PIPE_BUF``):
     The worker should be replaced (``--max-requests``, ``--max-rss``, a
     request past ``--timeout``).  It goes on serving until the master has its
     replacement ready and sends SIGTERM.
+``stats JSON``
+    With ``--metrics``, once a second and when it stops: its cumulative
+    counters (:mod:`dumbwaiter.server.stats`).
 ``failed MESSAGE``
     The worker could not start (the app did not load); it exits next.
 
@@ -26,6 +29,9 @@ import os
 
 __all__ = ["WorkerChannel", "parse", "resident_bytes"]
 
+#: Bytes a worker keeps for a master that is not reading.
+MAX_PENDING = 1 << 20
+
 
 class WorkerChannel:
     """The worker's end: the write side of its pipe, and the master's pid."""
@@ -33,17 +39,24 @@ class WorkerChannel:
     def __init__(self, fd: int, master_pid: int) -> None:
         self.fd = fd
         self.master_pid = master_pid
+        #: What a full pipe did not take yet: sent first next time, so a
+        #: line is never torn nor reordered.
+        self._pending = b""
         os.set_blocking(fd, False)
 
     def send(self, kind: str, text: str = "") -> bool:
         """Send one message; False if the master cannot hear it."""
-        line = f"{kind} {text}".rstrip().replace("\n", " ")[:500] + "\n"
+        line = f"{kind} {text}".rstrip().replace("\n", " ") + "\n"
+        data = self._pending + line.encode("utf-8", "replace")
         try:
-            os.write(self.fd, line.encode("utf-8", "replace"))
+            written = os.write(self.fd, data)
         except BlockingIOError:
-            return True  # the master is behind; it is still there
+            written = 0  # the master is behind; it is still there
         except OSError:
             return False
+        self._pending = data[written:]
+        if len(self._pending) > MAX_PENDING:  # a master that never reads
+            self._pending = b""
         return True
 
     @property

@@ -305,9 +305,9 @@ class Connection(asyncio.Protocol):
             self.ctx.rejected += 1
             del self.running[request.stream_id]
             request.input.close()
-            if self.ctx.access_log is not None:
+            if self.ctx.recording:
                 stream.status, stream.sent = "503", len(BUSY_BODY)
-                self.log_access(stream)
+                self.completed(stream)
             log.debug("%s: busy, 503 for %s", self.listener.name, self.peer_name())
             self.write(
                 self.proto.reject(
@@ -355,9 +355,9 @@ class Connection(asyncio.Protocol):
         self.write(
             self.proto.reject(stream_id, "504 Gateway Timeout", TIMEOUT_HEADERS, TIMEOUT_BODY)
         )
-        if self.ctx.access_log is not None:
+        if self.ctx.recording:
             stream.status, stream.sent = "504", len(TIMEOUT_BODY)
-            self.log_access(stream)
+            self.completed(stream)
         self.after_response(stream_id)
 
     def refuse(self, stream: Stream) -> None:
@@ -370,9 +370,9 @@ class Connection(asyncio.Protocol):
         stream.cancel()  # a thread that frees up after all skips it
         self.ctx.rejected += 1
         self.write(self.proto.reject(stream_id, "503 Service Unavailable", BUSY_HEADERS, BUSY_BODY))
-        if self.ctx.access_log is not None:
+        if self.ctx.recording:
             stream.status, stream.sent = "503", len(BUSY_BODY)
-            self.log_access(stream)
+            self.completed(stream)
         self.after_response(stream_id)
 
     # -- responses (called on the loop by Stream) ----------------------------
@@ -417,30 +417,44 @@ class Connection(asyncio.Protocol):
         if ctx.request_limit and ctx.pool.completed >= ctx.request_limit:
             ctx.retire(f"served {ctx.pool.completed} requests (--max-requests)")
         stream.request.input.close()
-        if ctx.access_log is not None and not stream.logged:
-            self.log_access(stream)
+        if ctx.recording and not stream.logged:
+            self.completed(stream)
         stream_id = stream.request.stream_id
         if self.running.get(stream_id) is stream:  # not already answered (abort)
             del self.running[stream_id]
             self.after_response(stream_id)
 
-    def log_access(self, stream: Stream) -> None:
-        """One access log line for ``stream`` (499: the client went first)."""
-        assert self.ctx.access_log is not None
+    def completed(self, stream: Stream) -> None:
+        """Record a response: the access log line and the metrics (499: the
+        client went first)."""
+        ctx = self.ctx
         stream.logged = True
         request = stream.request
         code = stream.status[:3]
         status = int(code) if code.isdigit() else 499 if stream.cancelled else 500
-        self.ctx.access_log.record(
-            request.cgi,
-            status,
-            stream.sent,
-            listener=self.listener.name,
-            gateway=self.listener.protocol,
-            connection=self.peer.get("dumbwaiter.connection", ""),
-            request_time=self.ctx.loop.time() - request.since if request.since else 0.0,
-            queue_time=max(0.0, stream.began - stream.queued) if stream.began else 0.0,
-        )
+        request_time = ctx.loop.time() - request.since if request.since else 0.0
+        queue_time = max(0.0, stream.began - stream.queued) if stream.began else 0.0
+        if ctx.access_log is not None:
+            ctx.access_log.record(
+                request.cgi,
+                status,
+                stream.sent,
+                listener=self.listener.name,
+                gateway=self.listener.protocol,
+                connection=self.peer.get("dumbwaiter.connection", ""),
+                request_time=request_time,
+                queue_time=queue_time,
+            )
+        if ctx.stats is not None:
+            ctx.stats.record(
+                self.listener.name,
+                self.listener.protocol,
+                status,
+                request_time,
+                queue_time,
+                request.body.size,
+                stream.sent,
+            )
 
     def after_response(self, stream_id: int) -> None:
         if self.transport is None:

@@ -55,15 +55,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import selectors
 import signal
+import socket
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..accesslog import AccessLog
 from ..config import Config
@@ -71,6 +74,7 @@ from ..wsgi import WSGIApp
 from . import systemd
 from .channel import WorkerChannel, parse
 from .reloader import SourceWatcher, default_roots
+from .stats import Totals, exposition
 from .worker import Listener, reopen_logs, run_worker
 
 __all__ = ["EXIT_APP_FAILED", "INHERIT_VARIABLE", "UPGRADE_VARIABLE", "AppLoadFailed", "Master"]
@@ -138,6 +142,8 @@ class Worker:
     #: When we asked it to stop (0: not yet), and when SIGKILL follows.
     stop_sent: float = 0.0
     kill_at: float = 0.0
+    #: Its last --metrics snapshot.
+    stats: dict[str, Any] | None = None
 
 
 class Master:
@@ -160,9 +166,13 @@ class Master:
         argv: list[str] | None = None,
         upgrade_from: int = 0,
         access_log: AccessLog | None = None,
+        metrics: socket.socket | None = None,
     ) -> None:
         self.config = config
         self.access_log = access_log
+        #: --metrics: the listening socket, and the sums over the workers.
+        self.metrics = metrics
+        self.totals = Totals()
         self.argv = argv
         self.upgrade_from = upgrade_from
         #: The new master of an upgrade under way, and whether it took over.
@@ -197,6 +207,9 @@ class Master:
         self.selector.register(self._wakeup_r, selectors.EVENT_READ)
         previous = {signum: signal.signal(signum, self._on_signal) for signum in MASTER_SIGNALS}
         old_wakeup = signal.set_wakeup_fd(self._wakeup_w)
+        if self.metrics is not None:
+            self.metrics.setblocking(False)
+            self.selector.register(self.metrics, selectors.EVENT_READ, self.metrics)
         if self.config.reload:
             self.watcher = SourceWatcher(default_roots(""))
             if (fd := self.watcher.fileno()) is not None:
@@ -242,6 +255,8 @@ class Master:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self._wakeup_r, 512):
                         pass
+            elif key.data is self.metrics and self.metrics is not None:
+                self.serve_metrics()
             elif key.data is self.watcher:
                 assert self.watcher is not None
                 if self.watcher.fileno() is None:  # its helper ended: polled from now on
@@ -370,6 +385,8 @@ class Master:
             os.close(self._wakeup_w)
             if self.watcher is not None:
                 self.watcher.close()  # in a worker: only its copy of the pipe
+            if self.metrics is not None:
+                self.metrics.close()
             channel = WorkerChannel(fd, self.pid)
             app = self.app
             if app is None:
@@ -397,7 +414,7 @@ class Master:
 
     def receive(self, worker: Worker) -> None:
         try:
-            data = os.read(worker.fd, 4096)
+            data = os.read(worker.fd, 65536)
         except BlockingIOError:
             return
         except OSError:
@@ -407,6 +424,10 @@ class Master:
                 self.selector.unregister(worker.fd)
             return
         worker.buffer += data
+        self._handle(worker)
+
+    def _handle(self, worker: Worker) -> None:
+        """Act on the complete messages in ``worker``'s buffer."""
         now = time.monotonic()
         for kind, text in parse(worker.buffer):
             worker.last_beat = now
@@ -422,8 +443,26 @@ class Master:
                 worker.retiring = text or "asked to"
                 worker.retired_at = now
                 log.info("master: replacing worker %d: %s", worker.pid, worker.retiring)
+                self.totals.restarted(_retire_reason(worker.retiring))
+            elif kind == "stats":
+                with contextlib.suppress(ValueError):
+                    stats = json.loads(text)
+                    if isinstance(stats, dict):
+                        worker.stats = stats
             elif kind == "failed":
                 worker.failed = text
+
+    def drain(self, worker: Worker) -> None:
+        """Read what an ended worker left in its pipe."""
+        for _ in range(64):
+            try:
+                data = os.read(worker.fd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            worker.buffer += data
+            self._handle(worker)
 
     def reap(self) -> None:
         while True:
@@ -445,10 +484,11 @@ class Master:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
-            self.receive(worker)  # a last message (failed ...) may still be there
+            self.drain(worker)  # its last messages (failed, stats ...) may still be there
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(worker.fd)
             os.close(worker.fd)
+            self.totals.worker_ended(worker.stats)
             self.exited(worker, status)
 
     def exited(self, worker: Worker, status: int) -> None:
@@ -460,6 +500,7 @@ class Master:
             log.info("master: worker %d ended (%s)", worker.pid, how)
             return
         now = time.monotonic()
+        self.totals.restarted("died")
         if worker.ready and now - worker.born >= QUICK_DEATH_SECONDS:
             log.error("master: worker %d died (%s); replacing it", worker.pid, how)
             return
@@ -544,6 +585,8 @@ class Master:
                 replaced = ready >= self.target and self.serving_generation == self.generation
                 overdue = worker.retiring and now - worker.retired_at > RETIRE_WAIT_SECONDS
                 if replaced or overdue:
+                    if not worker.retiring:
+                        self.totals.restarted("reload")
                     self.terminate(worker)
 
     def adjust(self) -> None:
@@ -562,6 +605,43 @@ class Master:
             for worker in newest_first[:-missing]:
                 self.terminate(worker)
 
+    def serve_metrics(self) -> None:
+        """One scrape: a small blocking exchange with a short timeout (the
+        metrics address is for a local or internal scraper)."""
+        assert self.metrics is not None
+        try:
+            conn, _ = self.metrics.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(0.5)
+            try:
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < 8192:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+                if target.partition(b"?")[0] == b"/metrics":
+                    live = {pid: w.stats for pid, w in self.workers.items() if w.stats}
+                    running = sum(1 for w in self.workers.values() if not w.stop_sent)
+                    body = exposition(self.totals, live, running).encode()
+                    kind = b"text/plain; version=0.0.4; charset=utf-8"
+                    status = b"200 OK"
+                else:
+                    body, kind, status = (
+                        b"not found: try /metrics\n",
+                        b"text/plain",
+                        b"404 Not Found",
+                    )
+                conn.sendall(
+                    b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                    b"Connection: close\r\n\r\n%s" % (status, kind, len(body), body)
+                )
+            except OSError:
+                pass
+
     def terminate(self, worker: Worker) -> None:
         """Ask ``worker`` to stop gracefully; SIGKILL after the grace period."""
         now = time.monotonic()
@@ -575,6 +655,13 @@ class Master:
         except OSError as exc:
             if exc.errno != errno.ESRCH:
                 raise
+
+
+def _retire_reason(text: str) -> str:
+    for option in ("--max-requests", "--max-rss", "--timeout"):
+        if option in text:
+            return option.removeprefix("--")
+    return "retired"
 
 
 def describe_status(status: int) -> str:

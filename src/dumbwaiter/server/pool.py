@@ -57,6 +57,11 @@ class ThreadPool(Generic[T]):
         self._queue.put(item)
         return True
 
+    @property
+    def queued(self) -> int:
+        """Items waiting for a thread (approximate: threads take them meanwhile)."""
+        return self._queue.qsize()
+
     def done(self) -> None:
         self.pending -= 1
         self.completed += 1

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import os
 import random
@@ -46,6 +47,7 @@ from .channel import WorkerChannel, resident_bytes
 from .connection import Connection, Stream
 from .pool import ThreadPool
 from .sockets import Address
+from .stats import WorkerStats, open_fds
 
 __all__ = ["PROTOCOLS", "Listener", "ServerContext", "run_worker"]
 
@@ -82,6 +84,10 @@ class ServerContext:
     stop: Callable[[str], None] = field(default=lambda how: None)
     #: --access-log, when on.
     access_log: AccessLog | None = None
+    #: --metrics: this worker's counters, sent to the master.
+    stats: WorkerStats | None = None
+    #: Either of the two: each response is recorded.
+    recording: bool = False
     #: What we accept on, and the asyncio servers doing it (none while paused).
     listeners: list[Listener] = field(default_factory=list)
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
@@ -142,8 +148,23 @@ class ServerContext:
                 self.stop("graceful")
                 return
             self.channel.send("beat", f"{served} {rss}")
+            if self.stats is not None:
+                self.send_stats(rss)
         if max_rss and rss > max_rss and not self.retiring:
             self.retire(f"resident memory {rss // MiB} MiB is past --max-rss {max_rss // MiB}")
+
+    def send_stats(self, rss: int) -> None:
+        assert self.channel is not None and self.stats is not None
+        pool = self.pool
+        queued = pool.queued
+        snapshot = self.stats.snapshot(
+            queued=queued,
+            busy=max(0, min(pool.threads, pool.pending - queued)),
+            connections=len(self.connections),
+            rss=rss,
+            fds=open_fds(),
+        )
+        self.channel.send("stats", json.dumps(snapshot, separators=(",", ":")))
 
     def retire(self, reason: str) -> None:
         """Have this worker replaced: by the master, or by our own supervisor."""
@@ -321,7 +342,7 @@ async def _serve(
         app = Compress(app, min_size=config.gzip_min_size, types=config.gzip_types or DEFAULT_TYPES)
     gateway = WSGIGateway(app, config)
     target: Callable[[Stream], None] = gateway
-    if config.timeout or access_log is not None:
+    if config.timeout or access_log is not None or config.metrics:
 
         def timed(stream: Stream) -> None:
             stream.began = time.monotonic()
@@ -331,6 +352,9 @@ async def _serve(
         target = timed
     pool: ThreadPool[Stream] = ThreadPool(config.threads, config.queue_size, target)
     ctx = ServerContext(loop, config, pool, channel=channel, access_log=access_log)
+    if config.metrics and channel is not None:
+        ctx.stats = WorkerStats()
+    ctx.recording = ctx.access_log is not None or ctx.stats is not None
     if access_log is not None:
         access_log.pid = os.getpid()
     if config.max_requests:
@@ -391,6 +415,8 @@ async def _serve(
     pool.stop(timeout=0.1 if how == "fast" else 1.0)
     if access_log is not None:
         access_log.flush()
+    if ctx.stats is not None:
+        ctx.send_stats(resident_bytes())  # the last word: the master adds it up
     return how
 
 
