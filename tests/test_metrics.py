@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import signal
+import threading
 import time
 from typing import Any
 
@@ -109,3 +110,21 @@ def test_metrics_need_the_master() -> None:
     result = run_cli(["--no-master", "--metrics", "127.0.0.1:9", "server_apps:app"])
     assert result.returncode == 2
     assert "--metrics is served by the master" in result.stderr
+
+
+def test_healthz_turns_503_while_draining() -> None:
+    port, metrics = free_port(), free_port()
+    args = ["--http", f"127.0.0.1:{port}", "--metrics", f"127.0.0.1:{metrics}"]
+    with Server([*args, "--graceful-timeout", "20"]) as server:
+        assert until(lambda: get(metrics, "/healthz") == 200, 10)
+        held = threading.Thread(target=get, args=(port, "/block?go"))
+        held.start()
+        assert until(lambda: server.path("started").exists(), 10)
+        server.send_signal(signal.SIGTERM)  # the master drains: the request is still in flight
+        assert until(lambda: get(metrics, "/healthz") == 503, 10)
+        conn = http.client.HTTPConnection("127.0.0.1", metrics, timeout=10)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b"draining\n"
+        server.release("go")
+        held.join(10)
+        assert server.proc.wait(10) == 0

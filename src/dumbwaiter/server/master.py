@@ -95,6 +95,8 @@ BOOT_SECONDS = 60.0
 KILL_GRACE_SECONDS = 5.0
 #: How long a fast stop (SIGINT, SIGQUIT) waits before SIGKILL.
 FAST_STOP_SECONDS = 3.0
+#: /healthz turns 503 once every worker's threads have all been busy this long.
+BUSY_UNHEALTHY_SECONDS = 10.0
 #: A retiring worker whose replacement is not ready after this is stopped anyway.
 RETIRE_WAIT_SECONDS = 60.0
 #: Deaths within this long of the fork count as failures to start.
@@ -142,8 +144,9 @@ class Worker:
     #: When we asked it to stop (0: not yet), and when SIGKILL follows.
     stop_sent: float = 0.0
     kill_at: float = 0.0
-    #: Its last --metrics snapshot.
+    #: Its last --metrics snapshot, and since when all its threads are busy.
     stats: dict[str, Any] | None = None
+    busy_since: float = 0.0
 
 
 class Master:
@@ -449,6 +452,11 @@ class Master:
                     stats = json.loads(text)
                     if isinstance(stats, dict):
                         worker.stats = stats
+                        busy = stats.get("gauges", {}).get("busy", 0)
+                        if busy < self.config.threads:
+                            worker.busy_since = 0.0
+                        elif not worker.busy_since:
+                            worker.busy_since = now
             elif kind == "failed":
                 worker.failed = text
 
@@ -623,7 +631,13 @@ class Master:
                         break
                     head += chunk
                 target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
-                if target.partition(b"?")[0] == b"/metrics":
+                path = target.partition(b"?")[0]
+                if path == b"/healthz":
+                    healthy, reason = self.health()
+                    body = reason.encode() + b"\n"
+                    kind = b"text/plain; charset=utf-8"
+                    status = b"200 OK" if healthy else b"503 Service Unavailable"
+                elif path == b"/metrics":
                     live = {pid: w.stats for pid, w in self.workers.items() if w.stats}
                     running = sum(1 for w in self.workers.values() if not w.stop_sent)
                     body = exposition(self.totals, live, running).encode()
@@ -641,6 +655,20 @@ class Master:
                 )
             except OSError:
                 pass
+
+    def health(self) -> tuple[bool, str]:
+        """``/healthz``: serving, or why not (draining, no worker ready, every
+        thread busy for ``BUSY_UNHEALTHY_SECONDS``): a balancer's cue to
+        send the traffic elsewhere for now."""
+        if self.stopping:
+            return False, "draining"
+        serving = [w for w in self.workers.values() if w.ready and not w.stop_sent]
+        if not serving:
+            return False, "no worker ready"
+        now = time.monotonic()
+        if all(w.busy_since and now - w.busy_since >= BUSY_UNHEALTHY_SECONDS for w in serving):
+            return False, f"every thread busy for {BUSY_UNHEALTHY_SECONDS:g}s"
+        return True, f"serving: {len(serving)} worker(s)"
 
     def terminate(self, worker: Worker) -> None:
         """Ask ``worker`` to stop gracefully; SIGKILL after the grace period."""
