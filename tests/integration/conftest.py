@@ -69,8 +69,10 @@ QUIRKS = """\
   client's address over HTTP.
 - **Unix sockets** have no peer address: dumbwaiter uses the REMOTE_ADDR the
   front server sends. Over HTTP, REMOTE_ADDR is the proxy's address and the
-  client's arrives as `X-Forwarded-For`; the scheme only as
-  `X-Forwarded-Proto`, which dumbwaiter leaves to the app.
+  client's and the scheme arrive as `X-Forwarded-For` and `X-Forwarded-Proto`
+  (the generated configs set both), which dumbwaiter makes REMOTE_ADDR and
+  `wsgi.url_scheme` when the proxy is in `--forwarded-allow-ips` (default:
+  this machine).
 """
 
 
@@ -176,8 +178,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "chunk arrives while the app still holds the last); an exception in the",
         "app arrives as a 500 without the traceback; the app at `/` and under",
         "`/app` (SCRIPT_NAME, PATH_INFO, and a Flask `url_for` link that leads",
-        "back to the app); a client on 127.0.0.2 (REMOTE_ADDR, or",
-        "X-Forwarded-For through an HTTP proxy), HTTP_HOST, SERVER_NAME,",
+        "back to the app); a client on 127.0.0.2 (REMOTE_ADDR, through an HTTP",
+        "proxy from its X-Forwarded-For), HTTP_HOST, SERVER_NAME,",
         "SERVER_PORT, no HTTPS; through the front's TLS port, HTTPS=on and",
         "`wsgi.url_scheme` https; six requests on six client connections reach",
         "dumbwaiter over at most three backend connections (where n/a, the test",
