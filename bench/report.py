@@ -1,0 +1,519 @@
+"""Turn a run's JSON (bench/run.py) into docs/performance.md.
+
+    python3 bench/report.py bench/results/latest.json [--doc docs/performance.md]
+
+A (target, workload) cell is the median over its *clean* points (valid and
+not disturbed); when every point of it was disturbed, the disturbed ones are
+used and the cell says so; invalid points (a failed byte-exact check, a dead
+backend) are never used.  Error counts are summed over the points used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+DASH = "\N{EN DASH}"  # for a value not measured
+DUMBWAITER = "dumbwaiter-lighttpd"
+C_LIMIT = "c-nolinger-lighttpd"
+
+
+def num(value: float | None, digits: int = 0) -> str:
+    return DASH if value is None else f"{value:,.{digits}f}"
+
+
+@dataclass
+class Cell:
+    points: list[dict[str, Any]]
+    disturbed_only: bool = False
+    left_out: list[dict[str, Any]] = field(default_factory=list)
+
+    def _values(self, key: str) -> list[float]:
+        return [p[key] for p in self.points if p.get(key) is not None]
+
+    def median(self, key: str) -> float | None:
+        values = self._values(key)
+        return statistics.median(values) if values else None
+
+    def most(self, key: str) -> float | None:
+        return max(self._values(key), default=None)
+
+    def least(self, key: str) -> float | None:
+        return min(self._values(key), default=None)
+
+    def total(self, key: str) -> int:
+        return sum(p.get(key) or 0 for p in self.points)
+
+    @property
+    def n(self) -> str:
+        text = str(len(self.points))
+        if self.disturbed_only:
+            return text + " (all disturbed)"
+        if self.left_out:
+            text += f" (+{len(self.left_out)} left out)"
+        return text
+
+
+def cells(points: list[dict[str, Any]]) -> dict[tuple[str, str], Cell]:
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for p in points:
+        grouped.setdefault((p["target"], p["workload"]), []).append(p)
+    result = {}
+    for key, group in grouped.items():
+        valid = [p for p in group if p["valid"]]
+        clean = [p for p in valid if not p["disturbed"]]
+        left_out = [p for p in group if p not in clean]
+        if clean:
+            result[key] = Cell(clean, left_out=left_out)
+        elif valid:
+            result[key] = Cell(valid, disturbed_only=True, left_out=left_out)
+        else:
+            result[key] = Cell([], left_out=left_out)
+    return result
+
+
+class Lookup:
+    """Medians by (target, workload, key); None where nothing was measured."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.cells = cells(data["points"])
+
+    def tag(self, target: str, workload: str) -> str:
+        """A target's name, marked when its cell rests on disturbed points only."""
+        cell = self.cells.get((target, workload))
+        return f"{target} (disturbed)" if cell and cell.disturbed_only else target
+
+    def __call__(self, target: str, workload: str, key: str) -> float | None:
+        cell = self.cells.get((target, workload))
+        return cell.median(key) if cell else None
+
+    def errors(self, target: str, workload: str) -> int | None:
+        cell = self.cells.get((target, workload))
+        if not cell or not cell.points:
+            return None
+        return cell.total("non_2xx") + cell.total("socket_errors")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+@dataclass
+class Goal:
+    goal: str
+    measured: str
+    ratio: float | None
+    met: bool | None
+
+
+def goals(get: Lookup) -> list[Goal]:
+    """The issue's targets, each as a ratio from this one run."""
+    rows = []
+
+    def compare(text: str, a: str, b: str, wl: str, key: str, bar: float, least: bool) -> None:
+        va, vb = get(a, wl, key), get(b, wl, key)
+        r = _ratio(va, vb)
+        measured = f"{get.tag(a, wl)} {num(va)} vs {get.tag(b, wl)} {num(vb)}"
+        met = None if r is None else (r >= bar if least else r <= bar)
+        rows.append(Goal(text, measured, r, met))
+
+    def at_least(text: str, a: str, b: str, wl: str, key: str, bar: float) -> None:
+        compare(text, a, b, wl, key, bar, least=True)
+
+    def at_most(text: str, a: str, b: str, wl: str, key: str, bar: float) -> None:
+        compare(text, a, b, wl, key, bar, least=False)
+
+    rps, us = "rps_2xx", "backend_us_per_req"
+    at_least(
+        "hello, lighttpd FastCGI: req/s ≥ 0.95 x C limit", DUMBWAITER, C_LIMIT, "hello", rps, 0.95
+    )
+    at_least(
+        "hello, lighttpd FastCGI: req/s ≥ 2.5 x flup",
+        DUMBWAITER,
+        "flup-fcgi-lighttpd",
+        "hello",
+        rps,
+        2.5,
+    )
+    at_most(
+        "hello: backend µs/req ≤ uWSGI, FastCGI (lighttpd)",
+        DUMBWAITER,
+        "uwsgi-fcgi-lighttpd",
+        "hello",
+        us,
+        1.0,
+    )
+    at_most(
+        "hello: backend µs/req ≤ uWSGI, FastCGI (nginx)",
+        "dumbwaiter-nginx",
+        "uwsgi-fcgi-nginx",
+        "hello",
+        us,
+        1.0,
+    )
+    at_most(
+        "hello: backend µs/req ≤ uWSGI, uwsgi protocol (nginx)",
+        "dumbwaiter-uwsgi-nginx",
+        "uwsgi-uwsgi-nginx",
+        "hello",
+        us,
+        1.0,
+    )
+    at_least(
+        "nginx FastCGI keep-conn: req/s ≥ 0.9 x threaded C",
+        "dumbwaiter-nginx-keepconn",
+        "c-mt-nginx-keepconn",
+        "hello",
+        rps,
+        0.9,
+    )
+
+    keep = "dumbwaiter-nginx-keepconn"
+    p50, p99 = get(keep, "hello", "p50_ms"), get(keep, "hello", "p99_ms")
+    r = _ratio(p99, p50)
+    rows.append(
+        Goal(
+            "nginx FastCGI keep-conn: p99 ≤ 3 x p50",
+            f"{keep} p50 {num(p50, 2)} ms, p99 {num(p99, 2)} ms",
+            r,
+            None if r is None else r <= 3,
+        )
+    )
+
+    for target in (DUMBWAITER, keep):
+        errors = get.errors(target, "c1000")
+        rows.append(
+            Goal(
+                f"c1000: 0 errors ({get.tag(target, 'c1000')})",
+                f"{num(errors)} non-2xx + socket errors",
+                None,
+                None if errors is None else errors == 0,
+            )
+        )
+    worker = get(DUMBWAITER, "c1000", "rss_peak_max")
+    whole = get(DUMBWAITER, "c1000", "rss_peak_sum")
+    r = None if worker is None else worker / MiB / 30
+    measured = (
+        f"worker peak {num(worker and worker / MiB, 1)} MiB"
+        f" (master + worker {num(whole and whole / MiB, 1)} MiB)"
+    )
+    rows.append(Goal("c1000: RSS ≤ 30 MiB per worker", measured, r, None if r is None else r <= 1))
+    for target in (DUMBWAITER, keep):
+        a, b = get(target, "c1000", rps), get(target, "sweep10", rps)
+        r = _ratio(a, b)
+        rows.append(
+            Goal(
+                f"req/s at 1000 clients ≥ 0.9 x at 10 ({target})",
+                f"{get.tag(target, 'c1000')} {num(a)} vs at 10 {num(b)}",
+                r,
+                None if r is None else r >= 0.9,
+            )
+        )
+
+    at_least("120 KiB: req/s ≥ 1.0 x C, lighttpd", DUMBWAITER, C_LIMIT, "big", rps, 1.0)
+    at_least(
+        "120 KiB: req/s ≥ 1.0 x C, nginx", "dumbwaiter-nginx", "c-nolinger-nginx", "big", rps, 1.0
+    )
+    at_least(
+        "120 KiB: req/s ≥ 1.0 x C, nginx keep-conn", keep, "c-mt-nginx-keepconn", "big", rps, 1.0
+    )
+    at_most(
+        "1 MiB upload: backend µs per MiB ≤ uWSGI, FastCGI",
+        DUMBWAITER,
+        "uwsgi-fcgi-lighttpd",
+        "upload",
+        us,
+        1.0,
+    )
+    at_most(
+        "1 MiB upload: backend µs per MiB ≤ uWSGI, uwsgi protocol",
+        "dumbwaiter-uwsgi-nginx",
+        "uwsgi-uwsgi-nginx",
+        "upload",
+        us,
+        1.0,
+    )
+
+    over = "dumbwaiter-overload-lighttpd"
+    p99_503 = get(over, "overload", "p99_503_ms")
+    cell = get.cells.get((over, "overload"))
+    proof = cell and cell.points and all(p["app_not_called_for_503"] for p in cell.points)
+    measured = (
+        f"p99 {num(p99_503, 2)} ms over {num(get(over, 'overload', 'n_503'))} 503s;"
+        f" app calls = 200s: {'yes' if proof else 'NO'}"
+    )
+    met = None if p99_503 is None else (p99_503 <= 1.0 and bool(proof))
+    rows.append(Goal("overload: 503 p99 ≤ 1 ms, app not called", measured, p99_503, met))
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return DASH if value is None else f"{value * 100:.0f}"
+
+
+def _mib(value: float | None) -> str:
+    return DASH if value is None else f"{value / MiB:.1f}"
+
+
+def workload_table(data: dict[str, Any], get: Lookup, workload: str) -> str:
+    ref = C_LIMIT
+    reference = get(ref, workload, "rps_2xx")
+    rows = []
+    for target in data["targets"]:
+        cell = get.cells.get((target, workload))
+        if cell is None:
+            continue
+        if not cell.points:
+            rows.append([target, "invalid", *[DASH] * 13])
+            continue
+        m: Callable[[str], float | None] = cell.median
+        rows.append(
+            [
+                target,
+                cell.n,
+                num(m("rps_2xx")),
+                f"{num(cell.least('rps_2xx'))}-{num(cell.most('rps_2xx'))}",
+                num(m("p50_ms"), 2),
+                num(m("p99_ms"), 2),
+                num(cell.total("non_2xx")),
+                num(cell.total("socket_errors")),
+                num(m("backend_us_per_req")),
+                num(m("front_us_per_req")),
+                f"{_mib(cell.least('rss_idle_sum'))} → {_mib(cell.most('rss_peak_sum'))}",
+                f"{_pct(m('cpu0_busy'))} / {_pct(m('cpu1_busy'))}",
+                f"{_pct(m('foreign0'))} / {_pct(m('foreign1'))}",
+                num(m("mb_per_s"), 1),
+                num(_ratio(m("rps_2xx"), reference), 2),
+            ]
+        )
+    header = [
+        "target", "n", "2xx req/s", "min-max", "p50 ms", "p99 ms", "non-2xx", "sock err",
+        "backend µs/req", "front µs/req", "backend RSS MiB idle → peak", "CPU0 / CPU1 %",
+        "foreign CPU0 / CPU1 %", "MB/s", f"÷ {ref}",
+    ]  # fmt: skip
+    return _table(header, rows)
+
+
+def sweep_table(data: dict[str, Any], get: Lookup) -> str:
+    columns = [("sweep1", 1), ("sweep10", 10), ("sweep100", 100), ("c1000", 1000)]
+    rows = []
+    for target in data["targets"]:
+        if (target, "sweep10") not in get.cells:
+            continue
+        row = [target]
+        for workload, _ in columns:
+            rate, p99 = get(target, workload, "rps_2xx"), get(target, workload, "p99_ms")
+            cell = get.cells.get((target, workload))
+            mark = " (d)" if cell and cell.disturbed_only else ""
+            row.append(f"{num(rate)} ({num(p99, 2)}){mark}")
+        a, b = get(target, "c1000", "rps_2xx"), get(target, "sweep10", "rps_2xx")
+        row.append(num(_ratio(a, b), 2))
+        rows.append(row)
+    header = ["target", *(f"c={c}: req/s (p99 ms)" for _, c in columns), "1000 ÷ 10"]
+    return _table(header, rows)
+
+
+def overload_table(get: Lookup) -> str:
+    rows = []
+    for (target, workload), cell in get.cells.items():
+        if workload != "overload":
+            continue
+        for p in cell.points:
+            rows.append(
+                [
+                    target,
+                    num(p["rate"]),
+                    num(p["sent"]),
+                    num(p["n_503"]),
+                    num(p["n_200"]),
+                    num(p["n_other"] + p["errors"]),
+                    num(p["p50_503_ms"], 2),
+                    num(p["p99_503_ms"], 2),
+                    num(p["max_503_ms"], 2),
+                    num(p["p50_200_ms"], 1),
+                    num(p["app_calls"]),
+                    "yes" if p["app_not_called_for_503"] else "NO",
+                ]
+            )
+    header = [
+        "target", "offered req/s", "sent", "503", "200", "other/errors", "503 p50 ms",
+        "503 p99 ms", "503 max ms", "200 p50 ms", "app calls", "app calls = 200s",
+    ]  # fmt: skip
+    return _table(header, rows)
+
+
+def left_out_table(data: dict[str, Any]) -> str:
+    """Every disturbed or invalid point, one row per (target, workload)."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    invalid: dict[tuple[str, str], list[str]] = {}
+    for p in data["points"]:
+        key = (p["target"], p["workload"])
+        if p["disturbed"]:
+            load = f"{_pct(p.get('foreign0'))}/{_pct(p.get('foreign1'))}"
+            rows.setdefault(key, []).append(f"r{p['round']}.{p['attempt']} {load}")
+        if not p["valid"]:
+            why = p.get("error") or p.get("check_before") or p.get("check_after")
+            invalid.setdefault(key, []).append(f"r{p['round']}.{p['attempt']}: {why or 'died'}")
+    if not rows and not invalid:
+        return "None.\n"
+    table = []
+    for target, workload in dict.fromkeys([*rows, *invalid]):
+        table.append(
+            [
+                target,
+                workload,
+                ", ".join(rows.get((target, workload), [])) or DASH,
+                "; ".join(invalid.get((target, workload), [])) or DASH,
+                "yes" if from_disturbed(data, target, workload) else "no",
+            ]
+        )
+    header = [
+        "target", "workload", "disturbed: round.attempt foreign CPU0/CPU1 %", "invalid",
+        "median from disturbed points?",
+    ]  # fmt: skip
+    return _table(header, table)
+
+
+def from_disturbed(data: dict[str, Any], target: str, workload: str) -> bool:
+    """Whether the cell's median had to use disturbed points (no clean one)."""
+    points = [p for p in data["points"] if (p["target"], p["workload"]) == (target, workload)]
+    return not any(p["valid"] and not p["disturbed"] for p in points)
+
+
+def source_note(data: dict[str, Any]) -> str:
+    """Which dumbwaiter source each point ran, when it changed during the run."""
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for p in data["points"]:
+        if p["target"].startswith("dumbwaiter") and "dumbwaiter_source" in p:
+            seen.setdefault(p["dumbwaiter_source"], []).append(p)
+    if len(seen) <= 1:
+        return ""
+    lines = ["**The dumbwaiter source changed during this run**; its points ran:\n"]
+    for fingerprint, points in seen.items():
+        workloads = ", ".join(dict.fromkeys(p["workload"] for p in points))
+        lines.append(
+            f"- `{fingerprint}`: {len(points)} points from {points[0]['started']} to"
+            f" {points[-1]['started']} ({workloads})"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render(data: dict[str, Any]) -> str:
+    """The whole page."""
+    get = Lookup(data)
+    m, s = data["machine"], data["settings"]
+    out = [
+        "# Performance\n",
+        "What dumbwaiter costs next to its peers and a C FastCGI responder, measured by\n"
+        "`bench/` in one run on one machine. Generated by `bench/report.py` from the\n"
+        f"run's raw records (`bench/results/`, not in git; this run: {data['started']}):\n"
+        "edit the harness, not this page.\n",
+        "Rerun (as root, on Debian; `--quick` is a smoke test of a few minutes):\n",
+        "```sh\napt-get install wrk lighttpd nginx-light libfcgi-dev gcc\n"
+        f"{data['command']}\n```\n",
+        "## Machine\n",
+        f"- {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB; {m['os']}, Linux {m['kernel']}\n"
+        f"- {m['python']}; dumbwaiter {m['dumbwaiter']} from the working tree (at the start:"
+        f" `git describe` {m['commit']}),"
+        f" uvloop {m['uvloop']}\n"
+        f"- {m['lighttpd']}; {m['nginx']}; {m['wrk']}; libfcgi {m['libfcgi']}; {m['gcc']}\n"
+        f"- peers from PyPI: {', '.join(r for reqs in data['venvs'].values() for r in reqs)}\n",
+        source_note(data),
+        "## How it was measured\n",
+        f"Backend process tree on CPU 1; front server (1 worker), wrk (`-t1`) and the harness\n"
+        f"on CPU 0. Per point: byte-exact check (two requests on one connection through\n"
+        f"the whole chain), {s['warmup']:g} s warm-up, pause, wait for the backend's accept\n"
+        f"queue to be empty, **{s['seconds']:g} s measured**, check again. Round 1 runs every\n"
+        f"workload for every target, interleaved; {s['rounds']} round(s) in all of\n"
+        f"{', '.join(s['rounds_workloads'])}; medians over clean points. *backend µs/req* is\n"
+        "the CPU time (user + sys) of the backend's whole process tree per request, from\n"
+        "/proc; *foreign* is a core's busy time minus what our own pinned processes used\n"
+        f"there: a point above {s['foreign_limit']:.0%} of a core on either core is rerun\n"
+        f"(up to {s['reruns']}x, while the run's time budget allows) and left out if still\n"
+        "disturbed, unless all its points were (then marked). RSS sums the backend's\n"
+        "processes (idle before the load → peak sampled during it). Configs: bench/fronts.py;\n"
+        "commands: bench/targets.toml (exact argv in each JSON record).\n",
+        "## The issue's targets\n",
+        _table(
+            ["goal", "measured (medians)", "ratio", "met?"],
+            [
+                [
+                    g.goal,
+                    g.measured,
+                    num(g.ratio, 2),
+                    {True: "met", False: "**not met**", None: DASH}[g.met],
+                ]
+                for g in goals(get)
+            ],
+        ),
+        "\n## Backend cost, hello\n",
+        _backend_cost(data, get),
+    ]
+    for workload, what in data["workloads"].items():
+        if workload.startswith("sweep") or workload == "overload":
+            continue
+        out += [f"\n## {workload}: {what}\n", workload_table(data, get, workload)]
+    if any(w.startswith("sweep") for w in data["workloads"]):
+        out += [
+            "\n## Client sweep, hello\n",
+            "(d): every point of that cell was disturbed.\n\n",
+            sweep_table(data, get),
+        ]
+    if "overload" in data["workloads"]:
+        out += [
+            "\n## Overload\n",
+            "dumbwaiter with one application thread and no queue (`--threads 1\n"
+            "--queue-size 0`) behind lighttpd; `/slow` sleeps 10 ms (capacity 100 req/s);\n"
+            "an open-loop client on CPU 0 sends 10x that over kept-alive connections and\n"
+            "times each answer by status. *app calls* counts the application's real runs\n"
+            "(a byte appended to a file per call).\n\n",
+            overload_table(get),
+        ]
+    out += ["\n## Points left out (disturbed or invalid)\n", left_out_table(data)]
+    return "\n".join(out)
+
+
+def _backend_cost(data: dict[str, Any], get: Lookup) -> str:
+    limit = get(C_LIMIT, "hello", "backend_us_per_req")
+    rows = []
+    for target in data["targets"]:
+        us = get(target, "hello", "backend_us_per_req")
+        if us is None:
+            continue
+        rows.append(
+            [
+                target,
+                data["targets"][target]["role"],
+                num(get(target, "hello", "rps_2xx")),
+                num(us),
+                num(_ratio(us, limit), 1),
+            ]
+        )
+    rows.sort(key=lambda row: float(row[3].replace(",", "")))
+    return _table(["target", "what", "hello 2xx req/s", "backend µs/req", "x C limit's µs"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write docs/performance.md from a run's JSON.")
+    parser.add_argument("results", type=Path)
+    parser.add_argument(
+        "--doc", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+    )
+    args = parser.parse_args()
+    args.doc.write_text(render(json.loads(args.results.read_text())))
+
+
+if __name__ == "__main__":
+    main()
