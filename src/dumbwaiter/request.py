@@ -132,7 +132,17 @@ class BodyBuffer:
 class Request:
     """One request as the gateway sees it, whatever the wire protocol."""
 
-    __slots__ = ("body", "cgi", "data", "data_input", "input", "role", "since", "stream_id")
+    __slots__ = (
+        "arrived",
+        "body",
+        "cgi",
+        "data",
+        "data_input",
+        "input",
+        "role",
+        "since",
+        "stream_id",
+    )
 
     def __init__(self, stream_id: int, cgi: dict[str, str], role: Role, threshold: int) -> None:
         self.stream_id = stream_id
@@ -144,8 +154,10 @@ class Request:
         self.data: BodyBuffer | None = BodyBuffer(threshold) if role is Role.FILTER else None
         self.input: InputStream = EMPTY_INPUT
         self.data_input: InputStream | None = None
-        #: When its head was complete (the event loop's clock), for body deadlines.
+        #: When its head was complete: on the event loop's clock (deadlines),
+        #: and on time.monotonic()'s (durations, beside the threads' times).
         self.since = 0.0
+        self.arrived = 0.0
 
     def finish(self) -> None:
         """Every input stream ended: turn the buffers into readers."""

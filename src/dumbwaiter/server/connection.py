@@ -221,6 +221,7 @@ class Connection(asyncio.Protocol):
                     event.stream_id, event.environ, event.role, self.ctx.config.spool_threshold
                 )
                 request.since = self.ctx.loop.time()
+                request.arrived = time.monotonic()
                 self.receiving[event.stream_id] = request
             elif kind is BodyReceived:
                 assert isinstance(event, BodyReceived)
@@ -432,7 +433,7 @@ class Connection(asyncio.Protocol):
         request = stream.request
         code = stream.status[:3]
         status = int(code) if code.isdigit() else 499 if stream.cancelled else 500
-        request_time = ctx.loop.time() - request.since if request.since else 0.0
+        request_time = time.monotonic() - request.arrived if request.arrived else 0.0
         queue_time = max(0.0, stream.began - stream.queued) if stream.began else 0.0
         if ctx.access_log is not None:
             ctx.access_log.record(
