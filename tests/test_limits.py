@@ -36,6 +36,23 @@ def closed_within(sock: socket.socket, seconds: float) -> float:
     return time.monotonic() - started
 
 
+def trickle(sock: socket.socket, piece: bytes, every: float, limit: float) -> tuple[bool, float]:
+    """Send ``piece`` each ``every`` seconds until the server closes the
+    connection or ``limit`` passes: (closed, seconds it took)."""
+    started = time.monotonic()
+    sock.settimeout(every)
+    while time.monotonic() - started < limit:
+        try:
+            sock.sendall(piece)
+            if sock.recv(100) == b"":
+                return True, time.monotonic() - started
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return True, time.monotonic() - started
+    return False, time.monotonic() - started
+
+
 def test_max_connections_leaves_the_rest_in_the_backlog() -> None:
     port = free_port()
     with Server(["--http", f"127.0.0.1:{port}", "--max-connections", "4", "--no-master"]) as srv:
@@ -82,21 +99,7 @@ def test_a_head_trickling_in_is_cut_off_at_header_timeout() -> None:
     with Server(args) as srv:
         slow = connect(f"127.0.0.1:{port}")
         slow.sendall(b"GET /hello HTTP/1.1\r\n")
-        started = time.monotonic()
-        slow.settimeout(0.3)
-        closed = False
-        while time.monotonic() - started < 8:  # a byte every 0.3 s: never silent for long
-            try:
-                slow.sendall(b"X")
-                if slow.recv(100) == b"":
-                    closed = True
-                    break
-            except TimeoutError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-        took = time.monotonic() - started
+        closed, took = trickle(slow, b"X", every=0.3, limit=8)  # never silent for long
         assert closed and 1.5 < took < 4.5, took
         assert "still waiting for the whole head within 2s" in srv.log()
         # A head that arrives in time, even in pieces, is served.
@@ -114,21 +117,7 @@ def test_a_body_slower_than_min_body_rate_is_cut_off() -> None:
     with Server(args) as srv:
         slow = connect(f"127.0.0.1:{port}")
         slow.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-        started = time.monotonic()
-        slow.settimeout(0.25)
-        closed = False
-        while time.monotonic() - started < 10:  # 200 bytes/s, never silent
-            try:
-                slow.sendall(b"x" * 50)
-                if slow.recv(100) == b"":
-                    closed = True
-                    break
-            except TimeoutError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-        took = time.monotonic() - started
+        closed, took = trickle(slow, b"x" * 50, every=0.25, limit=10)  # 200 bytes/s
         # Due at 2 s + received/1000: about 2.5 s at 200 bytes/s (the tick adds up to 1 s).
         assert closed and 2.0 < took < 5.0, took
         assert "still waiting for the body at 1000 bytes/s" in srv.log()

@@ -33,6 +33,7 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
+from test_fastcgi import merge
 
 from dumbwaiter.protocols import (
     BodyReceived,
@@ -93,21 +94,6 @@ names = st.one_of(small_text, boundary_text.filter(lambda s: len(s) <= 300))
 values = st.one_of(small_text, small_text, boundary_text)
 params_strategy = st.dictionaries(names, values, max_size=6)
 big_limits = Limits(max_header_bytes=1 << 22, max_header_count=1000, max_body=0)
-
-
-def merge(events: list[Event]) -> list[Event]:
-    merged: list[Event] = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if (
-            isinstance(event, BodyReceived | FilterDataReceived)
-            and type(last) is type(event)
-            and last.stream_id == event.stream_id
-        ):
-            merged[-1] = type(event)(event.stream_id, last.data + event.data)
-        else:
-            merged.append(event)
-    return merged
 
 
 def chop(data: bytes, at: list[int]) -> list[bytes]:

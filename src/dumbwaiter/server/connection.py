@@ -221,7 +221,8 @@ class Connection(asyncio.Protocol):
                     event.stream_id, event.environ, event.role, self.ctx.config.spool_threshold
                 )
                 request.since = self.ctx.loop.time()
-                request.arrived = time.monotonic()
+                if self.ctx.recording:
+                    request.arrived = time.monotonic()
                 self.receiving[event.stream_id] = request
             elif kind is BodyReceived:
                 assert isinstance(event, BodyReceived)
@@ -300,7 +301,8 @@ class Connection(asyncio.Protocol):
         self.requests += 1
         request.finish()
         stream = Stream(self, request)
-        stream.queued = time.monotonic()
+        if self.ctx.recording:
+            stream.queued = time.monotonic()
         self.running[request.stream_id] = stream
         if not self.ctx.pool.try_submit(stream):
             self.ctx.rejected += 1
