@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import stat
@@ -310,7 +311,9 @@ def test_no_master_serves_in_the_one_process() -> None:
 
 
 def test_usr2_upgrades_in_place_without_failing_a_request() -> None:
+    status = free_port()
     args = ("--workers", "2", "--pid", "master.pid", "--scgi", "unix:{dir}/scgi")
+    args += ("--status", f"127.0.0.1:{status}", "--metrics", "unix:{dir}/metrics")
     with master(*args) as (server, port):
         assert until(lambda: "2 worker(s) ready" in server.log())
         pidfile, socket_file = server.path("master.pid"), server.path("scgi")
@@ -329,6 +332,10 @@ def test_usr2_upgrades_in_place_without_failing_a_request() -> None:
             # The old master left the socket file to its successor.
             assert stat.S_ISSOCK(os.stat(socket_file).st_mode)
             connect(f"unix:{socket_file}").close()
+            # ... and its --status and --metrics sockets: the new master serves them.
+            status_code, body = get(status, "/status.json")
+            assert status_code == 200 and json.loads(body)["pid"] == successor
+            connect(f"unix:{server.path('metrics')}").close()
             time.sleep(0.5)
         finally:
             load.stop()
@@ -339,6 +346,7 @@ def test_usr2_upgrades_in_place_without_failing_a_request() -> None:
         assert set(load.versions()) == {"1", "2"}
         assert "taking over from master" in server.log()
         assert not socket_file.exists() and not pidfile.exists()  # removed by their owner
+        assert not server.path("metrics").exists()
 
 
 def test_workers_serve_as_user_and_group_after_binding() -> None:

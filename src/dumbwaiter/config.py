@@ -334,6 +334,18 @@ class Config:
         "unix:/path), summed over the workers.",
         metavar="ADDR",
     )
+    status: str | None = setting(
+        None,
+        "Serve a live status page at http://ADDR/ (its data at /status.json, plus /healthz "
+        "and /metrics) from the master (HOST:PORT or unix:/path).",
+        metavar="ADDR",
+    )
+    health_busy: float = setting(
+        10 * SECONDS,
+        "/healthz answers 503 once every thread of every worker has been busy this long.",
+        metavar="S",
+        check=_positive,
+    )
     # -- processes ---------------------------------------------------------
     workers: int = setting(
         1,
@@ -444,8 +456,11 @@ class Config:
                 Compress(_nothing, types=self.gzip_types or DEFAULT_TYPES)
             except ValueError as exc:
                 raise ConfigError(f"--gzip-types: {exc}") from None
-        if self.metrics and self.no_master:
-            raise ConfigError("--metrics is served by the master: not with --no-master")
+        for name in ("metrics", "status"):
+            if getattr(self, name) and self.no_master:
+                raise ConfigError(f"--{name} is served by the master: not with --no-master")
+        if self.metrics and self.metrics == self.status:
+            raise ConfigError("--status serves /metrics too: give --metrics another address")
         if self.no_master and self.workers > 1:
             raise ConfigError("--no-master serves in one process: --workers must be 1")
         if self.reload and (self.no_master or self.preload):

@@ -62,6 +62,8 @@ __all__ = ["DEFAULT_HTTP", "run", "serve"]
 log = logging.getLogger("dumbwaiter")
 
 DEFAULT_HTTP = "127.0.0.1:8000"
+#: The master's own HTTP addresses (:mod:`dumbwaiter.server.status`).
+ADMIN_KINDS = ("metrics", "status")
 
 
 def serve(
@@ -126,6 +128,10 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
     """
     activated = systemd.activated()  # read once, before anything forks
     handed, upgrade_from = _upgrade_inheritance()
+    # The old master's --metrics and --status sockets, if it had them.
+    handed_admin = {text: fd for text, (kind, fd) in list(handed.items()) if kind in ADMIN_KINDS}
+    for text in handed_admin:
+        del handed[text]
     if config.chdir:
         change_directory(config.chdir)
     addresses = _listener_addresses(config)
@@ -178,13 +184,22 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
         if config.pid:
             pidfile = write_pidfile(config.pid, replacing=upgrade_from or None)
         access_log = _open_access_log(config)  # as root, like the listeners
-        metrics = None
-        if config.metrics and not single:
-            metrics_address = parse_address(config.metrics)
-            metrics = bind(metrics_address, 16, config.socket_mode)
-            if metrics_address.kind == "unix":
-                bound.append((metrics_address, metrics))
-            log.info("metrics: http://%s/metrics", config.metrics)
+        admin: dict[str, socket.socket] = {}
+        for kind in ADMIN_KINDS if not single else ():
+            text = getattr(config, kind)
+            if not text:
+                continue
+            address = parse_address(text)
+            if text in handed_admin:
+                admin[kind] = socket.socket(fileno=handed_admin.pop(text))
+                admin[kind].set_inheritable(False)
+            else:
+                admin[kind] = bind(address, 16, config.socket_mode)
+            if address.kind == "unix":
+                bound.append((address, admin[kind]))
+            log.info("%s: http://%s%s", kind, text, "/metrics" if kind == "metrics" else "/")
+        for fd in handed_admin.values():
+            os.close(fd)
         if config.user or config.group:
             import_ahead(config, {listener.protocol for listener in listeners})
         drop_privileges(config.user, config.group)  # bound as root, serve as the user
@@ -201,7 +216,7 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
             argv=argv,
             upgrade_from=upgrade_from,
             access_log=access_log,
-            metrics=metrics,
+            admin=admin,
         )
         code = master.run()
         if master.handed_over:

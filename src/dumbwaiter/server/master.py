@@ -68,6 +68,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import __version__
 from ..accesslog import AccessLog
 from ..config import Config
 from ..wsgi import WSGIApp
@@ -75,6 +76,7 @@ from . import systemd
 from .channel import WorkerChannel, parse
 from .reloader import SourceWatcher, default_roots
 from .stats import Totals, exposition
+from .status import METRICS_ROUTES, STATUS_ROUTES, AdminServer, History, Response, page
 from .worker import Listener, reopen_logs, run_worker
 
 __all__ = ["EXIT_APP_FAILED", "INHERIT_VARIABLE", "UPGRADE_VARIABLE", "AppLoadFailed", "Master"]
@@ -95,8 +97,6 @@ BOOT_SECONDS = 60.0
 KILL_GRACE_SECONDS = 5.0
 #: How long a fast stop (SIGINT, SIGQUIT) waits before SIGKILL.
 FAST_STOP_SECONDS = 3.0
-#: /healthz turns 503 once every worker's threads have all been busy this long.
-BUSY_UNHEALTHY_SECONDS = 10.0
 #: A retiring worker whose replacement is not ready after this is stopped anyway.
 RETIRE_WAIT_SECONDS = 60.0
 #: Deaths within this long of the fork count as failures to start.
@@ -169,13 +169,20 @@ class Master:
         argv: list[str] | None = None,
         upgrade_from: int = 0,
         access_log: AccessLog | None = None,
-        metrics: socket.socket | None = None,
+        admin: dict[str, socket.socket] | None = None,
     ) -> None:
         self.config = config
         self.access_log = access_log
-        #: --metrics: the listening socket, and the sums over the workers.
-        self.metrics = metrics
+        #: --metrics and --status: kind -> listening socket (served by
+        #: :attr:`admin_server` while the loop runs), the sums over the
+        #: workers, and the status page's recent past.
+        self.admin = admin or {}
+        self.admin_server: AdminServer | None = None
         self.totals = Totals()
+        self.history = History()
+        #: Requests completed by workers that have ended.
+        self.served_before = 0
+        self.started_at = time.time()
         self.argv = argv
         self.upgrade_from = upgrade_from
         #: The new master of an upgrade under way, and whether it took over.
@@ -210,9 +217,13 @@ class Master:
         self.selector.register(self._wakeup_r, selectors.EVENT_READ)
         previous = {signum: signal.signal(signum, self._on_signal) for signum in MASTER_SIGNALS}
         old_wakeup = signal.set_wakeup_fd(self._wakeup_w)
-        if self.metrics is not None:
-            self.metrics.setblocking(False)
-            self.selector.register(self.metrics, selectors.EVENT_READ, self.metrics)
+        if self.admin:
+            routes = {"metrics": METRICS_ROUTES, "status": STATUS_ROUTES}
+            self.admin_server = AdminServer(
+                self.selector,
+                [(sock, routes[kind]) for kind, sock in self.admin.items()],
+                self.respond,
+            )
         if self.config.reload:
             self.watcher = SourceWatcher(default_roots(""))
             if (fd := self.watcher.fileno()) is not None:
@@ -229,6 +240,7 @@ class Master:
                 self.check()
                 if not self.stopping:
                     self.adjust()
+                self.observe()
                 self.wait()
         finally:
             signal.set_wakeup_fd(old_wakeup)
@@ -238,6 +250,8 @@ class Master:
                 self.send(worker, signal.SIGKILL)
             if self.watcher is not None:
                 self.watcher.close()
+            if self.admin_server is not None:
+                self.admin_server.close()
             self.selector.close()
             os.close(self._wakeup_r)
             os.close(self._wakeup_w)
@@ -253,13 +267,13 @@ class Master:
         timeout = 1.0 if self.watcher is None or self.watcher.fileno() is not None else 0.5
         if self.next_spawn > now:
             timeout = min(timeout, self.next_spawn - now)
-        for key, _ in self.selector.select(timeout):
+        for key, mask in self.selector.select(timeout):
             if key.fileobj == self._wakeup_r:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self._wakeup_r, 512):
                         pass
-            elif key.data is self.metrics and self.metrics is not None:
-                self.serve_metrics()
+            elif self.admin_server is not None and self.admin_server.owns(key.data):
+                self.admin_server.handle(key.data, mask)
             elif key.data is self.watcher:
                 assert self.watcher is not None
                 if self.watcher.fileno() is None:  # its helper ended: polled from now on
@@ -341,10 +355,13 @@ class Master:
             log.warning("master: SIGUSR2: upgrade already under way (pid %d)", self.successor)
             return
         lines = []
-        for listener in self.listeners:
-            fd = listener.sock.fileno()
-            os.set_inheritable(fd, True)
-            lines.append(f"{listener.protocol} {fd} {listener.address.text}")
+        handed = [(li.protocol, li.sock, li.address.text) for li in self.listeners]
+        # The --metrics and --status sockets too (the new master binds
+        # nothing the old one holds).
+        handed += [(kind, sock, getattr(self.config, kind)) for kind, sock in self.admin.items()]
+        for kind, sock, text in handed:
+            os.set_inheritable(sock.fileno(), True)
+            lines.append(f"{kind} {sock.fileno()} {text}")
         env = dict(os.environ)
         env[INHERIT_VARIABLE] = "\n".join(lines)
         env[UPGRADE_VARIABLE] = str(self.pid)
@@ -354,8 +371,8 @@ class Master:
                 os.execve(self.argv[0], self.argv, env)
             finally:
                 os._exit(127)
-        for listener in self.listeners:
-            os.set_inheritable(listener.sock.fileno(), False)
+        for _, sock, _ in handed:
+            os.set_inheritable(sock.fileno(), False)
         self.successor = pid
         log.info("master: SIGUSR2: upgrading in place: new master %d starting", pid)
 
@@ -388,8 +405,10 @@ class Master:
             os.close(self._wakeup_w)
             if self.watcher is not None:
                 self.watcher.close()  # in a worker: only its copy of the pipe
-            if self.metrics is not None:
-                self.metrics.close()
+            for sock in self.admin.values():
+                sock.close()
+            if self.admin_server is not None:
+                self.admin_server.forget()
             channel = WorkerChannel(fd, self.pid)
             app = self.app
             if app is None:
@@ -497,6 +516,7 @@ class Master:
                 self.selector.unregister(worker.fd)
             os.close(worker.fd)
             self.totals.worker_ended(worker.stats)
+            self.served_before += worker.served
             self.exited(worker, status)
 
     def exited(self, worker: Worker, status: int) -> None:
@@ -613,52 +633,99 @@ class Master:
             for worker in newest_first[:-missing]:
                 self.terminate(worker)
 
-    def serve_metrics(self) -> None:
-        """One scrape: a small blocking exchange with a short timeout (the
-        metrics address is for a local or internal scraper)."""
-        assert self.metrics is not None
-        try:
-            conn, _ = self.metrics.accept()
-        except OSError:
+    # -- --metrics and --status ----------------------------------------------
+    def respond(self, method: str, path: str, routes: frozenset[str]) -> Response:
+        """The answer to one request on a --metrics or --status address."""
+        if path == "/healthz":
+            healthy, reason = self.health()
+            status = "200 OK" if healthy else "503 Service Unavailable"
+            return Response(status, "text/plain; charset=utf-8", reason.encode() + b"\n")
+        if path == "/metrics":
+            live = {pid: w.stats for pid, w in self.workers.items() if w.stats}
+            running = sum(1 for w in self.workers.values() if not w.stop_sent)
+            body = exposition(self.totals, live, running).encode()
+            return Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
+        if path == "/status.json":
+            body = json.dumps(self.status(), separators=(",", ":")).encode()
+            return Response("200 OK", "application/json", body)
+        return page(path)
+
+    def observe(self) -> None:
+        """Drop admin connections past their deadline, and once a second take
+        a sample of the workers' sums for the status page."""
+        now = time.monotonic()
+        if self.admin_server is None:
             return
-        with conn:
-            conn.settimeout(0.5)
-            try:
-                head = b""
-                while b"\r\n\r\n" not in head and len(head) < 8192:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    head += chunk
-                target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
-                path = target.partition(b"?")[0]
-                if path == b"/healthz":
-                    healthy, reason = self.health()
-                    body = reason.encode() + b"\n"
-                    kind = b"text/plain; charset=utf-8"
-                    status = b"200 OK" if healthy else b"503 Service Unavailable"
-                elif path == b"/metrics":
-                    live = {pid: w.stats for pid, w in self.workers.items() if w.stats}
-                    running = sum(1 for w in self.workers.values() if not w.stop_sent)
-                    body = exposition(self.totals, live, running).encode()
-                    kind = b"text/plain; version=0.0.4; charset=utf-8"
-                    status = b"200 OK"
-                else:
-                    body, kind, status = (
-                        b"not found: try /metrics\n",
-                        b"text/plain",
-                        b"404 Not Found",
-                    )
-                conn.sendall(
-                    b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                    b"Connection: close\r\n\r\n%s" % (status, kind, len(body), body)
-                )
-            except OSError:
-                pass
+        self.admin_server.expire(now)
+        if not self.history.due(now):
+            return
+        queued = busy = 0
+        for worker in self.workers.values():
+            gauges = (worker.stats or {}).get("gauges", {})
+            queued += gauges.get("queued", 0)
+            busy += gauges.get("busy", 0)
+        served = self.served_before + sum(w.served for w in self.workers.values())
+        self.history.sample(now, queued, busy, served)
+
+    def status(self) -> dict[str, Any]:
+        """What the status page shows (``/status.json``)."""
+        now = time.monotonic()
+        healthy, reason = self.health()
+        total = self.totals.total(w.stats for w in self.workers.values() if w.stats)
+        workers = []
+        for worker in sorted(self.workers.values(), key=lambda w: w.born):
+            stats = worker.stats or {}
+            gauges = stats.get("gauges", {})
+            state = "serving"
+            if worker.stop_sent:
+                state = "stopping"
+            elif worker.retiring:
+                state = "retiring"
+            elif not worker.ready:
+                state = "starting"
+            workers.append(
+                {
+                    "pid": worker.pid,
+                    "generation": worker.generation,
+                    "state": state,
+                    "reason": worker.retiring,
+                    "age": round(now - worker.born, 1),
+                    "served": worker.served,
+                    "rss": worker.rss,
+                    "threads": gauges.get("threads", self.config.threads),
+                    "busy": gauges.get("busy", 0),
+                    "queued": gauges.get("queued", 0),
+                    "connections": gauges.get("connections", 0),
+                    "fds": gauges.get("fds", 0),
+                    "inflight": stats.get("inflight", []),
+                    "inflight_more": stats.get("inflight_more", 0),
+                }
+            )
+        return {
+            "version": __version__,
+            "pid": self.pid,
+            "started": round(self.started_at, 3),
+            "now": round(time.time(), 3),
+            "health": {"ok": healthy, "reason": reason},
+            "generation": self.serving_generation,
+            "target": self.target,
+            "listeners": [listener.name for listener in self.listeners],
+            "threads": self.config.threads,
+            "queue_size": self.config.queue_size,
+            "totals": {
+                "requests": self.served_before + sum(w.served for w in self.workers.values()),
+                "rejected": total["rejected"],
+                "bytes_in": total["bytes_in"],
+                "bytes_out": total["bytes_out"],
+                "restarts": dict(self.totals.restarts),
+            },
+            "workers": workers,
+            "history": self.history.document(),
+        }
 
     def health(self) -> tuple[bool, str]:
         """``/healthz``: serving, or why not (draining, no worker ready, every
-        thread busy for ``BUSY_UNHEALTHY_SECONDS``): a balancer's cue to
+        thread busy for ``--health-busy`` seconds): a balancer's cue to
         send the traffic elsewhere for now."""
         if self.stopping:
             return False, "draining"
@@ -666,8 +733,9 @@ class Master:
         if not serving:
             return False, "no worker ready"
         now = time.monotonic()
-        if all(w.busy_since and now - w.busy_since >= BUSY_UNHEALTHY_SECONDS for w in serving):
-            return False, f"every thread busy for {BUSY_UNHEALTHY_SECONDS:g}s"
+        limit = self.config.health_busy
+        if all(w.busy_since and now - w.busy_since >= limit for w in serving):
+            return False, f"every thread busy for {limit:g}s"
         return True, f"serving: {len(serving)} worker(s)"
 
     def terminate(self, worker: Worker) -> None:

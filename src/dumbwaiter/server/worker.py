@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..access import AddressList
 from ..accesslog import AccessLog
@@ -54,6 +54,10 @@ __all__ = ["PROTOCOLS", "Listener", "ServerContext", "run_worker"]
 log = logging.getLogger("dumbwaiter")
 
 TICK_SECONDS = 1.0
+#: --status: requests in flight a worker reports (the oldest), and the
+#: characters of each one's path.
+INFLIGHT_SHOWN = 50
+INFLIGHT_PATH = 200
 
 
 @dataclass(eq=False)
@@ -160,11 +164,39 @@ class ServerContext:
         snapshot = self.stats.snapshot(
             queued=queued,
             busy=max(0, min(pool.threads, pool.pending - queued)),
+            threads=pool.threads,
             connections=len(self.connections),
             rss=rss,
             fds=open_fds(),
         )
+        if self.config.status:
+            snapshot["inflight"], snapshot["inflight_more"] = self.inflight()
         self.channel.send("stats", json.dumps(snapshot, separators=(",", ":")))
+
+    def inflight(self) -> tuple[list[dict[str, Any]], int]:
+        """For --status: the oldest requests in flight (method, path without
+        the query, client, listener, seconds since dispatch, queued or in
+        the app), and how many more there are."""
+        now = time.monotonic()
+        found: list[dict[str, Any]] = []
+        for conn in self.connections:
+            for stream in conn.running.values():
+                cgi = stream.request.cgi
+                path = cgi.get("REQUEST_URI") or cgi.get("SCRIPT_NAME", "") + cgi.get(
+                    "PATH_INFO", ""
+                )
+                found.append(
+                    {
+                        "method": cgi.get("REQUEST_METHOD", "")[:16],
+                        "path": path.partition("?")[0][:INFLIGHT_PATH],
+                        "client": cgi.get("REMOTE_ADDR", ""),
+                        "listener": conn.listener.name,
+                        "age": round(now - stream.queued, 3) if stream.queued else 0.0,
+                        "state": "app" if stream.began else "queued",
+                    }
+                )
+        found.sort(key=lambda item: -item["age"])
+        return found[:INFLIGHT_SHOWN], max(0, len(found) - INFLIGHT_SHOWN)
 
     def retire(self, reason: str) -> None:
         """Have this worker replaced: by the master, or by our own supervisor."""
@@ -342,7 +374,7 @@ async def _serve(
         app = Compress(app, min_size=config.gzip_min_size, types=config.gzip_types or DEFAULT_TYPES)
     gateway = WSGIGateway(app, config)
     target: Callable[[Stream], None] = gateway
-    if config.timeout or access_log is not None or config.metrics:
+    if config.timeout or access_log is not None or config.metrics or config.status:
 
         def timed(stream: Stream) -> None:
             stream.began = time.monotonic()
@@ -352,7 +384,7 @@ async def _serve(
         target = timed
     pool: ThreadPool[Stream] = ThreadPool(config.threads, config.queue_size, target)
     ctx = ServerContext(loop, config, pool, channel=channel, access_log=access_log)
-    if config.metrics and channel is not None:
+    if (config.metrics or config.status) and channel is not None:
         ctx.stats = WorkerStats()
     ctx.recording = ctx.access_log is not None or ctx.stats is not None
     if access_log is not None:
