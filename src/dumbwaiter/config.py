@@ -206,6 +206,12 @@ class Config:
     )
     # -- concurrency -------------------------------------------------------
     threads: int = setting(8, "Threads running the app.", metavar="N", check=_positive)
+    no_batch_threads: bool = setting(
+        False,
+        "Keep the app's threads under the normal scheduling policy (by default, on Linux, "
+        "they run as SCHED_BATCH: the same CPU share, but a woken thread does not preempt "
+        "the event loop; processes the app starts inherit it).",
+    )
     queue_size: int = setting(
         1024,
         "Requests that may wait for a thread; beyond that the server answers 503 at once.",

@@ -51,6 +51,12 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 _STATUS = re.compile(r"[1-9][0-9][0-9] [^\r\n\0\u0100-\U0010ffff]*\Z")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile(r"[\r\n\0\u0100-\U0010ffff]")
+#: Status lines and header names already found valid: an application answers
+#: with a handful of each, so most are checked once (bounded, shared by the
+#: threads; a set's add and lookup are atomic).
+_VALID_STATUS: set[str] = set()
+_VALID_NAMES: set[str] = set()
+_VALID_MAX = 512
 
 
 class ResponseStream(Protocol):
@@ -209,7 +215,8 @@ class WSGIGateway:
         """The CGI variables of the request completed into a WSGI environ."""
         request = stream.request
         environ: dict[str, Any] = request.cgi
-        if FORWARDED in stream.peer:  # over HTTP from a trusted proxy
+        peer = stream.peer
+        if FORWARDED in peer:  # over HTTP from a trusted proxy
             apply_forwarded(environ, self.trusted)
         https = environ.get("HTTPS", "")
         scheme = "https" if https.lower() in ("on", "1") else environ.get("REQUEST_SCHEME", "http")
@@ -228,7 +235,7 @@ class WSGIGateway:
                 environ.setdefault(
                     "SERVER_PORT", port if port.isascii() and port.isdigit() else default
                 )
-        for key, value in stream.peer.items():
+        for key, value in peer.items():
             environ.setdefault(key, value)
         environ.pop(FORWARDED, None)
         environ.update(self.base)
@@ -299,15 +306,25 @@ class _Call:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called a second time without exc_info")
-        if type(status) is not str or not _STATUS.match(status):
+        if type(status) is not str:
             raise ValueError(f"bad status line {status!r}")
+        if status not in _VALID_STATUS:
+            if not _STATUS.match(status):
+                raise ValueError(f"bad status line {status!r}")
+            if len(_VALID_STATUS) < _VALID_MAX:
+                _VALID_STATUS.add(status)
         length = -1
         for header in headers:
             if type(header) is not tuple or len(header) != 2:
                 raise TypeError(f"a header must be a (name, value) tuple, not {header!r}")
             name, value = header
-            if type(name) is not str or not _TOKEN.match(name):
+            if type(name) is not str:
                 raise ValueError(f"bad header name {name!r}")
+            if name not in _VALID_NAMES:
+                if not _TOKEN.match(name):
+                    raise ValueError(f"bad header name {name!r}")
+                if len(_VALID_NAMES) < _VALID_MAX:
+                    _VALID_NAMES.add(name)
             if type(value) is not str or _BAD_VALUE.search(value):
                 raise ValueError(f"bad value for header {name}: {value!r}")
             if len(name) == 14 and name.lower() == "content-length":

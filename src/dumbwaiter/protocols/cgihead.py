@@ -24,20 +24,26 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def _fields(headers: list[tuple[str, str]]) -> list[bytes]:
-    lines: list[bytes] = []
+#: Only names of these lengths can be hop-by-hop: the others skip lower().
+_HOP_LENGTHS = frozenset(len(name) for name in HOP_BY_HOP)
+
+
+def _head(first: str, status: str, headers: list[tuple[str, str]]) -> bytes:
+    # Built as text and encoded once: one encode per head, not two per field.
+    lines = [first, status, "\r\n"]
     for name, value in headers:
-        if name.lower() in HOP_BY_HOP:
+        if len(name) in _HOP_LENGTHS and name.lower() in HOP_BY_HOP:
             continue
-        lines += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
-    return lines
+        lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
 
 
 def cgi_head(status: str, headers: list[tuple[str, str]]) -> bytes:
     """``Status: 200 OK`` + headers + blank line, latin-1."""
-    return b"".join([b"Status: ", status.encode("latin-1"), b"\r\n", *_fields(headers), b"\r\n"])
+    return _head("Status: ", status, headers)
 
 
 def http_head(status: str, headers: list[tuple[str, str]]) -> bytes:
     """``HTTP/1.1 200 OK`` + headers + blank line, latin-1."""
-    return b"".join([b"HTTP/1.1 ", status.encode("latin-1"), b"\r\n", *_fields(headers), b"\r\n"])
+    return _head("HTTP/1.1 ", status, headers)

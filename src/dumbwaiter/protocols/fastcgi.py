@@ -293,23 +293,18 @@ class FastCGIServerProtocol:
                     self._begin(request_id, content)
                 continue  # any other record for an inactive id: ignored (3.3)
             token = kind if length else -kind
-            old = request.state
-            new = TRANSITIONS.get((old, token))
-            if new is None:
+            step = _STEPS.get((request.state, token))
+            if step is None:
                 name = RECORD_NAMES.get(kind, str(kind))
                 raise RemoteProtocolError(
                     f"{'empty ' if not length else ''}{name} record not allowed "
-                    f"for request {request_id} in state {old!r}"
+                    f"for request {request_id} in state {request.state!r}"
                 )
-            request.state = new
-            if old not in DROPPING:
-                action = _ACTIONS.get(token)
-                if action is not None:
-                    action(self, request, content, events)
-            if new is not old:
-                entry = _ENTRY.get(new)
-                if entry is not None:
-                    entry(self, request, events)
+            request.state, action, entry = step
+            if action is not None:
+                action(self, request, content, events)
+            if entry is not None:
+                entry(self, request, events)
         return position
 
     def _management(self, kind: int, content: bytes) -> None:
@@ -498,4 +493,16 @@ _ENTRY: dict[str, _Entry] = {
     AUTHORIZED: FastCGIServerProtocol._enter_complete,
     ABORTED: FastCGIServerProtocol._enter_aborted,
     FORGOTTEN: FastCGIServerProtocol._enter_forgotten,
+}
+
+#: ``TRANSITIONS`` joined with ``_ACTIONS`` and ``_ENTRY`` once, so that a
+#: record costs one lookup: (state, record) -> (new state, the record's action
+#: unless the state drops input, the new state's entry unless it is the same).
+_STEPS: dict[tuple[str, int], tuple[str, _Action | None, _Entry | None]] = {
+    (old, token): (
+        new,
+        None if old in DROPPING else _ACTIONS.get(token),
+        None if new == old else _ENTRY.get(new),
+    )
+    for (old, token), new in TRANSITIONS.items()
 }

@@ -149,35 +149,38 @@ class Stream:
 class Connection(asyncio.Protocol):
     """The loop-side state of one accepted connection."""
 
+    # Plain values start as class attributes: one is built per connection
+    # (per request, behind lighttpd), and an instance only stores what changes.
+    transport: asyncio.Transport | None = None
+    deadline = 0.0
+    #: What the deadline is for (the log line when it passes).
+    waiting_for = ""
+    #: When the head being received began (0: none is).
+    head_since = 0.0
+    #: Write-stall watch: bytes handed to the transport, and how many of
+    #: them had left it at the last progress, and when that was.
+    written = 0
+    flushed = 0
+    flushed_at = 0.0
+    requests = 0  # dispatched on this connection so far
+    lingering = False
+    #: A peer error waiting for the responses owed before it to go out.
+    pending_error: RemoteProtocolError | None = None
+    _paused = False
+    _queued = 0
+
     def __init__(self, ctx: ServerContext, listener: Listener) -> None:
         self.ctx = ctx
         self.listener = listener
         self.proto: ServerProtocol = ctx.factories[listener.protocol]()
-        self.transport: asyncio.Transport | None = None
         self.peer: dict[str, str] = {}
         self.receiving: dict[int, Request] = {}
         self.running: dict[int, Stream] = {}
         self.waiting: deque[Request] = deque()
-        self.deadline = 0.0
-        #: What the deadline is for (the log line when it passes).
-        self.waiting_for = ""
-        #: When the head being received began (0: none is).
-        self.head_since = 0.0
-        #: Write-stall watch: bytes handed to the transport, and how many of
-        #: them had left it at the last progress, and when that was.
-        self.written = 0
-        self.flushed = 0
-        self.flushed_at = 0.0
-        self.requests = 0  # dispatched on this connection so far
-        self.lingering = False
-        #: A peer error waiting for the responses owed before it to go out.
-        self.pending_error: RemoteProtocolError | None = None
         # Write-side flow control, shared with the application threads.  One
         # condition serves every connection of the process (a waiter rechecks
         # its own connection's state), so accepting costs no lock creation.
         self._flow = ctx.flow
-        self._paused = False
-        self._queued = 0
 
     # -- asyncio.Protocol ----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -283,9 +286,13 @@ class Connection(asyncio.Protocol):
         self.waiting.clear()
         for stream in self.running.values():
             stream.cancel()
-        with self._flow:
-            self._paused = False
-            self._flow.notify_all()
+        # Wake the writers waiting on this connection, if any can be: one
+        # waits only while paused or past the mark (both lowered only by the
+        # loop thread, this one), and none starts now that the transport is gone.
+        if self._paused or self._queued > self.ctx.config.write_buffer:
+            with self._flow:
+                self._paused = False
+                self._flow.notify_all()
 
     def pause_writing(self) -> None:
         with self._flow:

@@ -252,6 +252,11 @@ class Listener:
     allowed: AddressList | None = None
     #: HTTP: peers whose forwarding headers are believed (--forwarded-allow-ips).
     trusted: AddressList | None = None
+    #: A unix socket (known once: asking each connection costs system calls).
+    unix: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.unix = self.sock.family == socket.AF_UNIX
 
     @property
     def name(self) -> str:
@@ -259,8 +264,8 @@ class Listener:
 
     def peer_environ(self, transport: asyncio.BaseTransport) -> dict[str, str]:
         """CGI variables only the socket knows, used where the protocol gave none."""
-        peer = transport.get_extra_info("peername")
-        if self.sock.family == socket.AF_UNIX or not isinstance(peer, tuple):
+        peer = None if self.unix else transport.get_extra_info("peername")
+        if not isinstance(peer, tuple):
             # The front server says who; over HTTP, in its forwarding headers
             # (only it can connect: the socket file's permissions say so).
             return {FORWARDED: "1"} if self.trusted is not None else {}
@@ -382,7 +387,9 @@ async def _serve(
             gateway(stream)
 
         target = timed
-    pool: ThreadPool[Stream] = ThreadPool(config.threads, config.queue_size, target)
+    pool: ThreadPool[Stream] = ThreadPool(
+        config.threads, config.queue_size, target, batch=not config.no_batch_threads
+    )
     ctx = ServerContext(loop, config, pool, channel=channel, access_log=access_log)
     if (config.metrics or config.status) and channel is not None:
         ctx.stats = WorkerStats()
