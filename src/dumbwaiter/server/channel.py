@@ -13,8 +13,9 @@ One line per message (a full pipe keeps the rest for the next send):
     request past ``--timeout``).  It goes on serving until the master has its
     replacement ready and sends SIGTERM.
 ``stats JSON``
-    With ``--metrics``, once a second and when it stops: its cumulative
-    counters (:mod:`dumbwaiter.server.stats`).
+    With ``--metrics`` or ``--status``, once a second and when it stops: its
+    cumulative counters and gauges (:mod:`dumbwaiter.server.stats`); with
+    ``--status`` also its oldest requests in flight.
 ``failed MESSAGE``
     The worker could not start (the app did not load); it exits next.
 

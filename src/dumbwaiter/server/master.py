@@ -634,8 +634,9 @@ class Master:
                 self.terminate(worker)
 
     # -- --metrics and --status ----------------------------------------------
-    def respond(self, method: str, path: str, routes: frozenset[str]) -> Response:
-        """The answer to one request on a --metrics or --status address."""
+    def respond(self, path: str) -> Response:
+        """The answer for ``path`` on a --metrics or --status address (the
+        server has checked that the address serves it)."""
         if path == "/healthz":
             healthy, reason = self.health()
             status = "200 OK" if healthy else "503 Service Unavailable"
@@ -664,8 +665,11 @@ class Master:
             gauges = (worker.stats or {}).get("gauges", {})
             queued += gauges.get("queued", 0)
             busy += gauges.get("busy", 0)
-        served = self.served_before + sum(w.served for w in self.workers.values())
-        self.history.sample(now, queued, busy, served)
+        self.history.sample(now, queued, busy, self.served())
+
+    def served(self) -> int:
+        """Requests completed by every worker that ever ran."""
+        return self.served_before + sum(w.served for w in self.workers.values())
 
     def status(self) -> dict[str, Any]:
         """What the status page shows (``/status.json``)."""
@@ -713,7 +717,7 @@ class Master:
             "threads": self.config.threads,
             "queue_size": self.config.queue_size,
             "totals": {
-                "requests": self.served_before + sum(w.served for w in self.workers.values()),
+                "requests": self.served(),
                 "rejected": total["rejected"],
                 "bytes_in": total["bytes_in"],
                 "bytes_out": total["bytes_out"],

@@ -124,7 +124,7 @@ class _Client:
 class AdminServer:
     """Serve ``listeners`` (socket, routes) from the master's ``selector``.
 
-    ``respond(method, path, routes)`` makes the answer; the master calls
+    ``respond(path)`` makes the answer; the master calls
     :meth:`handle` for every selector key whose ``data`` is one of ours
     (:meth:`owns`) and :meth:`expire` once per loop.
     """
@@ -133,7 +133,7 @@ class AdminServer:
         self,
         selector: selectors.BaseSelector,
         listeners: list[tuple[socket.socket, frozenset[str]]],
-        respond: Callable[[str, str, frozenset[str]], Response],
+        respond: Callable[[str], Response],
     ) -> None:
         self.selector = selector
         self.respond = respond
@@ -224,7 +224,7 @@ class AdminServer:
                     (("Allow", "GET, HEAD"),),
                 )
             else:
-                response = self.respond(method, path, client.routes)
+                response = self.respond(path)
         client.answer = response.encode(head_only=method == "HEAD")
         self.selector.modify(client.sock, selectors.EVENT_WRITE, client)
         self._write(client)
