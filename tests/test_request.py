@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dumbwaiter.protocols import Role
-from dumbwaiter.request import EMPTY_INPUT, BodyBuffer, InputStream, Request
+from dumbwaiter.request import EMPTY_INPUT, BodyBuffer, ChunkReader, InputStream, Request
 
 
 def spooled(buffer: BodyBuffer) -> bool:
@@ -194,6 +194,20 @@ def test_close_closes_the_file_and_reads_see_eof() -> None:
     assert stream.read() == b""
 
 
+def test_chunk_reader_reads_across_chunks_and_lines_after() -> None:
+    source = b"abc\ndefgh\nij"
+    reader = ChunkReader([source[:2], memoryview(source)[2:7], bytearray(source[7:])])
+    assert reader.read(1) == b"a"
+    assert reader.read(4) == b"bc\nd"  # across three chunks
+    assert reader.read(0) == b""
+    assert reader.readline() == b"efgh\n"  # joins what is left, once
+    assert reader.read(1) == b"i"
+    assert reader.read() == b"j"
+    assert reader.read() == b""
+    single = b"whole"
+    assert ChunkReader([single]).read() is single  # one bytes chunk: not copied
+
+
 # -- properties ---------------------------------------------------------------------
 
 lines = st.lists(
@@ -205,14 +219,15 @@ sizes = st.one_of(st.none(), st.integers(min_value=-2, max_value=40))
 operations = st.lists(st.tuples(st.sampled_from(["read", "readline"]), sizes), max_size=40)
 
 
-def build(body: bytes, threshold: int, cuts: list[int]) -> InputStream:
-    """A reader made the way the server makes it: body written in pieces."""
+def build(body: bytes, threshold: int, cuts: list[int], views: bool = False) -> InputStream:
+    """A reader made the way the server makes it: body written in pieces,
+    copies or (as the protocols hand over large records) views."""
     buffer = BodyBuffer(threshold)
     points = sorted({min(cut, len(body)) for cut in cuts})
     start = 0
     for point in [*points, len(body)]:
         if point > start:
-            buffer.write(body[start:point])
+            buffer.write(memoryview(body)[start:point] if views else body[start:point])
             start = point
     assert buffer.size == len(body)
     assert spooled(buffer) == (len(body) > threshold)
@@ -225,11 +240,12 @@ def build(body: bytes, threshold: int, cuts: list[int]) -> InputStream:
     threshold=st.integers(min_value=0, max_value=320),
     cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=6),
     ops=operations,
+    views=st.booleans(),
 )
 def test_random_reads_reproduce_the_body(
-    body: bytes, threshold: int, cuts: list[int], ops: list[tuple[str, int | None]]
+    body: bytes, threshold: int, cuts: list[int], ops: list[tuple[str, int | None]], views: bool
 ) -> None:
-    stream = build(body, threshold, cuts)
+    stream = build(body, threshold, cuts, views)
     got = []
     for op, size in ops:
         if op == "read":
@@ -247,6 +263,7 @@ def test_random_reads_reproduce_the_body(
         if data == b"" and size != 0:
             assert remaining == 0
     got.append(stream.read())
+    assert all(type(piece) is bytes for piece in got)
     assert b"".join(got) == body
     assert stream.read() == b""
     assert stream.read(10) == b""
@@ -277,10 +294,11 @@ def test_iteration_and_readlines_agree_with_splitlines(body: bytes, threshold: i
         assert by_iteration == expected
 
 
+@pytest.mark.parametrize("views", [False, True])
 @pytest.mark.parametrize("threshold", [0, 1 << 20])
-def test_large_body_round_trip(threshold: int) -> None:
+def test_large_body_round_trip(threshold: int, views: bool) -> None:
     body = os.urandom(300_000)
-    stream = build(body, threshold, [1, 65536, 200_000])
+    stream = build(body, threshold, [1, 65536, 200_000], views)
     parts = []
     while chunk := stream.read(8192):
         parts.append(chunk)

@@ -37,6 +37,7 @@ from .access import AddressList
 from .accesslog import AccessLog
 from .config import Config
 from .server import systemd
+from .server.malloc import keep_freed_memory
 from .server.master import INHERIT_VARIABLE, UPGRADE_VARIABLE, Master
 from .server.process import (
     ProcessError,
@@ -202,6 +203,7 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
             os.close(fd)
         if config.user or config.group:
             import_ahead(config, {listener.protocol for listener in listeners})
+        keep_freed_memory()  # before the user may no longer read ctypes; workers inherit it
         drop_privileges(config.user, config.group)  # bound as root, serve as the user
         app = load() if single or config.preload else None
         if single:

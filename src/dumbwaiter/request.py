@@ -17,11 +17,73 @@ from __future__ import annotations
 import io
 import tempfile
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Protocol
 
-from .protocols import Role
+from .protocols import Chunk, Role
 
-__all__ = ["EMPTY_INPUT", "BodyBuffer", "InputStream", "Request"]
+__all__ = ["EMPTY_INPUT", "BodyBuffer", "ChunkReader", "InputStream", "Request"]
+
+
+class Reader(Protocol):
+    """What :class:`InputStream` reads from: a binary file, or the chunks."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class ChunkReader:
+    """Reads a body kept as the chunks it arrived in.
+
+    ``read`` copies each byte once, out of the views the protocol kept, instead
+    of joining the body first and then slicing the join.  ``readline`` (rare
+    on bodies: multipart parsers read blocks) joins what is left once and
+    reads on from that.
+    """
+
+    __slots__ = ("_chunks", "_index", "_joined", "_offset")
+
+    def __init__(self, chunks: list[Chunk]) -> None:
+        self._chunks = chunks
+        self._index = 0  # the chunk being read
+        self._offset = 0  # and where in it
+        self._joined: io.BytesIO | None = None
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._joined is not None:
+            return self._joined.read(size)
+        chunks = self._chunks
+        index = self._index
+        offset = self._offset
+        pieces: list[Chunk] = []
+        while index < len(chunks) and size != 0:
+            chunk = chunks[index]
+            left = len(chunk) - offset
+            if 0 < size < left:
+                pieces.append(memoryview(chunk)[offset : offset + size])
+                offset += size
+                break
+            pieces.append(memoryview(chunk)[offset:] if offset else chunk)
+            size -= left
+            index += 1
+            offset = 0
+        self._index = index
+        self._offset = offset
+        if len(pieces) == 1 and type(pieces[0]) is bytes:
+            return pieces[0]
+        return b"".join(pieces)
+
+    def readline(self, size: int = -1, /) -> bytes:
+        if self._joined is None:
+            self._joined = io.BytesIO(self.read())
+            self._chunks = []
+        return self._joined.readline(size)
+
+    def close(self) -> None:
+        self._chunks = []
+        self._joined = None
 
 
 class InputStream:
@@ -33,7 +95,7 @@ class InputStream:
 
     __slots__ = ("_aborted", "_file", "_remaining")
 
-    def __init__(self, file: IO[bytes], length: int) -> None:
+    def __init__(self, file: Reader, length: int) -> None:
         self._file = file
         self._remaining = length
         self._aborted = False
@@ -92,13 +154,13 @@ class BodyBuffer:
     __slots__ = ("_chunks", "_file", "_spool_dir", "_threshold", "size")
 
     def __init__(self, threshold: int, spool_dir: str | None = None) -> None:
-        self._chunks: list[bytes] = []
+        self._chunks: list[Chunk] = []
         self._file: IO[bytes] | None = None
         self._threshold = threshold
         self._spool_dir = spool_dir
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Chunk) -> None:
         self.size += len(data)
         if self._file is not None:
             self._file.write(data)
@@ -118,9 +180,11 @@ class BodyBuffer:
             return InputStream(self._file, self.size)
         if not self._chunks:
             return EMPTY_INPUT if self.size == 0 else InputStream(io.BytesIO(b""), 0)
-        body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        chunks = self._chunks
         self._chunks = []
-        return InputStream(io.BytesIO(body), len(body))
+        if len(chunks) == 1 and type(chunks[0]) is bytes:
+            return InputStream(io.BytesIO(chunks[0]), self.size)
+        return InputStream(ChunkReader(chunks), self.size)
 
     def discard(self) -> None:
         self._chunks = []

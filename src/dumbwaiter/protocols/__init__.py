@@ -44,6 +44,7 @@ from typing import Protocol
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     BodyReceived,
+    Chunk,
     Event,
     FilterDataReceived,
     RequestAborted,
@@ -54,6 +55,7 @@ from .events import (
 
 __all__ = [
     "BodyReceived",
+    "Chunk",
     "Event",
     "FilterDataReceived",
     "Limits",

@@ -23,7 +23,9 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
+    "BODY_VIEW",
     "BodyReceived",
+    "Chunk",
     "Event",
     "FilterDataReceived",
     "RequestAborted",
@@ -62,12 +64,23 @@ class RequestReceived:
     role: Role = Role.RESPONDER
 
 
+#: A piece of a body: ``bytes`` (or a ``bytearray`` no one else holds), or a
+#: view into the bytes a read returned when slicing a large record out of them
+#: would be a copy for nothing.  Readers that need ``bytes`` join the pieces,
+#: which copies each byte once.
+Chunk = bytes | bytearray | memoryview
+
+#: Pieces of a body longer than this are handed on as views; shorter ones as
+#: copies, which cost less than a view.
+BODY_VIEW = 2048
+
+
 @dataclass(slots=True)
 class BodyReceived:
     """A piece of the request body (FastCGI ``FCGI_STDIN``; HTTP de-chunked)."""
 
     stream_id: int
-    data: bytes
+    data: Chunk
 
 
 @dataclass(slots=True)
@@ -75,7 +88,7 @@ class FilterDataReceived:
     """A piece of the FastCGI ``FCGI_DATA`` stream (FILTER role only)."""
 
     stream_id: int
-    data: bytes
+    data: Chunk
 
 
 @dataclass(slots=True)

@@ -57,7 +57,9 @@ from . import Limits
 from .cgihead import cgi_head
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
+    BODY_VIEW,
     BodyReceived,
+    Chunk,
     Event,
     FilterDataReceived,
     RequestAborted,
@@ -171,7 +173,7 @@ class _Request:
         self.state = FIRST_STATE[role]
         # PARAMS content: the one record's bytes, or a bytearray from the
         # second record on (so one record costs no copy, many no quadratic one).
-        self.params: bytes | bytearray = b""
+        self.params: Chunk = b""
         self.received = 0  # STDIN + DATA bytes
         self.responding = False  # STDOUT has opened
 
@@ -246,7 +248,7 @@ class FastCGIServerProtocol:
             raise
         return events
 
-    def _complete_buffered(self, data: bytes) -> tuple[int, bytes | None]:
+    def _complete_buffered(self, data: bytes) -> tuple[int, bytearray | None]:
         """Move bytes of ``data`` into the buffer until it holds one whole
         record; return how many were taken, and that record once whole."""
         buffer = self._buffer
@@ -261,15 +263,15 @@ class FastCGIServerProtocol:
             raise RemoteProtocolError(f"FastCGI version {version}, not 1")
         size = 8 + length + padding
         need = size - len(buffer)
-        buffer += data[taken : taken + need]
+        buffer += memoryview(data)[taken : taken + need]
         taken += need
         if len(buffer) < size:
             return len(data), None
-        whole = bytes(buffer)
-        buffer.clear()
-        return taken, whole
+        # Handed over whole, not copied: a STDIN record's view may keep it.
+        self._buffer = bytearray()
+        return taken, buffer
 
-    def _parse(self, source: bytes, position: int, events: list[Event]) -> int:
+    def _parse(self, source: bytes | bytearray, position: int, events: list[Event]) -> int:
         """Handle every whole record of ``source`` from ``position``; return
         where the first incomplete one starts."""
         available = len(source)
@@ -283,7 +285,10 @@ class FastCGIServerProtocol:
             end = start + length + padding
             if end > available:
                 break
-            content = source[start : start + length]
+            if length > BODY_VIEW and kind in (STDIN, DATA):
+                content: Chunk = memoryview(source)[start : start + length]
+            else:
+                content = source[start : start + length]
             position = end
             request = requests.get(request_id)
             if request is None:
@@ -307,7 +312,7 @@ class FastCGIServerProtocol:
                 entry(self, request, events)
         return position
 
-    def _management(self, kind: int, content: bytes) -> None:
+    def _management(self, kind: int, content: Chunk) -> None:
         if kind == GET_VALUES:
             asked = decode_pairs(content, self.limits.max_header_count)
             values = {
@@ -324,7 +329,7 @@ class FastCGIServerProtocol:
         else:
             self._replies.append(record(UNKNOWN_TYPE, 0, UNKNOWN_BODY.pack(kind)))
 
-    def _begin(self, request_id: int, content: bytes) -> None:
+    def _begin(self, request_id: int, content: Chunk) -> None:
         if len(content) < BEGIN_BODY.size:
             raise RemoteProtocolError("FCGI_BEGIN_REQUEST body shorter than 8 bytes")
         role_number, flags = BEGIN_BODY.unpack_from(content)
@@ -344,7 +349,7 @@ class FastCGIServerProtocol:
             self._closing = True
 
     # What a record does (unless its request's state drops input) ...
-    def _on_params(self, request: _Request, content: bytes, events: list[Event]) -> None:
+    def _on_params(self, request: _Request, content: Chunk, events: list[Event]) -> None:
         if request.params:
             if not isinstance(request.params, bytearray):
                 request.params = bytearray(request.params)
@@ -355,16 +360,16 @@ class FastCGIServerProtocol:
         if len(request.params) > limit:
             raise RemoteProtocolError(f"params over {limit} bytes", 431)
 
-    def _on_params_end(self, request: _Request, content: bytes, events: list[Event]) -> None:
+    def _on_params_end(self, request: _Request, content: Chunk, events: list[Event]) -> None:
         environ = decode_pairs(request.params, self.limits.max_header_count)
         request.params = b""
         events.append(RequestReceived(request.id, environ, request.role))
 
-    def _on_stdin(self, request: _Request, content: bytes, events: list[Event]) -> None:
+    def _on_stdin(self, request: _Request, content: Chunk, events: list[Event]) -> None:
         self._count(request, len(content))
         events.append(BodyReceived(request.id, content))
 
-    def _on_data(self, request: _Request, content: bytes, events: list[Event]) -> None:
+    def _on_data(self, request: _Request, content: Chunk, events: list[Event]) -> None:
         self._count(request, len(content))
         events.append(FilterDataReceived(request.id, content))
 
@@ -443,7 +448,7 @@ class FastCGIServerProtocol:
 
     def _head(
         self, stream_id: int, status: str, headers: list[tuple[str, str]], body: bytes
-    ) -> list[bytes]:
+    ) -> list[bytes | memoryview]:
         """The STDOUT records of the response head and ``body``, as pieces."""
         request = self._requests.get(stream_id)
         if request is None or request.responding:
@@ -478,7 +483,7 @@ class FastCGIServerProtocol:
         return not self._requests and not self._buffer
 
 
-_Action = Callable[[FastCGIServerProtocol, _Request, bytes, list[Event]], None]
+_Action = Callable[[FastCGIServerProtocol, _Request, Chunk, list[Event]], None]
 _Entry = Callable[[FastCGIServerProtocol, _Request, list[Event]], None]
 
 _ACTIONS: dict[int, _Action] = {

@@ -104,17 +104,24 @@ def record(kind: int, request_id: int, content: bytes = b"", pad: bool = False) 
     )
 
 
-def records(kind: int, request_id: int, data: bytes, pad: bool = False) -> list[bytes]:
+def records(kind: int, request_id: int, data: bytes, pad: bool = False) -> list[bytes | memoryview]:
     """``data`` (non-empty) as a stream's records of up to ``MAX_CONTENT``
-    bytes each, as pieces to join; an empty record, which would end the stream,
-    is never among them."""
+    bytes each, as pieces to join (unpadded records point into ``data``:
+    joining them is the one copy); an empty record, which would end the
+    stream, is never among them."""
     if len(data) <= MAX_CONTENT and not pad:
         return [HEADER.pack(VERSION_1, kind, request_id, len(data), 0), data]
     view = memoryview(data)
-    return [
-        record(kind, request_id, bytes(view[start : start + MAX_CONTENT]), pad)
-        for start in range(0, len(data), MAX_CONTENT)
-    ]
+    if pad:
+        return [
+            record(kind, request_id, bytes(view[start : start + MAX_CONTENT]), pad)
+            for start in range(0, len(data), MAX_CONTENT)
+        ]
+    pieces: list[bytes | memoryview] = []
+    for start in range(0, len(data), MAX_CONTENT):
+        content = view[start : start + MAX_CONTENT]
+        pieces += (HEADER.pack(VERSION_1, kind, request_id, len(content), 0), content)
+    return pieces
 
 
 def end_request(request_id: int, protocol_status: int, app_status: int = 0) -> bytes:
@@ -148,7 +155,7 @@ def encode_pairs(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
     return bytes(out)
 
 
-def decode_pairs(data: bytes | bytearray, max_count: int = 0) -> dict[str, str]:
+def decode_pairs(data: bytes | bytearray | memoryview, max_count: int = 0) -> dict[str, str]:
     """Name-value pairs -> ``{name: value}``, decoded latin-1 (PEP 3333).
 
     Duplicate names: the last one wins (nginx's ``fastcgi_param`` overrides
@@ -158,7 +165,7 @@ def decode_pairs(data: bytes | bytearray, max_count: int = 0) -> dict[str, str]:
     """
     # Decode the block once: latin-1 maps byte i to character i, so the
     # lengths read from the bytes index the text directly.
-    text = data.decode("latin-1")
+    text = str(data, "latin-1")
     pairs: dict[str, str] = {}
     position = 0
     end = len(data)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from . import Limits
 from .errors import LocalProtocolError, RemoteProtocolError
-from .events import BodyReceived, Event, RequestComplete, RequestReceived
+from .events import BODY_VIEW, BodyReceived, Chunk, Event, RequestComplete, RequestReceived
 
 __all__ = ["STREAM_ID", "OneShotServerProtocol"]
 
@@ -46,7 +46,7 @@ class OneShotServerProtocol:
         self._ended = False
 
     # -- what a protocol defines -----------------------------------------------
-    def parse_head(self, buffer: bytearray) -> tuple[dict[str, str], int] | None:
+    def parse_head(self, buffer: bytes | bytearray) -> tuple[dict[str, str], int] | None:
         """The environ and the bytes it took, or None if more are needed.
 
         Raises :class:`RemoteProtocolError` for a malformed or oversized block.
@@ -69,9 +69,14 @@ class OneShotServerProtocol:
         if self._state == DONE:
             raise RemoteProtocolError(f"data after the {self.name} request")
         if self._state == HEAD:
-            self._buffer += data
-            parsed = self.parse_head(self._buffer)
+            head: bytes | bytearray = data
+            if self._buffer:
+                self._buffer += data
+                head = self._buffer
+            parsed = self.parse_head(head)
             if parsed is None:
+                if head is data:
+                    self._buffer += data
                 if len(self._buffer) > self.limits.max_header_bytes + 16:
                     raise RemoteProtocolError(f"{self.name} header block too large", 431)
                 return events
@@ -84,13 +89,17 @@ class OneShotServerProtocol:
             events.append(RequestReceived(STREAM_ID, environ))
             self._remaining = length
             self._state = BODY
-            data = bytes(self._buffer[used:])
+            # The body's first piece: a view when large (a bytearray head is
+            # dropped here, never resized under it), else a copy.
+            body: Chunk = memoryview(head)[used:] if len(head) - used > BODY_VIEW else head[used:]
             self._buffer = bytearray()
-        if data:
-            if len(data) > self._remaining:
+        else:
+            body = data
+        if body:
+            if len(body) > self._remaining:
                 raise RemoteProtocolError(f"more bytes than CONTENT_LENGTH on {self.name}")
-            self._remaining -= len(data)
-            events.append(BodyReceived(STREAM_ID, data))
+            self._remaining -= len(body)
+            events.append(BodyReceived(STREAM_ID, body))
         if self._remaining == 0:
             self._state = DONE
             events.append(RequestComplete(STREAM_ID))

@@ -26,7 +26,7 @@ MAX_DIGITS = 10
 class SCGIServerProtocol(OneShotServerProtocol):
     name = "SCGI"
 
-    def parse_head(self, buffer: bytearray) -> tuple[dict[str, str], int] | None:
+    def parse_head(self, buffer: bytes | bytearray) -> tuple[dict[str, str], int] | None:
         colon = buffer.find(b":", 0, MAX_DIGITS + 1)
         if colon < 0:
             if len(buffer) > MAX_DIGITS or (not bytes(buffer).isdigit() and buffer):

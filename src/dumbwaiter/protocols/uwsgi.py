@@ -29,7 +29,7 @@ SIZE = struct.Struct("<H")
 class UwsgiServerProtocol(OneShotServerProtocol):
     name = "uwsgi"
 
-    def parse_head(self, buffer: bytearray) -> tuple[dict[str, str], int] | None:
+    def parse_head(self, buffer: bytes | bytearray) -> tuple[dict[str, str], int] | None:
         if len(buffer) < HEADER.size:
             return None
         modifier1, size, _modifier2 = HEADER.unpack_from(buffer)
