@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from dumbwaiter.protocols.fastcgi_client import (
     UnknownType,
     parse_cgi_response,
 )
-from serving import TESTS, Server, connect, free_port, short_tmpdir
+from serving import TESTS, Server, connect, free_port, short_tmpdir, until
 
 
 @dataclass
@@ -371,6 +372,68 @@ def test_overload_answers_503_without_calling_the_app() -> None:
 
 def open_fcgi_at(address: str) -> FCGI:
     return FCGI(connect(address))
+
+
+def queue_depth(metrics_port: int) -> int:
+    """The worker's requests waiting for a thread, as its last stats report said."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as page:
+        text = page.read().decode()
+    return sum(
+        int(float(line.rpartition(" ")[2]))
+        for line in text.splitlines()
+        if line.startswith("dumbwaiter_queue_depth{")
+    )
+
+
+@pytest.mark.parametrize(("read_ahead", "queued"), [(0, 12), (3, 3)])
+def test_read_ahead_leaves_new_connections_unread_until_a_thread_frees(
+    read_ahead: int, queued: int
+) -> None:
+    """One thread, held; 12 more requests on their own connections.  With
+    --read-ahead 3 the worker reads 3 of them and leaves 9 in the kernel (its
+    queue shows 3, not 12); once the thread is free every one is answered."""
+    folder = short_tmpdir()
+    address = f"unix:{folder}/ahead.sock"
+    metrics = free_port()
+    args = ["--fastcgi", address, "--threads", "1", "--read-ahead", str(read_ahead)]
+    with Server([*args, "--metrics", f"127.0.0.1:{metrics}"], workdir=folder) as server:
+        held = open_fcgi_at(address)
+        first = held.start(params("/block", query="go-1"))
+        assert until(lambda: server.path("started").exists())
+        waiting = [open_fcgi_at(address) for _ in range(12)]
+        rids = [conn.start(params("/count", query=str(n))) for n, conn in enumerate(waiting)]
+        assert until(lambda: queue_depth(metrics) == queued, seconds=10), queue_depth(metrics)
+        time.sleep(1.2)  # a second stats report: still so
+        assert queue_depth(metrics) == queued
+        server.release("go-1")
+        assert held.reply(first).body == b"released\n"
+        for conn, rid in zip(waiting, rids, strict=True):
+            assert conn.reply(rid).body == b"counted\n"
+        assert sorted(server.calls()[1:], key=int) == [str(n) for n in range(12)]
+
+
+@pytest.mark.parametrize("read_ahead", [0, 2])
+def test_read_ahead_keeps_the_queue_bound_and_its_503s(read_ahead: int) -> None:
+    """--threads 1 --queue-size 4: one running, four waiting, every further
+    request a 503 at once, whether the waiting ones were read or left unread."""
+    folder = short_tmpdir()
+    address = f"unix:{folder}/bound.sock"
+    args = ["--fastcgi", address, "--threads", "1", "--queue-size", "4"]
+    with Server([*args, "--read-ahead", str(read_ahead)], workdir=folder) as server:
+        held = open_fcgi_at(address)
+        first = held.start(params("/block", query="go-1"))
+        assert until(lambda: server.path("started").exists())
+        waiting = []
+        for n in range(8):
+            conn = open_fcgi_at(address)
+            waiting.append((conn, conn.start(params("/count", query=str(n)))))
+            time.sleep(0.05)  # in this order
+        refused = [conn.reply(rid, timeout=2.0).status for conn, rid in waiting[4:]]
+        assert refused == [503] * 4
+        server.release("go-1")
+        assert held.reply(first).body == b"released\n"
+        assert [conn.reply(rid).status for conn, rid in waiting[:4]] == [200] * 4
+        assert server.calls()[1:] == ["0", "1", "2", "3"]
 
 
 def test_web_server_spawned_on_fd0() -> None:

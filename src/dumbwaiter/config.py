@@ -218,6 +218,15 @@ class Config:
         metavar="N",
         check=_not_negative,
     )
+    read_ahead: int = setting(
+        64,
+        "Requests read ahead of the threads: once this many wait for a thread, new "
+        "connections' requests are left unread (they wait in the kernel, costing this "
+        "process little) until one is taken; they still count toward --queue-size, so "
+        "503s come as before. 0 = read every request at once.",
+        metavar="N",
+        check=_not_negative,
+    )
     # -- sizes -------------------------------------------------------------
     spool_threshold: int = setting(
         1 * MiB,

@@ -164,6 +164,11 @@ class Connection(asyncio.Protocol):
     flushed_at = 0.0
     requests = 0  # dispatched on this connection so far
     lingering = False
+    #: No byte read yet: the first ones may be left unread (``--read-ahead``),
+    #: then the connection waits in ``ctx.deferred`` with them in ``unread``.
+    fresh = True
+    deferred = False
+    unread = b""
     #: A peer error waiting for the responses owed before it to go out.
     pending_error: RemoteProtocolError | None = None
     _paused = False
@@ -205,10 +210,43 @@ class Connection(asyncio.Protocol):
             ctx.pause_accepting()
         # Which connection a request came on: for logs, and for checking that
         # front servers reuse their connections.
-        self.peer["dumbwaiter.connection"] = str(self.ctx.accepted)
+        self.peer["dumbwaiter.connection"] = str(ctx.accepted)
+        self.deadline = ctx.loop.time() + ctx.config.keepalive_timeout
+
+    def defer(self, data: bytes) -> None:
+        """Enough requests are read ahead of the threads: leave this
+        connection's first one unparsed and stop reading (its further bytes
+        wait in the kernel) until a thread frees (read_again); no deadline
+        meanwhile: the wait is ours, not the client's."""
+        assert self.transport is not None
+        self.deferred = True
+        self.unread = data
+        self.deadline = 0.0
+        self.transport.pause_reading()
+        self.ctx.deferred.append(self)
+
+    def read_again(self) -> None:
+        """Out of ``ctx.deferred``: parse what was read, from the loop's next
+        turn (not inside the callback of the request that made room)."""
+        self.deferred = False
+        self.ctx.resuming += 1
         self.deadline = self.ctx.loop.time() + self.ctx.config.keepalive_timeout
+        self.ctx.loop.call_soon(self.read_unread)
+
+    def read_unread(self) -> None:
+        self.ctx.resuming -= 1
+        data, self.unread = self.unread, b""
+        if self.transport is not None:
+            self.transport.resume_reading()
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        if self.fresh:
+            self.fresh = False
+            ctx = self.ctx
+            if ctx.reading_room() <= 0 and ctx.waiting() < ctx.pool.capacity:
+                self.defer(data)
+                return
         if self.lingering or self.pending_error is not None:
             return
         try:
@@ -254,6 +292,11 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.lingering:
             return False
+        if self.deferred:  # a client that half-closed: its request is whole
+            self.deferred = False
+            self.ctx.deferred.remove(self)
+            data, self.unread = self.unread, b""
+            self.data_received(data)
         # A request partly received (not one complete and waiting for its
         # response: a client may half-close after its last request).
         partial = bool(self.receiving) or not (self.proto.idle or self.running or self.waiting)
@@ -275,6 +318,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         ctx = self.ctx
         ctx.connections.discard(self)
+        if self.deferred:
+            self.deferred = False
+            ctx.deferred.remove(self)
         if ctx.accept_paused:
             ctx.resume_accepting()
         self.transport = None
@@ -305,13 +351,15 @@ class Connection(asyncio.Protocol):
 
     # -- requests ------------------------------------------------------------
     def dispatch(self, request: Request) -> None:
+        ctx = self.ctx
         self.requests += 1
         request.finish()
         stream = Stream(self, request)
-        if self.ctx.recording:
+        if ctx.recording:
             stream.queued = time.monotonic()
         self.running[request.stream_id] = stream
-        if not self.ctx.pool.try_submit(stream):
+        # Requests left unread (--read-ahead) count as waiting: 503 past them.
+        if (ctx.deferred and ctx.waiting() >= ctx.pool.capacity) or not ctx.pool.try_submit(stream):
             self.ctx.rejected += 1
             del self.running[request.stream_id]
             request.input.close()
@@ -424,6 +472,8 @@ class Connection(asyncio.Protocol):
         """The application is done with ``stream``: free its slot and move on."""
         ctx = self.ctx
         ctx.pool.done()
+        if ctx.deferred:
+            ctx.read_deferred()
         if ctx.request_limit and ctx.pool.completed >= ctx.request_limit:
             ctx.retire(f"served {ctx.pool.completed} requests (--max-requests)")
         stream.request.input.close()

@@ -33,6 +33,7 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -96,6 +97,31 @@ class ServerContext:
     listeners: list[Listener] = field(default_factory=list)
     servers: list[asyncio.AbstractServer] = field(default_factory=list)
     accept_paused: bool = False
+    #: --read-ahead: connections whose first request was left unread, oldest
+    #: first, and how many were read again but are not parsed yet.
+    deferred: deque[Connection] = field(default_factory=deque)
+    resuming: int = 0
+
+    def reading_room(self) -> int:
+        """How many more first requests may be read now: those running or
+        queued, and those about to be, stay under ``--threads`` +
+        ``--read-ahead``."""
+        if not self.config.read_ahead:
+            return 1
+        return self.pool.threads + self.config.read_ahead - self.pool.pending - self.resuming
+
+    def waiting(self) -> int:
+        """Requests owed an answer that no thread has yet, wherever they wait;
+        with the running ones, at most the pool's capacity (then 503)."""
+        return self.pool.pending + len(self.deferred) + self.resuming
+
+    def read_deferred(self, everything: bool = False) -> None:
+        """Read on the connections left unread, oldest first, as far as
+        :meth:`reading_room` allows (``everything``: all, when stopping)."""
+        room = len(self.deferred) if everything else self.reading_room()
+        while room > 0 and self.deferred:
+            self.deferred.popleft().read_again()
+            room -= 1
 
     async def start_accepting(self) -> None:
         """Serve every listener.  Each server gets a duplicate of the
@@ -481,6 +507,7 @@ def reopen_logs(access_log: AccessLog | None = None) -> None:
 async def _drain(ctx: ServerContext, timeout: float) -> None:
     ctx.draining = True
     deadline = ctx.loop.time() + timeout
+    ctx.read_deferred(everything=True)  # accepted before we stopped: served
     for conn in list(ctx.connections):
         conn.shutdown()
     # Every connection closes by itself: after its response, or by the tick
@@ -507,6 +534,8 @@ async def _tick(ctx: ServerContext) -> None:
             conn.timed_out()
         if ctx.config.timeout:
             ctx.expire_hung()
+        if ctx.deferred:  # room freed by connections that closed unread
+            ctx.read_deferred()
         ctx.checkup()
         if ctx.access_log is not None:
             ctx.access_log.flush()
