@@ -18,6 +18,11 @@ a FastCGI and a uwsgi unix socket and an HTTP loopback port, pinned with
   ``fastcgi_keep_conn on``)
 - ``uwsgi-new``: the uwsgi protocol, a new connection per request
 - ``http-keep``: HTTP/1.1 keep-alive (wrk with ``--wrk``, else this client)
+- ``fcgi-big``: FastCGI, a new connection per request, ``GET /big`` (the
+  120 KiB answer)
+- ``fcgi-upload``, ``uwsgi-upload``: ``POST /upload`` of 1 MiB on a new
+  connection, which the app reads whole (FastCGI in lighttpd's 65535-byte
+  STDIN records); the figure is then also µs per MiB
 
 Each run sends ``--requests`` ``GET /hello`` requests (12 bytes of answer)
 over ``--concurrency`` connections at once, after a warm-up, and stops early
@@ -65,8 +70,21 @@ from dumbwaiter.protocols.fastcgi_records import END_REQUEST, HEADER, VERSION_1 
 from dumbwaiter.protocols.uwsgi import encode_request as uwsgi_request  # noqa: E402
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-SCENARIOS = ("fcgi-new", "fcgi-keep", "uwsgi-new", "http-keep")
+SCENARIOS = (
+    "fcgi-new",
+    "fcgi-keep",
+    "uwsgi-new",
+    "http-keep",
+    "fcgi-big",
+    "fcgi-upload",
+    "uwsgi-upload",
+)
 HELLO = b"Hello world\n"
+#: bench/app.py's /big answer.
+BIG = b"0123456789abcdef" * 7680
+#: The upload scenarios' body: 1 MiB, which the app reads whole.
+UPLOAD = bytes(range(256)) * 4096
+UPLOAD_ANSWER = str(len(UPLOAD)).encode()
 
 #: The parameters nginx's fastcgi_params (and uwsgi_params) send, roughly.
 PARAMS = {
@@ -118,15 +136,26 @@ finally:
 """
 
 
-def fcgi_request(keep_conn: bool) -> bytes:
+def upload_params() -> dict[str, str]:
+    path = {"SCRIPT_NAME": "/upload", "REQUEST_URI": "/upload", "DOCUMENT_URI": "/upload"}
+    length = {"CONTENT_LENGTH": str(len(UPLOAD))}
+    return PARAMS | path | length | {"REQUEST_METHOD": "POST"}
+
+
+def fcgi_request(keep_conn: bool, body: bytes = b"", path: str = "/hello") -> bytes:
     client = FastCGIClientProtocol()
     request_id = client.begin_request(keep_conn=keep_conn)
+    if body:
+        params = upload_params()
+    else:
+        params = PARAMS | {"SCRIPT_NAME": path, "REQUEST_URI": path, "DOCUMENT_URI": path}
     return b"".join(
         (
             client.send_begin(request_id),
-            client.send_params(request_id, PARAMS),
+            client.send_params(request_id, params),
             client.send_params(request_id, {}),
-            client.send_stdin(request_id, b""),
+            client.send_stdin(request_id, body),
+            client.send_stdin(request_id, b"") if body else b"",
         )
     )
 
@@ -235,6 +264,12 @@ async def drive(
         workers = [one_shot(fcgi_request(False)) for _ in range(concurrency)]
     elif scenario == "uwsgi-new":
         workers = [one_shot(uwsgi_request(PARAMS)) for _ in range(concurrency)]
+    elif scenario == "fcgi-big":
+        workers = [one_shot(fcgi_request(False, path="/big")) for _ in range(concurrency)]
+    elif scenario == "fcgi-upload":
+        workers = [one_shot(fcgi_request(False, UPLOAD)) for _ in range(concurrency)]
+    elif scenario == "uwsgi-upload":
+        workers = [one_shot(uwsgi_request(upload_params(), UPLOAD)) for _ in range(concurrency)]
     elif scenario == "fcgi-keep":
         workers = [kept(fcgi_request(True), FCGI_END) for _ in range(concurrency)]
     else:
@@ -278,11 +313,12 @@ def run_wrk(port: int, seconds: float, concurrency: int, cpu: int) -> int:
 # -- the server -----------------------------------------------------------------
 
 
-def cpu_times(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of the process, every thread (/proc/PID/stat)."""
+def cpu_times(pid: int) -> tuple[float, float, int]:
+    """User and system CPU seconds of the process, every thread, and its minor
+    page faults (/proc/PID/stat)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rpartition(")")[2].split()
-    return int(fields[11]) / CLOCK_TICK, int(fields[12]) / CLOCK_TICK
+    return int(fields[11]) / CLOCK_TICK, int(fields[12]) / CLOCK_TICK, int(fields[7])
 
 
 def context_switches(pid: int) -> int:
@@ -403,6 +439,7 @@ class Run:
     per_request: float  # server CPU µs per request
     system: float  # the share of it in the kernel
     switches: float  # context switches per request
+    faults: float  # minor page faults per request
     client: float  # the client's CPU share of its core (1.0: it is the bottleneck)
     answered: int
     rate: float  # requests per second (wall clock)
@@ -412,7 +449,7 @@ def measure(
     scenario: str, pid: int, paths: dict[str, str], port: int, args: argparse.Namespace
 ) -> Run:
     """One run of ``scenario`` against the server ``pid``."""
-    user, system = cpu_times(pid)
+    user, system, faults = cpu_times(pid)
     switches = context_switches(pid)
     started = time.monotonic()
     client = os.times()
@@ -423,18 +460,25 @@ def measure(
         answered, last = run_client(
             scenario, paths, port, args.requests, args.seconds, args.concurrency
         )
-        if HELLO not in last:
+        answers = {
+            "fcgi-big": BIG[-64:],
+            "fcgi-upload": UPLOAD_ANSWER,
+            "uwsgi-upload": UPLOAD_ANSWER,
+        }
+        expected = answers.get(scenario, HELLO)
+        if expected not in last:
             raise RuntimeError(f"{scenario}: unexpected response {last[:200]!r}")
     elapsed = time.monotonic() - started
     client_after = os.times()
     client_cpu = sum(client_after[:4]) - sum(client[:4])
-    user_after, system_after = cpu_times(pid)
+    user_after, system_after, faults_after = cpu_times(pid)
     used = user_after - user + system_after - system
     count = max(answered, 1)
     return Run(
         1e6 * used / count,
         (system_after - system) / used if used else 0.0,
         (context_switches(pid) - switches) / count,
+        (faults_after - faults) / count,
         client_cpu / elapsed,
         answered,
         answered / elapsed,
@@ -512,6 +556,7 @@ def main() -> None:
                     f"{min(per_request):.1f}, max {max(per_request):.1f}; kernel "
                     f"{100 * statistics.median(run.system for run in figures):.0f}%, "
                     f"{statistics.median(run.switches for run in figures):.2f} switches/req, "
+                    f"{statistics.median(run.faults for run in figures):.1f} faults/req, "
                     f"{statistics.median(run.rate for run in figures):.0f} req/s, client "
                     f"{100 * statistics.median(run.client for run in figures):.0f}%, "
                     f">= {min(run.answered for run in figures)} req/run)",
