@@ -412,6 +412,34 @@ def test_read_ahead_leaves_new_connections_unread_until_a_thread_frees(
         assert sorted(server.calls()[1:], key=int) == [str(n) for n in range(12)]
 
 
+@pytest.mark.parametrize(("budget", "queued"), [("0", 11), ("1M", 1)])
+def test_read_ahead_bytes_bounds_the_bodies_waiting_for_threads(budget: str, queued: int) -> None:
+    """One thread, held by a request with a 700 KB body, a second such request
+    queued: 1.4 MB of bodies handed to the pool.  With --read-ahead-bytes 1M
+    the ten small requests after them are left unread; all are answered."""
+    folder = short_tmpdir()
+    address = f"unix:{folder}/bytes.sock"
+    metrics = free_port()
+    args = ["--fastcgi", address, "--threads", "1", "--read-ahead", "0"]
+    args += ["--read-ahead-bytes", budget, "--metrics", f"127.0.0.1:{metrics}"]
+    with Server(args, workdir=folder) as server:
+        big = [open_fcgi_at(address) for _ in range(2)]
+        held = [conn.start(params("/block", "POST", "go-1"), b"x" * 700_000) for conn in big[:1]]
+        assert until(lambda: server.path("started").exists())
+        held.append(big[1].start(params("/block", "POST", "go-1"), b"y" * 700_000))
+        assert until(lambda: queue_depth(metrics) == 1, seconds=10)
+        small = [open_fcgi_at(address) for _ in range(10)]
+        rids = [conn.start(params("/count", query=str(n))) for n, conn in enumerate(small)]
+        assert until(lambda: queue_depth(metrics) == queued, seconds=10), queue_depth(metrics)
+        time.sleep(1.2)  # a second stats report: still so
+        assert queue_depth(metrics) == queued
+        server.release("go-1")
+        for conn, rid in zip(big, held, strict=True):
+            assert conn.reply(rid).body == b"released\n"
+        for conn, rid in zip(small, rids, strict=True):
+            assert conn.reply(rid).body == b"counted\n"
+
+
 @pytest.mark.parametrize("read_ahead", [0, 2])
 def test_read_ahead_keeps_the_queue_bound_and_its_503s(read_ahead: int) -> None:
     """--threads 1 --queue-size 4: one running, four waiting, every further

@@ -227,6 +227,14 @@ class Config:
         metavar="N",
         check=_not_negative,
     )
+    read_ahead_bytes: int = setting(
+        16 * MiB,
+        "Request bodies held in memory by requests handed to the threads (queued or "
+        "running); past this, new connections' requests are left unread as with "
+        "--read-ahead. 0 = no bound.",
+        metavar="BYTES",
+        parse=parse_size,
+    )
     # -- sizes -------------------------------------------------------------
     spool_threshold: int = setting(
         1 * MiB,

@@ -186,6 +186,11 @@ class BodyBuffer:
             return InputStream(io.BytesIO(chunks[0]), self.size)
         return InputStream(ChunkReader(chunks), self.size)
 
+    @property
+    def in_memory(self) -> int:
+        """Bytes held in memory (0 once spooled)."""
+        return 0 if self._file is not None else self.size
+
     def discard(self) -> None:
         self._chunks = []
         if self._file is not None:
@@ -202,6 +207,7 @@ class Request:
         "cgi",
         "data",
         "data_input",
+        "held",
         "input",
         "role",
         "since",
@@ -218,6 +224,9 @@ class Request:
         self.data: BodyBuffer | None = BodyBuffer(threshold) if role is Role.FILTER else None
         self.input: InputStream = EMPTY_INPUT
         self.data_input: InputStream | None = None
+        #: Body bytes in memory counted against --read-ahead-bytes while a
+        #: thread owes this request its answer (set and cleared by the loop).
+        self.held = 0
         #: When its head was complete: on the event loop's clock (deadlines),
         #: and on time.monotonic()'s (durations, beside the threads' times).
         self.since = 0.0

@@ -373,6 +373,11 @@ class Connection(asyncio.Protocol):
                 )
             )
             self.after_response(request.stream_id)
+            return
+        request.held = request.body.in_memory
+        if request.data is not None:
+            request.held += request.data.in_memory
+        ctx.body_bytes += request.held
 
     def aborted(self, stream_id: int) -> None:
         request = self.receiving.pop(stream_id, None)
@@ -472,6 +477,8 @@ class Connection(asyncio.Protocol):
         """The application is done with ``stream``: free its slot and move on."""
         ctx = self.ctx
         ctx.pool.done()
+        ctx.body_bytes -= stream.request.held
+        stream.request.held = 0
         if ctx.deferred:
             ctx.read_deferred()
         if ctx.request_limit and ctx.pool.completed >= ctx.request_limit:

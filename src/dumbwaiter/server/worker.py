@@ -101,14 +101,24 @@ class ServerContext:
     #: first, and how many were read again but are not parsed yet.
     deferred: deque[Connection] = field(default_factory=deque)
     resuming: int = 0
+    #: The body bytes in memory of the requests handed to the threads.
+    body_bytes: int = 0
 
     def reading_room(self) -> int:
         """How many more first requests may be read now: those running or
         queued, and those about to be, stay under ``--threads`` +
-        ``--read-ahead``."""
-        if not self.config.read_ahead:
-            return 1
-        return self.pool.threads + self.config.read_ahead - self.pool.pending - self.resuming
+        ``--read-ahead``, and their bodies under ``--read-ahead-bytes`` (past
+        half of it, one at a time: each may bring a large body)."""
+        config = self.config
+        room = 1
+        if config.read_ahead:
+            room = self.pool.threads + config.read_ahead - self.pool.pending - self.resuming
+        budget = config.read_ahead_bytes
+        if budget and self.body_bytes * 2 > budget:
+            if self.body_bytes > budget or self.resuming:
+                return 0
+            return min(room, 1)
+        return room
 
     def waiting(self) -> int:
         """Requests owed an answer that no thread has yet, wherever they wait;
