@@ -424,11 +424,11 @@ def print_pyspy(raw: Path, top: int) -> None:
         print(f"  {100 * count / samples:5.1f} ({100 * total[frame] / samples:5.1f})  {frame}")
 
 
-def print_cprofile(out: Path, top: int) -> None:
+def print_cprofile(out: Path, top: int, sort: str) -> None:
     import pstats
 
     stats = pstats.Stats(str(out))
-    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    stats.strip_dirs().sort_stats(sort).print_stats(top)
 
 
 # -- main -----------------------------------------------------------------------
@@ -505,6 +505,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="py-spy: keep its stacks in this directory")
     parser.add_argument("--native", action="store_true", help="py-spy: C frames too")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--sort", default="tottime", help="cprofile: pstats sort key (ncalls ...)")
     parser.add_argument("server_args", nargs="*", help="more dumbwaiter options (after --)")
     args = parser.parse_args()
     scenarios = args.scenario or list(SCENARIOS)
@@ -567,7 +568,7 @@ def main() -> None:
         finally:
             stop_server(process)
         if cprofile_out is not None:
-            print_cprofile(cprofile_out, args.top)
+            print_cprofile(cprofile_out, args.top, args.sort)
 
 
 if __name__ == "__main__":
