@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -410,6 +411,30 @@ def test_read_ahead_leaves_new_connections_unread_until_a_thread_frees(
         for conn, rid in zip(waiting, rids, strict=True):
             assert conn.reply(rid).body == b"counted\n"
         assert sorted(server.calls()[1:], key=int) == [str(n) for n in range(12)]
+
+
+def test_requests_left_unread_are_served_by_a_graceful_stop() -> None:
+    """SIGTERM while requests wait unread (--read-ahead 1): accepted before
+    the stop, so each is read and answered before the worker ends."""
+    folder = short_tmpdir()
+    address = f"unix:{folder}/drain.sock"
+    args = ["--fastcgi", address, "--threads", "1", "--read-ahead", "1", "--no-master"]
+    with Server(args, workdir=folder) as server:
+        held = open_fcgi_at(address)
+        first = held.start(params("/block", query="go-1"))
+        assert until(lambda: server.path("started").exists())
+        waiting = [open_fcgi_at(address) for _ in range(5)]
+        rids = [conn.start(params("/count", query=str(n))) for n, conn in enumerate(waiting)]
+        time.sleep(0.3)  # read: the first of them; the other four left unread
+        assert server.calls() == ["block go-1"]
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        server.release("go-1")
+        assert held.reply(first).body == b"released\n"
+        for conn, rid in zip(waiting, rids, strict=True):
+            assert conn.reply(rid).body == b"counted\n"
+        assert server.proc.wait(10) == 0
+        assert sorted(server.calls()[1:], key=int) == [str(n) for n in range(5)]
 
 
 @pytest.mark.parametrize(("budget", "queued"), [("0", 11), ("1M", 1)])
