@@ -48,7 +48,7 @@ class Load:
         *,
         threads: int = 4,
         seconds: float = 20.0,
-        max_requests: int = 200_000,
+        max_requests: int = 500_000,
         timeout: float = 10.0,
     ) -> None:
         self.port = port

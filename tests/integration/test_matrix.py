@@ -175,9 +175,11 @@ def www_data_lib() -> str:
     lib = short_tmpdir()
     os.chmod(lib, 0o755)
     skip = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(
-        os.path.dirname(dumbwaiter.__file__), os.path.join(lib, "dumbwaiter"), ignore=skip
-    )
+    package = os.path.dirname(dumbwaiter.__file__)
+    shutil.copytree(package, os.path.join(lib, "dumbwaiter"), ignore=skip)
+    # A compiled build (setup.py) keeps mypyc's shared runtime beside the package.
+    for runtime in pathlib.Path(package).parent.glob("*__mypyc*"):
+        shutil.copy(runtime, lib)
     shutil.copy(TESTS / "server_apps.py", lib)
     shutil.copy(TESTS / "apps" / "flask_app.py", lib)
     for name in ("flask", "werkzeug", "jinja2", "markupsafe", "itsdangerous", "click", "blinker"):

@@ -369,6 +369,14 @@ def protocol_factory(
 PROTOCOLS = ("fastcgi", "http", "scgi", "uwsgi")
 
 
+def compiled() -> bool:
+    """Whether the request path runs compiled (setup.py, DUMBWAITER_COMPILE=1):
+    a mypyc-compiled module is an extension, its ``__file__`` no ``.py``."""
+    from .. import request
+
+    return not request.__file__.endswith(".py")
+
+
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
     """uvloop when asked for or, with ``auto``, when installed."""
     if choice in ("auto", "uvloop"):
@@ -460,7 +468,11 @@ async def _serve(
     pool.start()
     ticker = loop.create_task(_tick(ctx))
     log.info(
-        "ready: %d threads, queue of %d (pid %d)", config.threads, config.queue_size, os.getpid()
+        "ready: %d threads, queue of %d (pid %d)%s",
+        config.threads,
+        config.queue_size,
+        os.getpid(),
+        ", compiled" if compiled() else "",
     )
     if channel is not None:
         channel.send("ready")

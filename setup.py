@@ -1,0 +1,40 @@
+"""The optional compiled fast path: ``DUMBWAITER_COMPILE=1`` compiles the hot
+modules with mypyc (the same sources, checked by ``mypy --strict``); without
+it, and wherever a module is not compiled, the pure-Python code runs.
+
+    pip install mypy setuptools
+    DUMBWAITER_COMPILE=1 pip install --no-build-isolation .
+
+The metadata lives in pyproject.toml; this file only adds the extensions.
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+#: The request path (docs/ARCHITECTURE.md): the sans-IO protocols, the request
+#: model, the connection and the pool.  wsgi.py stays Python (its
+#: ClientDisconnected subclasses OSError, which mypyc cannot compile), and
+#: http.py is mostly httptools already.
+COMPILED = [
+    "src/dumbwaiter/protocols/events.py",
+    "src/dumbwaiter/protocols/cgihead.py",
+    "src/dumbwaiter/protocols/fastcgi_records.py",
+    "src/dumbwaiter/protocols/fastcgi.py",
+    "src/dumbwaiter/protocols/oneshot.py",
+    "src/dumbwaiter/protocols/uwsgi.py",
+    "src/dumbwaiter/protocols/scgi.py",
+    "src/dumbwaiter/request.py",
+    "src/dumbwaiter/server/pool.py",
+    "src/dumbwaiter/server/connection.py",
+]
+
+ext_modules = []
+if os.environ.get("DUMBWAITER_COMPILE") == "1":
+    from mypyc.build import mypycify
+
+    ext_modules = mypycify(["--config-file", "pyproject.toml", *COMPILED], opt_level="3")
+
+setup(ext_modules=ext_modules)
