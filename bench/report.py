@@ -112,6 +112,56 @@ class Goal:
     met: bool | None
 
 
+#: The targets that run dumbwaiter built with its compiled fast path
+#: (bench/targets.toml's "dumbwaiter-compiled" venv): NAME -> NAME's twin.
+COMPILED_TWINS = {
+    "dumbwaiter-lighttpd": "dumbwaiter-compiled-lighttpd",
+    "dumbwaiter-nginx": "dumbwaiter-compiled-nginx",
+    "dumbwaiter-nginx-keepconn": "dumbwaiter-compiled-nginx-keepconn",
+    "dumbwaiter-uwsgi-nginx": "dumbwaiter-compiled-uwsgi-nginx",
+}
+
+
+def compiled_goals(get: Lookup) -> list[Goal]:
+    """The same targets, measured on the compiled twins, where the run has them."""
+    twin = _TwinLookup(get)
+    return [g for g in goals(twin) if twin.used and g.ratio is not None and twin.took(g)]
+
+
+class _TwinLookup:
+    """A Lookup that reads each dumbwaiter target's compiled twin instead."""
+
+    def __init__(self, get: Lookup) -> None:
+        self.get = get
+        self.cells = get.cells
+        self.used = False
+        self.swapped: set[str] = set()
+
+    def _name(self, target: str) -> str:
+        name = COMPILED_TWINS.get(target, target)
+        if name != target and any(key[0] == name for key in self.get.cells):
+            self.used = True
+            return name
+        return target
+
+    def __call__(self, target: str, workload: str, key: str) -> float | None:
+        return self.get(self._name(target), workload, key)
+
+    def tag(self, target: str, workload: str) -> str:
+        name = self._name(target)
+        tag = self.get.tag(name, workload)
+        if name != target:
+            self.swapped.add(tag)
+        return tag
+
+    def errors(self, target: str, workload: str) -> float | None:
+        return self.get.errors(self._name(target), workload)
+
+    def took(self, goal: Goal) -> bool:
+        """Whether ``goal`` was measured on a twin (not only on the others)."""
+        return any(tag in goal.measured for tag in self.swapped)
+
+
 def goals(get: Lookup) -> list[Goal]:
     """The issue's targets, each as a ratio from this one run."""
     rows = []
@@ -458,6 +508,28 @@ def render(data: dict[str, Any]) -> str:
                 for g in goals(get)
             ],
         ),
+    ]
+    twins = compiled_goals(get)
+    if twins:
+        out += [
+            "\n### The same, with the compiled fast path\n\n",
+            "The `dumbwaiter-compiled-*` targets run the same sources built with\n"
+            "`DUMBWAITER_COMPILE=1` (setup.py: mypyc over the request path); the rows\n"
+            "that involve them:\n\n",
+            _table(
+                ["goal", "measured (medians)", "ratio", "met?"],
+                [
+                    [
+                        g.goal,
+                        g.measured,
+                        num(g.ratio, 2),
+                        {True: "met", False: "**not met**", None: DASH}[g.met],
+                    ]
+                    for g in twins
+                ],
+            ),
+        ]
+    out += [
         "\n## Backend cost, hello\n",
         _backend_cost(data, get),
     ]
