@@ -303,6 +303,14 @@ def goals(get: Lookup) -> list[Goal]:
     return rows
 
 
+def _goals_table(rows: list[Goal]) -> str:
+    met = {True: "met", False: "**not met**", None: DASH}
+    return _table(
+        ["goal", "measured (medians)", "ratio", "met?"],
+        [[g.goal, g.measured, num(g.ratio, 2), met[g.met]] for g in rows],
+    )
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -496,18 +504,7 @@ def render(data: dict[str, Any]) -> str:
         "processes (idle before the load → peak sampled during it). Configs: bench/fronts.py;\n"
         "commands: bench/targets.toml (exact argv in each JSON record).\n",
         "## The issue's targets\n",
-        _table(
-            ["goal", "measured (medians)", "ratio", "met?"],
-            [
-                [
-                    g.goal,
-                    g.measured,
-                    num(g.ratio, 2),
-                    {True: "met", False: "**not met**", None: DASH}[g.met],
-                ]
-                for g in goals(get)
-            ],
-        ),
+        _goals_table(goals(get)),
     ]
     twins = compiled_goals(get)
     if twins:
@@ -516,18 +513,7 @@ def render(data: dict[str, Any]) -> str:
             "The `dumbwaiter-compiled-*` targets run the same sources built with\n"
             "`DUMBWAITER_COMPILE=1` (setup.py: mypyc over the request path); the rows\n"
             "that involve them:\n\n",
-            _table(
-                ["goal", "measured (medians)", "ratio", "met?"],
-                [
-                    [
-                        g.goal,
-                        g.measured,
-                        num(g.ratio, 2),
-                        {True: "met", False: "**not met**", None: DASH}[g.met],
-                    ]
-                    for g in twins
-                ],
-            ),
+            _goals_table(twins),
         ]
     out += [
         "\n## Backend cost, hello\n",
