@@ -15,9 +15,10 @@ import os
 from setuptools import setup
 
 #: The request path (docs/ARCHITECTURE.md): the sans-IO protocols, the request
-#: model, the connection and the pool.  wsgi.py stays Python (its
-#: ClientDisconnected subclasses OSError, which mypyc cannot compile), and
-#: http.py is mostly httptools already.
+#: model, the WSGI gateway, the connection and the pool.  What applications
+#: get as classes (wsgi_objects.py: ClientDisconnected subclasses OSError,
+#: which mypyc cannot compile) stays Python, and http.py is mostly httptools
+#: already.
 COMPILED = [
     "src/dumbwaiter/protocols/events.py",
     "src/dumbwaiter/protocols/cgihead.py",
@@ -27,8 +28,10 @@ COMPILED = [
     "src/dumbwaiter/protocols/uwsgi.py",
     "src/dumbwaiter/protocols/scgi.py",
     "src/dumbwaiter/request.py",
+    "src/dumbwaiter/wsgi.py",
     "src/dumbwaiter/server/pool.py",
     "src/dumbwaiter/server/connection.py",
+    "src/dumbwaiter/server/worker.py",
 ]
 
 ext_modules = []

@@ -498,7 +498,10 @@ def main() -> None:
     parser.add_argument("--server-cpu", type=int, default=1)
     parser.add_argument("--client-cpu", type=int, default=0)
     parser.add_argument(
-        "--src", type=Path, default=ROOT / "src", help="the dumbwaiter sources to serve with"
+        "--src",
+        type=lambda text: Path(text).resolve(),
+        default=ROOT / "src",
+        help="the dumbwaiter sources to serve with",
     )
     parser.add_argument("--wrk", action="store_true", help="http-keep with wrk")
     parser.add_argument("--profile", choices=("py-spy", "cprofile"))

@@ -23,7 +23,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_to_bytes
@@ -31,11 +31,20 @@ from urllib.parse import unquote_to_bytes
 from .access import AddressList, apply_forwarded
 from .config import Config
 from .protocols import Role
+from .wsgi_objects import ClientDisconnected, ErrorStream, FileWrapper
 
 if TYPE_CHECKING:
     from .request import Request
 
-__all__ = ["FORWARDED", "FileWrapper", "ResponseStream", "WSGIApp", "WSGIGateway", "fix_paths"]
+__all__ = [
+    "FORWARDED",
+    "ClientDisconnected",
+    "FileWrapper",
+    "ResponseStream",
+    "WSGIApp",
+    "WSGIGateway",
+    "fix_paths",
+]
 
 #: Set in a connection's peer values when its forwarding headers are believed.
 FORWARDED = "dumbwaiter.forwarded"
@@ -75,44 +84,6 @@ class ResponseStream(Protocol):
     def end(self) -> None: ...
     def abort(self) -> None: ...
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> bool: ...
-
-
-class ClientDisconnected(OSError):
-    """Raised from ``write()`` when the client is gone; the app may catch it."""
-
-
-class FileWrapper:
-    """``wsgi.file_wrapper``: iterates a file in blocks; the gateway sends it
-    with sendfile instead when the protocol frames the body raw."""
-
-    def __init__(self, filelike: IO[bytes], blksize: int = 64 * 1024) -> None:
-        self.filelike = filelike
-        self.blksize = blksize
-        close = getattr(filelike, "close", None)
-        if close is not None:
-            self.close = close
-
-    def __iter__(self) -> Iterator[bytes]:
-        read = self.filelike.read
-        while block := read(self.blksize):
-            yield block
-
-
-class ErrorStream:
-    """``wsgi.errors``: each line written goes to the error log."""
-
-    def write(self, text: str) -> int:
-        for line in text.splitlines():
-            if line.strip():
-                app_log.error("%s", line)
-        return len(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        pass
 
 
 def fix_paths(environ: dict[str, Any], script_name: str | None) -> None:

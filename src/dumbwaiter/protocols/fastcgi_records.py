@@ -165,28 +165,31 @@ def decode_pairs(data: bytes | bytearray | memoryview, max_count: int = 0) -> di
     """
     # Decode the block once: latin-1 maps byte i to character i, so the
     # lengths read from the bytes index the text directly.
-    text = str(data, "latin-1")
+    # As bytes, indexing is a plain byte read when compiled (the block is
+    # small: at most the params limit).
+    raw = data if type(data) is bytes else bytes(data)
+    text = raw.decode("latin-1")
     pairs: dict[str, str] = {}
     position = 0
-    end = len(data)
+    end = len(raw)
     unpack = LENGTH4.unpack_from
     try:
         while position < end:
-            name_length = data[position]
-            value_length = data[position + 1]
+            name_length = raw[position]
+            value_length = raw[position + 1]
             if name_length < 0x80 and value_length < 0x80:
                 position += 2  # both short: nearly every CGI variable
             else:
                 if name_length < 0x80:
                     position += 1
                 else:
-                    name_length = unpack(data, position)[0] & 0x7FFFFFFF
+                    name_length = unpack(raw, position)[0] & 0x7FFFFFFF
                     position += 4
-                value_length = data[position]
+                value_length = raw[position]
                 if value_length < 0x80:
                     position += 1
                 else:
-                    value_length = unpack(data, position)[0] & 0x7FFFFFFF
+                    value_length = unpack(raw, position)[0] & 0x7FFFFFFF
                     position += 4
             name_end = position + name_length
             value_end = name_end + value_length

@@ -46,15 +46,15 @@ class UwsgiServerProtocol(OneShotServerProtocol):
         position = 0
         try:
             while position < size:
-                key_size = SIZE.unpack_from(data, position)[0]
-                key_end = position + 2 + key_size
-                value_size = SIZE.unpack_from(data, key_end)[0]
-                value_end = key_end + 2 + value_size
+                # Sizes are 16-bit little-endian; byte reads, not struct calls
+                # (a plain index when compiled).
+                key_end = position + 2 + (data[position] | data[position + 1] << 8)
+                value_end = key_end + 2 + (data[key_end] | data[key_end + 1] << 8)
                 if value_end > size:
                     raise RemoteProtocolError("uwsgi var runs past the block")
                 environ[text[position + 2 : key_end]] = text[key_end + 2 : value_end]
                 position = value_end
-        except struct.error:
+        except IndexError:
             raise RemoteProtocolError("truncated uwsgi var") from None
         return environ, end
 

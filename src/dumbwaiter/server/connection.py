@@ -191,8 +191,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
-        self.peer = self.listener.peer_environ(transport)
-        if self.peer is self.listener.REFUSED:
+        peer = self.listener.peer_environ(transport)
+        if peer is None:
             log.warning(
                 "%s: refused connection from %s (not an allowed web server)",
                 self.listener.name,
@@ -201,6 +201,7 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
             self.transport = None
             return
+        self.peer = peer
         # The transport pauses us (pause_writing) past the configured mark.
         self.transport.set_write_buffer_limits(high=self.ctx.config.write_buffer)
         ctx = self.ctx

@@ -36,7 +36,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from ..access import AddressList
 from ..accesslog import AccessLog
@@ -278,8 +278,6 @@ class ServerContext:
 class Listener:
     """A bound socket plus the protocol spoken on it."""
 
-    REFUSED: ClassVar[dict[str, str]] = {}
-
     protocol: str  # one of PROTOCOLS
     address: Address
     sock: socket.socket
@@ -298,15 +296,16 @@ class Listener:
     def name(self) -> str:
         return f"{self.protocol} {self.address.text}"
 
-    def peer_environ(self, transport: asyncio.BaseTransport) -> dict[str, str]:
-        """CGI variables only the socket knows, used where the protocol gave none."""
+    def peer_environ(self, transport: asyncio.BaseTransport) -> dict[str, str] | None:
+        """CGI variables only the socket knows, used where the protocol gave
+        none; None for a peer ``--allow-from`` refuses."""
         peer = None if self.unix else transport.get_extra_info("peername")
         if not isinstance(peer, tuple):
             # The front server says who; over HTTP, in its forwarding headers
             # (only it can connect: the socket file's permissions say so).
             return {FORWARDED: "1"} if self.trusted is not None else {}
         if self.allowed is not None and peer[0] not in self.allowed:
-            return self.REFUSED
+            return None
         local = transport.get_extra_info("sockname")
         environ = {
             "REMOTE_ADDR": peer[0],
