@@ -46,6 +46,7 @@ from ..wsgi import FORWARDED, WSGIApp, WSGIGateway
 from . import systemd
 from .channel import WorkerChannel, resident_bytes
 from .connection import Connection, Stream
+from .malloc import give_back_memory
 from .pool import ThreadPool
 from .sockets import Address
 from .stats import WorkerStats, open_fds
@@ -103,6 +104,10 @@ class ServerContext:
     resuming: int = 0
     #: The body bytes in memory of the requests handed to the threads.
     body_bytes: int = 0
+    #: Requests completed at the last tick, and when memory was last given
+    #: back (give_back_memory): both as counts of completed requests.
+    completed_at_tick: int = 0
+    completed_at_trim: int = 0
 
     def reading_room(self) -> int:
         """How many more first requests may be read now: those running or
@@ -175,6 +180,16 @@ class ServerContext:
 
     def refresh_date(self) -> None:
         self.date = email.utils.formatdate(usegmt=True).encode("ascii")
+
+    def trim_when_quiet(self) -> None:
+        """After a burst, once a whole tick passed with no request running or
+        finished, give the memory the burst left back to the kernel."""
+        completed = self.pool.completed
+        quiet = completed == self.completed_at_tick and not self.pool.pending
+        if quiet and completed != self.completed_at_trim and not self.body_bytes:
+            give_back_memory()
+            self.completed_at_trim = completed
+        self.completed_at_tick = completed
 
     def checkup(self) -> None:
         """The heartbeat, and the memory limit (once a tick; the request
@@ -558,5 +573,6 @@ async def _tick(ctx: ServerContext) -> None:
         if ctx.deferred:  # room freed by connections that closed unread
             ctx.read_deferred()
         ctx.checkup()
+        ctx.trim_when_quiet()
         if ctx.access_log is not None:
             ctx.access_log.flush()
