@@ -9,17 +9,15 @@ fault and the kernel zeroing it: with 1 MiB uploads that was about half the
 worker's CPU (``bench/profile.py -s fcgi-upload``: 680 -> 390 µs per MiB
 with :func:`keep_freed_memory`, page faults from ~100-200 per request to 0).
 
-The price: up to :data:`TRIM_THRESHOLD` of freed memory stays in the worker
-after a burst of uploads, as with most allocators other than glibc's.  Set
-``GLIBC_TUNABLES`` (``glibc.malloc.*``) or ``MALLOC_TRIM_THRESHOLD_`` /
-``MALLOC_MMAP_THRESHOLD_`` to choose yourself: then this leaves malloc alone.
-
 The trim threshold is high (:data:`TRIM_THRESHOLD`) because a worker behind
 a front server holds every upload in flight at once: fifty 1 MiB uploads make
-a 50 MiB heap, and a lower threshold gave half of it back at each lull and
-faulted it in again (``profile.py -s uwsgi-upload -c 50``: 292 -> 245 µs per
-MiB).  What a burst leaves is given back when the worker goes quiet:
-:func:`give_back_memory`, from the worker's tick.
+a 50 MB heap, and a 32 MiB threshold gave most of it back at each lull and
+faulted it in again (``profile.py -s uwsgi-upload -c 50``: 292 -> 259 µs per
+MiB).  The price, memory a burst leaves behind, is paid only while the worker
+stays busy: once it is quiet, :func:`give_back_memory` (from the worker's
+tick) returns it.  Set ``GLIBC_TUNABLES`` (``glibc.malloc.*``) or
+``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_MMAP_THRESHOLD_`` to choose yourself:
+then this leaves malloc alone.
 """
 
 from __future__ import annotations
