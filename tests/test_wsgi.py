@@ -679,6 +679,28 @@ def test_bad_status_gives_500(status: Any) -> None:
     assert stream.status == "500 Internal Server Error"
 
 
+def test_headers_as_a_tuple_are_accepted() -> None:
+    """PEP 3333 asks for a list; a tuple is taken too, by both builds (a
+    compiled start_response annotated ``list`` would refuse it at the call)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", tuple(TEXT))
+        return [b"ok"]
+
+    stream = serve(app)
+    assert stream.status == "200 OK"
+    assert stream.headers == list(TEXT)
+
+
+def test_a_bytes_status_is_named_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response(b"200 OK", TEXT)
+        return [b"ok"]
+
+    assert serve(app).status == "500 Internal Server Error"
+    assert "bad status line b'200 OK'" in caplog.text
+
+
 def test_latin1_header_value_is_accepted() -> None:
     headers = [("Content-Type", "text/plain"), ("X-Name", "caf\xe9")]
     stream = serve(app_returning([b"ok"], headers=headers))

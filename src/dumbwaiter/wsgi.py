@@ -25,7 +25,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import unquote_to_bytes
 
 from .access import AddressList, apply_forwarded
@@ -266,9 +266,13 @@ class _Call:
         self.head = False  # a HEAD request: a declared length need not be met
 
     # -- the callables the application gets ----------------------------------
+    # The application's arguments are typed ``object`` and checked here, so
+    # that the compiled build (which enforces annotations at the call) gives
+    # the same answers as the pure one: a tuple of headers is accepted, a
+    # bytes status is a ValueError.
     def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-    ) -> Callable[[bytes], None]:
+        self, status: object, headers: Iterable[object], exc_info: ExcInfo | None = None
+    ) -> Callable[[object], None]:
         if exc_info is not None:
             try:
                 if self.sent:
@@ -285,6 +289,7 @@ class _Call:
             if len(_VALID_STATUS) < _VALID_MAX:
                 _VALID_STATUS.add(status)
         length = -1
+        checked: list[tuple[str, str]] = []
         for header in headers:
             if type(header) is not tuple or len(header) != 2:
                 raise TypeError(f"a header must be a (name, value) tuple, not {header!r}")
@@ -300,12 +305,13 @@ class _Call:
                 raise ValueError(f"bad value for header {name}: {value!r}")
             if len(name) == 14 and name.lower() == "content-length":
                 length = int(value) if value.isdigit() else -1
+            checked.append(header)
         self.status = status
-        self.headers = list(headers)  # what was validated, whatever the app does next
+        self.headers = checked  # what was validated, whatever the app does next
         self.length = length
         return self.write
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: object) -> None:
         if self.status is None:
             raise AssertionError("write() before start_response()")
         if type(data) is not bytes:
@@ -328,7 +334,9 @@ class _Call:
         self.environ = environ
         self.head = environ["REQUEST_METHOD"] == "HEAD"
         try:
-            result = app(environ, self.start_response)
+            # object, not bytes: what the app yields is checked by write(),
+            # the same in both builds (a compiled loop would check each item).
+            result: Iterable[object] = app(environ, self.start_response)
         except ClientDisconnected:  # from the write() callable: not the app's fault
             self.finished = True
             self.stream.end()
@@ -371,14 +379,14 @@ class _Call:
                 self.finished = True
                 self.stream.abort()
 
-    def send_whole(self, parts: list[bytes] | tuple[bytes, ...]) -> None:
+    def send_whole(self, parts: list[object] | tuple[object, ...]) -> None:
         """A list or tuple: the whole body is known, send it in one piece."""
         if self.sent:  # the app called write() before returning
             for part in parts:
                 self.write(part)
             self.finish()
             return
-        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        body = parts[0] if len(parts) == 1 else b"".join(cast("Iterable[bytes]", parts))
         if type(body) is not bytes:
             raise TypeError(f"the body must be bytes, not {type(body).__name__}")
         if self.status is None:
