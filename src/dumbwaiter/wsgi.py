@@ -266,12 +266,13 @@ class _Call:
         self.head = False  # a HEAD request: a declared length need not be met
 
     # -- the callables the application gets ----------------------------------
-    # The application's arguments are typed ``object`` and checked here, so
+    # The application's arguments are typed ``object`` (``exc_info``: Any,
+    # used as PEP 3333 says, whatever it is) and checked here, so
     # that the compiled build (which enforces annotations at the call) gives
     # the same answers as the pure one: a tuple of headers is accepted, a
     # bytes status is a ValueError.
     def start_response(
-        self, status: object, headers: Iterable[object], exc_info: ExcInfo | None = None
+        self, status: object, headers: Iterable[object], exc_info: Any = None
     ) -> Callable[[object], None]:
         if exc_info is not None:
             try:
@@ -409,7 +410,7 @@ class _Call:
             fileno = filelike.fileno()
             offset = filelike.tell()
             size = os.fstat(fileno).st_size
-        except (AttributeError, OSError, ValueError):
+        except (AttributeError, OSError, TypeError, ValueError):
             return False
         count = min(self.length, size - offset)
         if count < self.length:

@@ -205,6 +205,8 @@ class ServerContext:
             self.channel.send("beat", f"{served} {rss}")
             if self.stats is not None:
                 self.send_stats(rss)
+        if max_rss and rss > max_rss and not self.retiring and give_back_memory():
+            rss = resident_bytes()  # what a burst left in malloc is not the worker's growth
         if max_rss and rss > max_rss and not self.retiring:
             self.retire(f"resident memory {rss // MiB} MiB is past --max-rss {max_rss // MiB}")
 
@@ -495,7 +497,9 @@ async def _serve(
     try:
         how = await stopping
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
+        # A second TERM/INT/QUIT acts at once; USR1 (reopen the logs, which
+        # the master forwards to draining workers too) keeps its handler.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             loop.remove_signal_handler(signum)
     if channel is None:
         systemd.stopping()
