@@ -32,6 +32,7 @@ COMPILED = [
     "src/dumbwaiter/server/pool.py",
     "src/dumbwaiter/server/connection.py",
     "src/dumbwaiter/server/worker.py",
+    "src/dumbwaiter/server/direct.py",
 ]
 
 ext_modules = []

@@ -18,11 +18,13 @@ ENCODERS: dict[str, Callable[..., bytes]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["loop", "direct"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """Served by the event loop, and by threads directly (--direct)."""
     folder = short_tmpdir()
     with Server(
         [
+            *(["--direct"] if request.param == "direct" else []),
             "--scgi",
             f"unix:{folder}/scgi.sock",
             "--uwsgi",

@@ -42,7 +42,8 @@ class Cell:
     ``spawn`` (the front server starts dumbwaiter, socket on fd 0).
     ``script_name``: under a prefix the front passes the path unchanged, so
     dumbwaiter is started with ``--script-name`` (as the generated config
-    says).  ``options``: extra arguments of the ``frontconf`` generator."""
+    says).  ``options``: extra arguments of the ``frontconf`` generator.
+    ``serve``: extra dumbwaiter options (``--direct``)."""
 
     front: str
     protocol: str
@@ -51,6 +52,7 @@ class Cell:
     na: Mapping[str, str] = field(default_factory=dict)
     script_name: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    serve: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -88,6 +90,14 @@ CELLS: list[Cell] = [
     Cell("lighttpd", "uwsgi", "unix socket", "unix", _oneshot("uwsgi", LIGHTTPD_AUTH)),
     Cell(
         "lighttpd",
+        "fastcgi",
+        "--direct, unix socket",
+        "unix",
+        {"reuse": LIGHTTPD_REUSE},
+        serve=("--direct",),
+    ),
+    Cell(
+        "lighttpd",
         "http",
         "mod_proxy, TCP",
         "tcp",
@@ -116,6 +126,23 @@ CELLS: list[Cell] = [
     Cell("nginx", "uwsgi", "unix socket", "unix", _oneshot("uwsgi", NGINX_AUTH), script_name=True),
     Cell(
         "nginx",
+        "uwsgi",
+        "--direct, unix socket",
+        "unix",
+        _oneshot("uwsgi", NGINX_AUTH),
+        script_name=True,
+        serve=("--direct",),
+    ),
+    Cell(
+        "nginx",
+        "fastcgi",
+        "--direct, keep_conn + keepalive, unix socket",
+        "unix",
+        {"authorizer": NGINX_AUTH},
+        serve=("--direct",),
+    ),
+    Cell(
+        "nginx",
         "http",
         "keepalive, TCP",
         "tcp",
@@ -123,6 +150,7 @@ CELLS: list[Cell] = [
         script_name=True,
     ),
     Cell("apache", "fastcgi", "mod_proxy_fcgi, TCP", "tcp"),
+    Cell("apache", "fastcgi", "mod_proxy_fcgi, --direct, TCP", "tcp", serve=("--direct",)),
     Cell(
         "apache",
         "fastcgi",

@@ -215,7 +215,7 @@ def serve(cell: Cell, mount: str = "/", certificates: Certificates | None = None
                 address = f"unix:{root}/dw.sock"
             else:
                 address = f"127.0.0.1:{free_port()}"
-            args = [f"--{cell.protocol}", address, "--threads", "4"]
+            args = [f"--{cell.protocol}", address, "--threads", "4", *cell.serve]
             if cell.transport == "unix":
                 args += ["--socket-mode", "666"]
             if mount != "/" and cell.script_name:

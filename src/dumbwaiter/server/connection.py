@@ -191,7 +191,11 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
-        peer = self.listener.peer_environ(transport)
+        listener = self.listener
+        peer = listener.peer_environ(
+            None if listener.unix else transport.get_extra_info("peername"),
+            lambda: transport.get_extra_info("sockname"),
+        )
         if peer is None:
             log.warning(
                 "%s: refused connection from %s (not an allowed web server)",
@@ -482,8 +486,8 @@ class Connection(asyncio.Protocol):
         stream.request.held = 0
         if ctx.deferred:
             ctx.read_deferred()
-        if ctx.request_limit and ctx.pool.completed >= ctx.request_limit:
-            ctx.retire(f"served {ctx.pool.completed} requests (--max-requests)")
+        if ctx.request_limit and ctx.served() >= ctx.request_limit:
+            ctx.retire(f"served {ctx.served()} requests (--max-requests)")
         stream.request.input.close()
         if ctx.recording and not stream.logged:
             self.completed(stream)

@@ -1,6 +1,7 @@
 """Counters a worker keeps for ``--metrics``, and how the master sums them.
 
-A worker counts on its event loop (no locks): requests by listener,
+A worker counts on its event loop (and, with ``--direct``, in the threads
+serving directly: hence a lock): requests by listener,
 protocol and status class, a latency and a queue-wait histogram, bytes in
 and out, and requests refused with 503.  Once a second it sends a snapshot
 of its cumulative counters to the master (``stats JSON`` over its
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,9 +29,10 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
 
 
 class WorkerStats:
-    """One worker's cumulative counters (event loop thread only)."""
+    """One worker's cumulative counters."""
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()
         #: "listener\tprotocol\tclass" -> requests
         self.requests: dict[str, int] = {}
         self.latency = [0] * (len(BUCKETS) + 1)
@@ -51,29 +54,31 @@ class WorkerStats:
         sent: int,
     ) -> None:
         key = f"{listener}\t{protocol}\t{status // 100}xx"
-        self.requests[key] = self.requests.get(key, 0) + 1
-        self.latency[bisect.bisect_left(BUCKETS, request_time)] += 1
-        self.latency_sum += request_time
-        self.queue[bisect.bisect_left(BUCKETS, queue_time)] += 1
-        self.queue_sum += queue_time
-        self.bytes_in += received
-        self.bytes_out += sent
-        if status == 503:
-            self.rejected += 1
+        with self.lock:
+            self.requests[key] = self.requests.get(key, 0) + 1
+            self.latency[bisect.bisect_left(BUCKETS, request_time)] += 1
+            self.latency_sum += request_time
+            self.queue[bisect.bisect_left(BUCKETS, queue_time)] += 1
+            self.queue_sum += queue_time
+            self.bytes_in += received
+            self.bytes_out += sent
+            if status == 503:
+                self.rejected += 1
 
     def snapshot(self, **gauges: int) -> dict[str, Any]:
         """Everything, JSON-ready; ``gauges`` are the worker's current values."""
-        return {
-            "requests": self.requests,
-            "latency": self.latency,
-            "latency_sum": self.latency_sum,
-            "queue": self.queue,
-            "queue_sum": self.queue_sum,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "rejected": self.rejected,
-            "gauges": gauges,
-        }
+        with self.lock:  # copies: the threads may count on meanwhile
+            return {
+                "requests": dict(self.requests),
+                "latency": list(self.latency),
+                "latency_sum": self.latency_sum,
+                "queue": list(self.queue),
+                "queue_sum": self.queue_sum,
+                "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out,
+                "rejected": self.rejected,
+                "gauges": gauges,
+            }
 
 
 def open_fds() -> int:

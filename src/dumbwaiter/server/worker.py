@@ -46,6 +46,7 @@ from ..wsgi import FORWARDED, WSGIApp, WSGIGateway
 from . import systemd
 from .channel import WorkerChannel, resident_bytes
 from .connection import Connection, Stream
+from .direct import DIRECT_PROTOCOLS, DirectServer, DirectStream
 from .malloc import give_back_memory
 from .pool import ThreadPool
 from .sockets import Address
@@ -108,6 +109,20 @@ class ServerContext:
     #: back (give_back_memory): both as counts of completed requests.
     completed_at_tick: int = 0
     completed_at_trim: int = 0
+    #: --direct: the threads serving the gateway listeners themselves.
+    direct: DirectServer | None = None
+
+    def served(self) -> int:
+        """Requests completed, by the pool's threads and the direct ones."""
+        if self.direct is None:
+            return self.pool.completed
+        return self.pool.completed + self.direct.completed
+
+    def running(self) -> int:
+        """Requests owed an answer by a thread, queued or in the app."""
+        if self.direct is None:
+            return self.pool.pending
+        return self.pool.pending + len(self.direct.inflight)
 
     def reading_room(self) -> int:
         """How many more first requests may be read now: those running or
@@ -184,8 +199,8 @@ class ServerContext:
     def trim_when_quiet(self) -> None:
         """After a burst, once a whole tick passed with no request running or
         finished, give the memory the burst left back to the kernel."""
-        completed = self.pool.completed
-        quiet = completed == self.completed_at_tick and not self.pool.pending
+        completed = self.served()
+        quiet = completed == self.completed_at_tick and not self.running()
         if quiet and completed != self.completed_at_trim and not self.body_bytes:
             give_back_memory()
             self.completed_at_trim = completed
@@ -194,7 +209,7 @@ class ServerContext:
     def checkup(self) -> None:
         """The heartbeat, and the memory limit (once a tick; the request
         limit is checked as each request ends, in :meth:`Connection.finish`)."""
-        served = self.pool.completed
+        served = self.served()
         max_rss = self.config.max_rss * MiB
         rss = resident_bytes() if self.channel is not None or max_rss else 0
         if self.channel is not None:
@@ -214,10 +229,15 @@ class ServerContext:
         assert self.channel is not None and self.stats is not None
         pool = self.pool
         queued = pool.queued
+        busy = max(0, min(pool.threads, pool.pending - queued))
+        threads = pool.threads
+        if self.direct is not None:
+            busy += len(self.direct.inflight)
+            threads += len(self.direct.threads)
         snapshot = self.stats.snapshot(
             queued=queued,
-            busy=max(0, min(pool.threads, pool.pending - queued)),
-            threads=pool.threads,
+            busy=busy,
+            threads=threads,
             connections=len(self.connections),
             rss=rss,
             fds=open_fds(),
@@ -232,22 +252,26 @@ class ServerContext:
         the app), and how many more there are."""
         now = time.monotonic()
         found: list[dict[str, Any]] = []
-        for conn in self.connections:
-            for stream in conn.running.values():
-                cgi = stream.request.cgi
-                path = cgi.get("REQUEST_URI") or cgi.get("SCRIPT_NAME", "") + cgi.get(
-                    "PATH_INFO", ""
-                )
-                found.append(
-                    {
-                        "method": cgi.get("REQUEST_METHOD", "")[:16],
-                        "path": path.partition("?")[0][:INFLIGHT_PATH],
-                        "client": cgi.get("REMOTE_ADDR", ""),
-                        "listener": conn.listener.name,
-                        "age": round(now - stream.queued, 3) if stream.queued else 0.0,
-                        "state": "app" if stream.began else "queued",
-                    }
-                )
+        streams: list[tuple[str, Stream | DirectStream]] = [
+            (conn.listener.name, stream)
+            for conn in self.connections
+            for stream in conn.running.values()
+        ]
+        if self.direct is not None:
+            streams.extend((stream.listener.name, stream) for stream in list(self.direct.inflight))
+        for listener, stream in streams:
+            cgi = stream.request.cgi
+            path = cgi.get("REQUEST_URI") or cgi.get("SCRIPT_NAME", "") + cgi.get("PATH_INFO", "")
+            found.append(
+                {
+                    "method": cgi.get("REQUEST_METHOD", "")[:16],
+                    "path": path.partition("?")[0][:INFLIGHT_PATH],
+                    "client": cgi.get("REMOTE_ADDR", ""),
+                    "listener": listener,
+                    "age": round(now - stream.queued, 3) if stream.queued else 0.0,
+                    "state": "app" if stream.began else "queued",
+                }
+            )
         found.sort(key=lambda item: -item["age"])
         return found[:INFLIGHT_SHOWN], max(0, len(found) - INFLIGHT_SHOWN)
 
@@ -279,6 +303,20 @@ class ServerContext:
                     )
                     conn.expire(stream)
                     self.stuck += 1
+                    self.retire(f"a request ran past --timeout {self.config.timeout:g}s")
+        if self.direct is not None:
+            for direct in list(self.direct.inflight):
+                if 0.0 < direct.began <= limit and not direct.expired:
+                    environ = direct.request.cgi
+                    log.error(
+                        "%s: %s %s still in the app after %gs: answered 504 (thread %s stuck)",
+                        direct.listener.name,
+                        environ.get("REQUEST_METHOD", ""),
+                        environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
+                        self.config.timeout,
+                        direct.thread,
+                    )
+                    self.direct.expire(direct)
                     self.retire(f"a request ran past --timeout {self.config.timeout:g}s")
         if self.stuck >= self.pool.threads and self.pool.capacity:
             # No thread will ever take what waits: answer it now (503, so
@@ -313,22 +351,22 @@ class Listener:
     def name(self) -> str:
         return f"{self.protocol} {self.address.text}"
 
-    def peer_environ(self, transport: asyncio.BaseTransport) -> dict[str, str] | None:
+    def peer_environ(self, peer: object, local: Callable[[], Any]) -> dict[str, str] | None:
         """CGI variables only the socket knows, used where the protocol gave
-        none; None for a peer ``--allow-from`` refuses."""
-        peer = None if self.unix else transport.get_extra_info("peername")
+        none; None for a peer ``--allow-from`` refuses.  ``peer`` is the
+        peer's address (None on a unix socket), ``local`` gives ours."""
         if not isinstance(peer, tuple):
             # The front server says who; over HTTP, in its forwarding headers
             # (only it can connect: the socket file's permissions say so).
             return {FORWARDED: "1"} if self.trusted is not None else {}
         if self.allowed is not None and peer[0] not in self.allowed:
             return None
-        local = transport.get_extra_info("sockname")
+        local_address = local()
         environ = {
             "REMOTE_ADDR": peer[0],
             "REMOTE_PORT": str(peer[1]),
-            "SERVER_NAME": local[0],
-            "SERVER_PORT": str(local[1]),
+            "SERVER_NAME": local_address[0],
+            "SERVER_PORT": str(local_address[1]),
         }
         if self.trusted is not None and peer[0] in self.trusted:
             environ[FORWARDED] = "1"
@@ -348,14 +386,19 @@ def import_ahead(config: Config, kinds: set[str]) -> None:
 
 
 def protocol_factory(
-    kind: str, ctx_date: Callable[[], bytes], config: Config, capacity: int
+    kind: str,
+    ctx_date: Callable[[], bytes],
+    config: Config,
+    capacity: int,
+    *,
+    multiplex: bool = True,
 ) -> Callable[[], ServerProtocol]:
     """A zero-argument constructor of the server protocol for one listener."""
     limits = config.limits()
     if kind == "fastcgi":
         from ..protocols.fastcgi import FastCGIServerProtocol
 
-        multiplex = config.fastcgi_multiplex
+        multiplex = multiplex and config.fastcgi_multiplex
         roles = config.fastcgi_roles
 
         def make_fastcgi() -> ServerProtocol:
@@ -464,8 +507,21 @@ async def _serve(
     def date() -> bytes:
         return ctx.date
 
+    direct = [each for each in listeners if config.direct and each.protocol in DIRECT_PROTOCOLS]
     for kind in {listener.protocol for listener in listeners}:
         ctx.factories[kind] = protocol_factory(kind, date, config, capacity)
+    if direct:
+        if not compiled():
+            log.warning(
+                "--direct without the compiled build (DUMBWAITER_COMPILE=1) costs more CPU "
+                "per request than the event loop: see docs/performance.md"
+            )
+        # One request at a time per connection: a thread serves it.
+        factories = {
+            kind: protocol_factory(kind, date, config, capacity, multiplex=False)
+            for kind in {listener.protocol for listener in direct}
+        }
+        ctx.direct = DirectServer(ctx, direct, gateway, factories)
     stopping: asyncio.Future[str] = loop.create_future()
 
     def stop(how: str) -> None:
@@ -477,11 +533,13 @@ async def _serve(
     loop.add_signal_handler(signal.SIGINT, stop, "fast")
     loop.add_signal_handler(signal.SIGQUIT, stop, "fast")
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs, access_log)
-    ctx.listeners = listeners
+    ctx.listeners = [listener for listener in listeners if listener not in direct]
     await ctx.start_accepting()
     for listener in listeners:
-        log.info("listening: %s", listener.name)
+        log.info("listening: %s%s", listener.name, " (direct)" if listener in direct else "")
     pool.start()
+    if ctx.direct is not None:
+        ctx.direct.start()
     ticker = loop.create_task(_tick(ctx))
     log.info(
         "ready: %d threads, queue of %d (pid %d)%s",
@@ -505,7 +563,9 @@ async def _serve(
         systemd.stopping()
     ctx.draining = True
     ctx.stop_accepting()
-    for listener in listeners:  # our last descriptor of each: new connections go elsewhere
+    if ctx.direct is not None:
+        ctx.direct.stop()
+    for listener in ctx.listeners:  # our last descriptor of each: new connections go elsewhere
         listener.sock.close()
     if how == "graceful":
         log.info("stopping: finishing requests in flight (up to %gs)", config.graceful_timeout)
@@ -518,6 +578,9 @@ async def _serve(
             conn.transport.abort()
     await asyncio.sleep(0)
     pool.stop(timeout=0.1 if how == "fast" else 1.0)
+    if ctx.direct is not None and ctx.direct.join(0.0 if how == "fast" else 1.0):
+        for listener in direct:  # no thread waits in accept() on them any more
+            listener.sock.close()
     if access_log is not None:
         access_log.flush()
     if ctx.stats is not None:
@@ -552,9 +615,11 @@ async def _drain(ctx: ServerContext, timeout: float) -> None:
         conn.shutdown()
     # Every connection closes by itself: after its response, or by the tick
     # once its grace ran out (see Connection.shutdown).
-    while ctx.connections:
+    while ctx.connections or (ctx.direct is not None and ctx.direct.alive()):
         if ctx.loop.time() >= deadline:
             busy = sum(len(c.running) for c in ctx.connections)
+            if ctx.direct is not None:
+                busy += len(ctx.direct.inflight)
             log.warning("graceful timeout: abandoning %d request(s) in flight", busy)
             return
         await asyncio.sleep(0.05)
@@ -572,6 +637,8 @@ async def _tick(ctx: ServerContext) -> None:
             conn.check_writes(now)
         for conn in expired:
             conn.timed_out()
+        if ctx.direct is not None:
+            ctx.direct.check_writes(time.monotonic())
         if ctx.config.timeout:
             ctx.expire_hung()
         if ctx.deferred:  # room freed by connections that closed unread

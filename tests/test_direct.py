@@ -1,0 +1,234 @@
+"""``--direct``: application threads accept and serve the gateway listeners
+themselves.  Real processes, real sockets; the protocols' own suites
+(test_server_fastcgi.py, test_server_oneshot.py) run in this mode too."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import threading
+import time
+
+from dumbwaiter.protocols import uwsgi
+from serving import Server, children, connect, free_port, run_cli, short_tmpdir, until
+
+
+def environ(path: str, query: str = "") -> dict[str, str]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "REQUEST_URI": path + ("?" + query if query else ""),
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "example.org",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "192.0.2.9",
+    }
+
+
+def ask(address: str, path: str, query: str = "", timeout: float = 10.0) -> tuple[int, bytes]:
+    """One uwsgi request; (status, body), status 0 for no answer."""
+    sock = connect(address, timeout)
+    try:
+        sock.sendall(uwsgi.encode_request(environ(path, query)))
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except OSError:
+        return 0, b""
+    finally:
+        sock.close()
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 "):
+        return 0, body
+    return int(head[9:12]), body
+
+
+def lines_in(path: str) -> int:
+    return pathlib.Path(path).read_text().count("\n")
+
+
+def test_direct_needs_a_gateway_listener() -> None:
+    result = run_cli(["--direct", "--http", f"127.0.0.1:{free_port()}", "server_apps:app"])
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--direct" in lines[0], result.stderr
+
+
+def test_a_slow_peer_holds_one_thread_and_is_cut_off_at_header_timeout() -> None:
+    """A peer that sends half a head keeps one thread, for --header-timeout
+    at most; the other thread accepts and serves meanwhile (the accept turn
+    is given back before a read that waits)."""
+    folder = short_tmpdir()
+    address = f"unix:{folder}/uwsgi.sock"
+    args = ["--direct", "--threads", "2", "--header-timeout", "2", "--uwsgi", address]
+    log_file = os.path.join(folder, "access.log")
+    with Server([*args, "--access-log", log_file], workdir=folder) as server:
+        slow = connect(address)
+        slow.sendall(uwsgi.encode_request(environ("/hello"))[:10])
+        started = time.monotonic()
+        for _ in range(20):
+            assert ask(address, "/hello") == (200, b"Hello world\n")
+        assert time.monotonic() - started < 1.5
+        slow.settimeout(10)
+        assert slow.recv(100) == b""  # closed by the server...
+        cut_after = time.monotonic() - started
+        assert 1.5 < cut_after < 4.0  # ...at the header timeout
+        assert until(lambda: "still waiting for the whole head within 2s" in server.log())
+        assert until(lambda: pathlib.Path(log_file).exists() and lines_in(log_file) >= 20)
+        lines = pathlib.Path(log_file).read_text().splitlines()
+        assert len(lines) == 20 and all('"GET /hello HTTP/1.1" 200 12' in line for line in lines)
+
+
+def test_threads_serve_concurrently_and_a_timeout_answers_504() -> None:
+    """Two requests in the app at once, each on its own thread; one held past
+    --timeout is answered 504 by the loop, and the worker is replaced."""
+    folder = short_tmpdir()
+    address = f"unix:{folder}/uwsgi.sock"
+    args = ["--direct", "--threads", "3", "--timeout", "2", "--graceful-timeout", "2"]
+    with Server([*args, "--uwsgi", address], workdir=folder) as server:
+        assert until(lambda: len(children(server.proc.pid)) == 1)
+        first_worker = children(server.proc.pid)[0]
+        results: dict[str, tuple[int, bytes]] = {}
+
+        def call(name: str, path: str, query: str = "") -> threading.Thread:
+            def run() -> None:
+                results[name] = ask(address, path, query, timeout=15)
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            return thread
+
+        together = [call(f"barrier-{n}", "/barrier") for n in range(2)]
+        for thread in together:
+            thread.join(15)
+        assert results["barrier-0"] == results["barrier-1"] == (200, b"together\n")
+
+        started = time.monotonic()
+        hung = call("hung", "/hang", "never")
+        hung.join(15)
+        assert results["hung"][0] == 504, results
+        assert time.monotonic() - started < 4.5  # --timeout 2 plus the 1 s tick
+        assert "still in the app after 2s" in server.log()
+
+        def new_worker() -> bool:
+            status, body = ask(address, "/pid")
+            return status == 200 and int(body) != first_worker
+
+        assert until(new_worker, 10), server.log()
+
+
+def test_graceful_stop_finishes_the_request_in_flight() -> None:
+    folder = short_tmpdir()
+    address = f"unix:{folder}/uwsgi.sock"
+    server = Server(["--direct", "--no-master", "--uwsgi", address], workdir=folder)
+    with server:
+        results: dict[str, tuple[int, bytes]] = {}
+        thread = threading.Thread(
+            target=lambda: results.setdefault("held", ask(address, "/block", "go", timeout=15))
+        )
+        thread.start()
+        assert until(lambda: server.path("started").exists())
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert server.proc.poll() is None  # waiting for the request
+        server.path("go").write_text("")
+        thread.join(15)
+        assert results["held"] == (200, b"released\n")
+        assert server.proc.wait(10) == 0
+        # Stopped: nothing accepts any more.
+        try:
+            refused = ask(address, "/hello", timeout=2)[0] == 0
+        except OSError:
+            refused = True
+        assert refused
+
+
+def test_max_requests_replaces_the_worker() -> None:
+    folder = short_tmpdir()
+    address = f"unix:{folder}/uwsgi.sock"
+    args = ["--direct", "--max-requests", "5", "--max-requests-jitter", "0", "--uwsgi", address]
+    with Server(args, workdir=folder) as server:
+        pids = set()
+        deadline = time.monotonic() + 20
+        while len(pids) < 2 and time.monotonic() < deadline:
+            status, body = ask(address, "/pid")
+            if status == 200:
+                pids.add(int(body))
+        assert len(pids) >= 2, server.log()
+        assert "(--max-requests)" in server.log()
+
+
+def test_tcp_allow_from_and_the_access_log() -> None:
+    """TCP: a peer --allow-from refuses is closed at once, an allowed one
+    served; the connection number in the access log tells direct ones."""
+    folder = short_tmpdir()
+    port = free_port()
+    log_file = os.path.join(folder, "access.log")
+
+    def args(allowed: str) -> list[str]:
+        return [
+            "--direct",
+            "--uwsgi",
+            f"127.0.0.1:{port}",
+            "--allow-from",
+            allowed,
+            "--access-log",
+            log_file,
+            "--access-log-format",
+            "json",
+        ]
+
+    with Server(args("10.0.0.0/8"), workdir=folder) as server:
+        assert ask(f"127.0.0.1:{port}", "/hello")[0] == 0
+        assert until(lambda: "refused connection from 127.0.0.1" in server.log())
+    with Server(args("127.0.0.1"), workdir=folder):
+        assert ask(f"127.0.0.1:{port}", "/hello") == (200, b"Hello world\n")
+        assert until(lambda: os.path.exists(log_file) and os.path.getsize(log_file) > 0)
+        with open(log_file) as f:
+            record = json.loads(f.readline())
+        assert record["connection"].startswith("d") and record["status"] == 200
+
+
+def test_a_reset_on_tcp_tells_a_broken_response() -> None:
+    """The app fails after its response began: over TCP the close-delimited
+    uwsgi response ends with a reset, not a clean FIN."""
+    port = free_port()
+    with Server(["--direct", "--uwsgi", f"127.0.0.1:{port}"]):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(uwsgi.encode_request(environ("/error-late")))
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+            ended = "fin"
+        except ConnectionResetError:
+            ended = "reset"
+        sock.close()
+        assert data.startswith(b"HTTP/1.1 200") and ended == "reset"
+
+
+def test_a_front_that_stops_reading_is_dropped_at_write_timeout() -> None:
+    """A thread blocked in a send is freed by the loop's tick after
+    --write-timeout; the app's iterable is closed, the other thread serves on."""
+    folder = short_tmpdir()
+    address = f"unix:{folder}/uwsgi.sock"
+    args = ["--direct", "--threads", "2", "--write-timeout", "2", "--no-master", "--uwsgi", address]
+    with Server(args, workdir=folder) as server:
+        stalled = connect(address)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(uwsgi.encode_request(environ("/flood")))
+        started = time.monotonic()
+        deadline = started + 15
+        while time.monotonic() < deadline and "read nothing for 2s" not in server.log():
+            assert ask(address, "/hello") == (200, b"Hello world\n")  # served meanwhile
+            time.sleep(0.2)
+        took = time.monotonic() - started
+        assert "read nothing for 2s" in server.log()
+        assert 2.0 < took < 6.0, took
+        assert until(lambda: server.path("closed").exists(), 5)
+        assert "flood" in server.path("closed").read_text()
+        stalled.close()
