@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from .protocols import Chunk, Role
 
@@ -212,6 +212,7 @@ class Request:
         "role",
         "since",
         "stream_id",
+        "streamed",
     )
 
     def __init__(self, stream_id: int, cgi: dict[str, str], role: Role, threshold: int) -> None:
@@ -231,6 +232,8 @@ class Request:
         #: and on time.monotonic()'s (durations, beside the threads' times).
         self.since = 0.0
         self.arrived = 0.0
+        #: --direct: the reader of a body the app reads from the socket.
+        self.streamed: Any = None
 
     def finish(self) -> None:
         """Every input stream ended: turn the buffers into readers."""

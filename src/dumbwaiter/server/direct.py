@@ -58,6 +58,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from errno import EAGAIN
 from typing import IO, TYPE_CHECKING
 
 from ..protocols import (
@@ -69,7 +70,10 @@ from ..protocols import (
     RequestReceived,
     ServerProtocol,
 )
-from ..request import Request
+from ..protocols.scgi import SCGIServerProtocol
+from ..protocols.uwsgi import UwsgiServerProtocol
+from ..request import InputStream, Request
+from ..wsgi_objects import ClientDisconnected
 from .connection import (
     LINGER_ZERO,
     TIMEOUT_BODY,
@@ -94,6 +98,9 @@ DIRECT_PROTOCOLS = ("fastcgi", "scgi", "uwsgi")
 #: the system calls without the Python-level wrappers (accept() building a
 #: socket.socket costs a fifth of a request).
 Sock = _socket.socket
+
+#: The protocols whose body the app reads from the socket (SocketBody).
+STREAMED = (SCGIServerProtocol, UwsgiServerProtocol)
 
 #: How long the first read of a connection may wait while its thread holds
 #: the accept turn (a front server writes its request as it connects; one
@@ -227,6 +234,76 @@ class DirectStream:
             self.request.data_input.abort()
 
 
+class SocketBody:
+    """``wsgi.input``'s reader for a one-shot (SCGI, uwsgi) body still in the
+    socket: each read is a ``recv`` straight into the bytes returned, where a
+    body read whole first would be copied once more on its way to the app
+    (uWSGI reads the same way).  What came with the head is read first.  A
+    read silent for ``--read-timeout`` (``SO_RCVTIMEO``), or a peer gone,
+    raises :class:`~dumbwaiter.wsgi.ClientDisconnected`."""
+
+    __slots__ = ("buffer", "left", "sock", "where")
+
+    def __init__(self, sock: Sock, first: bytes, left: int, where: str = "") -> None:
+        self.sock = sock
+        #: "listener: peer", for the log line of a body cut short.
+        self.where = where
+        self.buffer = first  # read, not yet taken (a readline reads ahead)
+        #: Bytes still in the socket.
+        self.left = left
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size < 0:
+            size = len(self.buffer) + self.left
+        buffer = self.buffer
+        if len(buffer) >= size:
+            self.buffer = buffer[size:]
+            return buffer[:size] if size < len(buffer) else buffer
+        self.buffer = b""
+        pieces = [buffer] if buffer else []
+        need = size - len(buffer)
+        while need > 0 and self.left > 0:
+            chunk = self.recv(min(need, self.left))
+            pieces.append(chunk)
+            need -= len(chunk)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def readline(self, size: int = -1, /) -> bytes:
+        while True:
+            end = self.buffer.find(b"\n") + 1
+            if end or not self.left or 0 <= size <= len(self.buffer):
+                if not end or 0 <= size < end:
+                    end = len(self.buffer) if size < 0 else min(size, len(self.buffer))
+                line, self.buffer = self.buffer[:end], self.buffer[end:]
+                return line
+            self.buffer += self.recv(min(RECV_SIZE, self.left))
+
+    def recv(self, size: int) -> bytes:
+        try:
+            chunk = self.sock.recv(size)
+        except OSError as exc:  # (BlockingIOError: silent for --read-timeout)
+            why = "sent nothing more of the request body" if exc.errno == EAGAIN else str(exc)
+            log.info("%s: %s", self.where, why)
+            raise ClientDisconnected(why) from None
+        if not chunk:
+            log.info("%s: closed in the middle of the request body", self.where)
+            raise ClientDisconnected("the peer closed in the middle of the request body")
+        self.left -= len(chunk)
+        return chunk
+
+    def drain(self) -> None:
+        """Read and drop what the app left, so that closing does not reset
+        the connection under the front's feet (bounded by the declared length
+        and the read timeout)."""
+        with contextlib.suppress(ClientDisconnected):
+            while self.left > 0:
+                self.recv(min(RECV_SIZE, self.left))
+        self.buffer = b""
+
+    def close(self) -> None:
+        self.buffer = b""
+
+
 class Turn:
     """The right to accept on a listener and read the request: one thread at
     a time.  Why: under load the backlog is never empty, and threads that each
@@ -297,6 +374,7 @@ class DirectServer:
         self.timed = bool(ctx.config.timeout) or ctx.recording or bool(ctx.config.status)
         config = ctx.config
         self.write_wait = timeval(config.write_timeout)
+        self.read_wait = timeval(config.read_timeout)
 
     @property
     def completed(self) -> int:
@@ -396,6 +474,9 @@ class DirectServer:
             return
         stream = self.run(sock, proto, request, peer, listener)
         self.counts[number] += 1
+        streamed = request.streamed
+        if streamed is not None and streamed.left and not stream.cancelled:
+            streamed.drain()  # what the app left unread: the front sent it all
         ctx = self.ctx
         if ctx.request_limit and not ctx.retiring:
             served = ctx.served()
@@ -507,6 +588,11 @@ class DirectServer:
             if complete and request is not None:
                 request.finish()
                 return request
+            if request is not None and type(proto) in STREAMED:
+                # SCGI, uwsgi: the rest of the body is read by the app from
+                # the socket, as it asks (see SocketBody).
+                self.stream_body(sock, request, f"{listener.name}: {peer_name(peer)}")
+                return request
             first = False
             flags = 0
             turn.give()
@@ -517,6 +603,18 @@ class DirectServer:
         if request is not None:
             request.discard()
         return None
+
+    def stream_body(self, sock: Sock, request: Request, where: str) -> None:
+        """Make ``wsgi.input`` read the rest of a one-shot body from the socket."""
+        declared = int(request.cgi.get("CONTENT_LENGTH") or 0)  # checked by the protocol
+        received = request.body.finish()
+        got = received.read()
+        received.close()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.read_wait)
+        body = SocketBody(sock, got, declared - len(got), where)
+        request.body.size = declared  # what the environ's CONTENT_LENGTH says
+        request.input = InputStream(body, declared)
+        request.streamed = body
 
     def run(
         self,
