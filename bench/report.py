@@ -122,23 +122,33 @@ COMPILED_TWINS = {
 }
 
 
-def compiled_goals(get: Lookup) -> list[Goal]:
-    """The same targets, measured on the compiled twins, where the run has them."""
-    twin = _TwinLookup(get)
+#: The compiled targets run with --direct (app threads serve the gateway
+#: connections themselves): NAME -> NAME's twin.
+DIRECT_TWINS = {
+    "dumbwaiter-lighttpd": "dumbwaiter-compiled-direct-lighttpd",
+    "dumbwaiter-nginx": "dumbwaiter-compiled-direct-nginx",
+    "dumbwaiter-uwsgi-nginx": "dumbwaiter-compiled-direct-uwsgi-nginx",
+}
+
+
+def compiled_goals(get: Lookup, twins: dict[str, str] = COMPILED_TWINS) -> list[Goal]:
+    """The same targets, measured on the twins, where the run has them."""
+    twin = _TwinLookup(get, twins)
     return [g for g in goals(twin) if twin.used and g.ratio is not None and twin.took(g)]
 
 
 class _TwinLookup:
-    """A Lookup that reads each dumbwaiter target's compiled twin instead."""
+    """A Lookup that reads each dumbwaiter target's twin instead."""
 
-    def __init__(self, get: Lookup) -> None:
+    def __init__(self, get: Lookup, twins: dict[str, str]) -> None:
         self.get = get
+        self.twins = twins
         self.cells = get.cells
         self.used = False
         self.swapped: set[str] = set()
 
     def _name(self, target: str) -> str:
-        name = COMPILED_TWINS.get(target, target)
+        name = self.twins.get(target, target)
         if name != target and any(key[0] == name for key in self.get.cells):
             self.used = True
             return name
@@ -514,6 +524,15 @@ def render(data: dict[str, Any]) -> str:
             "`DUMBWAITER_COMPILE=1` (setup.py: mypyc over the request path); the rows\n"
             "that involve them:\n\n",
             _goals_table(twins),
+        ]
+    direct = compiled_goals(get, DIRECT_TWINS)
+    if direct:
+        out += [
+            "\n### The same, compiled, with `--direct`\n\n",
+            "The `dumbwaiter-compiled-direct-*` targets add `--direct`: the application\n"
+            "threads accept, read, answer and close the gateway connections themselves,\n"
+            "with no event loop between (uWSGI's way); the rows that involve them:\n\n",
+            _goals_table(direct),
         ]
     out += [
         "\n## Backend cost, hello\n",

@@ -367,3 +367,34 @@ def test_workers_serve_as_user_and_group_after_binding() -> None:
         assert fields["Gid"].split()[0] == str(nobody)
         assert fields["Groups"].split() in ([], [str(nobody)])
         assert server.serves(pid)
+
+
+def test_usr1_while_a_worker_drains_spares_its_requests() -> None:
+    """The master forwards USR1 (reopen the logs) to every worker, draining
+    ones too: a log rotation during a reload must not kill the old worker
+    and the request it is finishing."""
+    port = free_port()
+    args = ["--http", f"127.0.0.1:{port}", "--workers", "1", "--graceful-timeout", "30"]
+    with Server(args) as server:
+        results: dict[str, tuple[int, bytes]] = {}
+
+        def held() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/block?go")
+            response = conn.getresponse()
+            results["held"] = (response.status, response.read())
+
+        thread = threading.Thread(target=held)
+        thread.start()
+        assert until(lambda: server.path("started").exists())
+        old = int(server.path("started").read_text().split()[1])
+        server.send_signal(signal.SIGHUP)
+        assert until(lambda: "finishing requests in flight" in server.log()), server.log()
+        server.send_signal(signal.SIGUSR1)
+        assert until(lambda: server.log().count("log files reopened") >= 3), server.log()
+        time.sleep(0.3)
+        assert alive(old), server.log()
+        server.path("go").write_text("")
+        thread.join(15)
+        assert results["held"] == (200, b"released\n")
+        assert until(lambda: not alive(old))

@@ -511,11 +511,6 @@ async def _serve(
     for kind in {listener.protocol for listener in listeners}:
         ctx.factories[kind] = protocol_factory(kind, date, config, capacity)
     if direct:
-        if not compiled():
-            log.warning(
-                "--direct without the compiled build (DUMBWAITER_COMPILE=1) costs more CPU "
-                "per request than the event loop: see docs/performance.md"
-            )
         # One request at a time per connection: a thread serves it.
         factories = {
             kind: protocol_factory(kind, date, config, capacity, multiplex=False)
