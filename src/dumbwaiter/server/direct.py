@@ -454,14 +454,17 @@ class DirectServer:
     def connection(self, sock: Sock, listener: Listener, number: int, turn: Turn) -> None:
         """Serve one accepted connection; closes it, or hands it to the loop.
         The thread holds ``turn`` until the request is read."""
-        peer = listener.peer_environ(
-            None if listener.unix else sock.getpeername(), sock.getsockname
-        )
+        try:
+            address = None if listener.unix else sock.getpeername()
+            peer = listener.peer_environ(address, sock.getsockname)
+        except OSError:  # gone already (ENOTCONN): nothing to answer
+            sock.close()
+            return
         if peer is None:
             log.warning(
                 "%s: refused connection from %s (not an allowed web server)",
                 listener.name,
-                sock.getpeername()[0],
+                address[0] if isinstance(address, tuple) else address,
             )
             sock.close()
             return

@@ -286,38 +286,32 @@ class ServerContext:
         log.info("retiring: %s; stopping", reason)
         self.stop("graceful")
 
+    def hung(self, listener: str, environ: dict[str, str], thread: str) -> None:
+        """A request past ``--timeout``: log it; this worker is to go."""
+        log.error(
+            "%s: %s %s still in the app after %gs: answered 504 (thread %s stuck)",
+            listener,
+            environ.get("REQUEST_METHOD", ""),
+            environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
+            self.config.timeout,
+            thread,
+        )
+        self.retire(f"a request ran past --timeout {self.config.timeout:g}s")
+
     def expire_hung(self) -> None:
         """Answer for every request the app has held past ``--timeout``."""
         limit = time.monotonic() - self.config.timeout
         for conn in list(self.connections):
             for stream in list(conn.running.values()):
                 if 0.0 < stream.began <= limit:
-                    environ = stream.request.cgi
-                    log.error(
-                        "%s: %s %s still in the app after %gs: answered 504 (thread %s stuck)",
-                        conn.listener.name,
-                        environ.get("REQUEST_METHOD", ""),
-                        environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
-                        self.config.timeout,
-                        stream.thread,
-                    )
+                    self.hung(conn.listener.name, stream.request.cgi, stream.thread)
                     conn.expire(stream)
                     self.stuck += 1
-                    self.retire(f"a request ran past --timeout {self.config.timeout:g}s")
         if self.direct is not None:
             for direct in list(self.direct.inflight):
                 if 0.0 < direct.began <= limit and not direct.expired:
-                    environ = direct.request.cgi
-                    log.error(
-                        "%s: %s %s still in the app after %gs: answered 504 (thread %s stuck)",
-                        direct.listener.name,
-                        environ.get("REQUEST_METHOD", ""),
-                        environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
-                        self.config.timeout,
-                        direct.thread,
-                    )
+                    self.hung(direct.listener.name, direct.request.cgi, direct.thread)
                     self.direct.expire(direct)
-                    self.retire(f"a request ran past --timeout {self.config.timeout:g}s")
         if self.stuck >= self.pool.threads and self.pool.capacity:
             # No thread will ever take what waits: answer it now (503, so
             # the front may retry elsewhere), and whatever still comes.
