@@ -304,3 +304,36 @@ def test_socket_body_reads_lines_and_blocks() -> None:
         assert short.read(3) == b"abc"
         with pytest.raises(ClientDisconnected):
             short.read(5)
+
+
+def test_metrics_count_direct_requests_from_every_thread() -> None:
+    """The threads count into the worker's metrics (under its lock): 4
+    threads, 200 requests from 8 clients at once, every one counted."""
+    from test_metrics import scrape, total
+
+    folder = short_tmpdir()
+    address = f"unix:{folder}/uwsgi.sock"
+    metrics = free_port()
+    args = ["--direct", "--threads", "4", "--uwsgi", address, "--metrics", f"127.0.0.1:{metrics}"]
+    with Server(args, workdir=folder):
+        failures: list[int] = []
+
+        def client() -> None:
+            for _ in range(25):
+                status = ask(address, "/hello")[0]
+                if status != 200:
+                    failures.append(status)
+
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(30)
+        assert failures == []
+        listener = f"uwsgi {address}"
+
+        def counted() -> bool:
+            requests = total(scrape(metrics), "dumbwaiter_requests_total", listener=listener)
+            return requests == 200
+
+        assert until(counted, 10)

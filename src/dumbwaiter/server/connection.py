@@ -497,36 +497,18 @@ class Connection(asyncio.Protocol):
             self.after_response(stream_id)
 
     def completed(self, stream: Stream) -> None:
-        """Record a response: the access log line and the metrics (499: the
-        client went first)."""
-        ctx = self.ctx
+        """Record a response: the access log line and the metrics."""
         stream.logged = True
-        request = stream.request
-        code = stream.status[:3]
-        status = int(code) if code.isdigit() else 499 if stream.cancelled else 500
-        request_time = time.monotonic() - request.arrived if request.arrived else 0.0
         queue_time = max(0.0, stream.began - stream.queued) if stream.began else 0.0
-        if ctx.access_log is not None:
-            ctx.access_log.record(
-                request.cgi,
-                status,
-                stream.sent,
-                listener=self.listener.name,
-                gateway=self.listener.protocol,
-                connection=self.peer.get("dumbwaiter.connection", ""),
-                request_time=request_time,
-                queue_time=queue_time,
-            )
-        if ctx.stats is not None:
-            ctx.stats.record(
-                self.listener.name,
-                self.listener.protocol,
-                status,
-                request_time,
-                queue_time,
-                request.body.size,
-                stream.sent,
-            )
+        self.ctx.record(
+            self.listener,
+            stream.request,
+            stream.status,
+            stream.cancelled,
+            stream.sent,
+            self.peer.get("dumbwaiter.connection", ""),
+            queue_time,
+        )
 
     def after_response(self, stream_id: int) -> None:
         if self.transport is None:

@@ -644,33 +644,15 @@ class DirectServer:
 
     def record(self, stream: DirectStream) -> None:
         stream.logged = True
-        listener = stream.listener
-        ctx = self.ctx
-        request = stream.request
-        code = stream.status[:3]
-        status = int(code) if code.isdigit() else 499 if stream.cancelled else 500
-        request_time = time.monotonic() - request.arrived if request.arrived else 0.0
-        if ctx.access_log is not None:
-            ctx.access_log.record(
-                request.cgi,
-                status,
-                stream.sent,
-                listener=listener.name,
-                gateway=listener.protocol,
-                connection=stream.peer.get("dumbwaiter.connection", ""),
-                request_time=request_time,
-                queue_time=0.0,
-            )
-        if ctx.stats is not None:
-            ctx.stats.record(
-                listener.name,
-                listener.protocol,
-                status,
-                request_time,
-                0.0,
-                request.body.size,
-                stream.sent,
-            )
+        self.ctx.record(
+            stream.listener,
+            stream.request,
+            stream.status,
+            stream.cancelled,
+            stream.sent,
+            stream.peer.get("dumbwaiter.connection", ""),
+            0.0,  # no queue: the thread that accepted runs it
+        )
 
     def refuse(
         self,

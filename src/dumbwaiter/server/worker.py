@@ -42,6 +42,7 @@ from ..access import AddressList
 from ..accesslog import AccessLog
 from ..config import Config, MiB
 from ..protocols import ServerProtocol
+from ..request import Request
 from ..wsgi import FORWARDED, WSGIApp, WSGIGateway
 from . import systemd
 from .channel import WorkerChannel, resident_bytes
@@ -205,6 +206,43 @@ class ServerContext:
             give_back_memory()
             self.completed_at_trim = completed
         self.completed_at_tick = completed
+
+    def record(
+        self,
+        listener: Listener,
+        request: Request,
+        status_line: str,
+        cancelled: bool,
+        sent: int,
+        connection: str,
+        queue_time: float,
+    ) -> None:
+        """Record a response: the access log line and the metrics (499: the
+        client went first).  From the loop, and from --direct's threads."""
+        code = status_line[:3]
+        status = int(code) if code.isdigit() else 499 if cancelled else 500
+        request_time = time.monotonic() - request.arrived if request.arrived else 0.0
+        if self.access_log is not None:
+            self.access_log.record(
+                request.cgi,
+                status,
+                sent,
+                listener=listener.name,
+                gateway=listener.protocol,
+                connection=connection,
+                request_time=request_time,
+                queue_time=queue_time,
+            )
+        if self.stats is not None:
+            self.stats.record(
+                listener.name,
+                listener.protocol,
+                status,
+                request_time,
+                queue_time,
+                request.body.size,
+                sent,
+            )
 
     def checkup(self) -> None:
         """The heartbeat, and the memory limit (once a tick; the request
