@@ -375,6 +375,9 @@ class DirectServer:
         config = ctx.config
         self.write_wait = timeval(config.write_timeout)
         self.read_wait = timeval(config.read_timeout)
+        #: What a request that timed out was still owed, for its log line.
+        self.head_due = f"the whole head within {config.header_timeout:g}s"
+        self.body_due = f"the body at {config.min_body_rate} bytes/s"
 
     @property
     def completed(self) -> int:
@@ -508,7 +511,7 @@ class DirectServer:
         # The head is due within --header-timeout of the accept (a front
         # sends at once), the body at --min-body-rate after a grace.
         due = time.monotonic() + config.header_timeout
-        what_is_due = waiting_for = f"the whole head within {config.header_timeout:g}s"
+        what_is_due = waiting_for = self.head_due
         # The first read does not wait (a front writes its request as it
         # connects); if it must, FIRST_WAIT at most while holding the turn.
         # Later reads wait with SO_RCVTIMEO for no longer than is due (set
@@ -564,7 +567,7 @@ class DirectServer:
                         request.arrived = time.monotonic()
                     if config.min_body_rate:
                         due = time.monotonic() + config.read_timeout
-                        what_is_due = f"the body at {config.min_body_rate} bytes/s"
+                        what_is_due = self.body_due
                     else:  # only --read-timeout's silence bounds the body
                         due = math.inf
                 elif kind is BodyReceived:
