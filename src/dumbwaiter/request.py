@@ -241,6 +241,12 @@ class Request:
         if self.data is not None:
             self.data_input = self.data.finish()
 
+    def abort_input(self) -> None:
+        """Make the app's further reads see EOF (the client is gone)."""
+        self.input.abort()
+        if self.data_input is not None:
+            self.data_input.abort()
+
     def discard(self) -> None:
         """Drop the buffers (the request will never run)."""
         self.body.discard()

@@ -24,7 +24,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from ..protocols import (
     BodyReceived,
@@ -59,6 +59,23 @@ BUSY_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "
 BUSY_BODY = b"503 Service Unavailable: the server is busy, retry shortly\n"
 TIMEOUT_HEADERS = [("Content-Type", "text/plain; charset=utf-8")]
 TIMEOUT_BODY = b"504 Gateway Timeout: the application did not answer in time\n"
+
+
+def reset_on_close(sock: Any) -> None:
+    """Have the socket's close end the connection abnormally: a reset on
+    TCP (a zero linger time); unix sockets have none.  ``sock``: a socket,
+    or the loop's stand-in for one (uvloop's PseudoSocket; Any, since the
+    compiled build checks a declared type at the call)."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
+
+
+def peer_name(peer: dict[str, str]) -> str:
+    """``address:port`` of a connection's peer, for log lines ("peer" on a
+    unix socket)."""
+    address = peer.get("REMOTE_ADDR")
+    return f"{address}:{peer.get('REMOTE_PORT', '')}" if address else "peer"
 
 
 class Stream:
@@ -140,9 +157,7 @@ class Stream:
     # -- loop thread -------------------------------------------------------
     def cancel(self) -> None:
         self.cancelled = True
-        self.request.input.abort()
-        if self.request.data_input is not None:
-            self.request.data_input.abort()
+        self.request.abort_input()
         self.conn.wake_writers()
 
 
@@ -684,16 +699,12 @@ class Connection(asyncio.Protocol):
         there only a declared Content-Length lets the front see the loss."""
         assert self.transport is not None
         sock = self.transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
+        if sock is not None:
+            reset_on_close(sock)
         self.transport.abort()
 
     def peer_name(self) -> str:
-        address = self.peer.get("REMOTE_ADDR")
-        if address:
-            return f"{address}:{self.peer.get('REMOTE_PORT', '')}"
-        return "peer"
+        return peer_name(self.peer)
 
     def shutdown(self) -> None:
         """Graceful stop.  A request in flight, queued or partly received is

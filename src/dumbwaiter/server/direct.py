@@ -74,12 +74,7 @@ from ..protocols.scgi import SCGIServerProtocol
 from ..protocols.uwsgi import UwsgiServerProtocol
 from ..request import InputStream, Request
 from ..wsgi_objects import ClientDisconnected
-from .connection import (
-    LINGER_ZERO,
-    TIMEOUT_BODY,
-    TIMEOUT_HEADERS,
-    Connection,
-)
+from .connection import TIMEOUT_BODY, TIMEOUT_HEADERS, Connection, peer_name, reset_on_close
 from .pool import batch_scheduling
 
 if TYPE_CHECKING:
@@ -196,7 +191,7 @@ class DirectStream:
         if not self.cancelled:
             self.send(self.proto.abort_response(self.request.stream_id))
             self.cancelled = True
-            reset(self.sock)
+            reset_on_close(self.sock)
 
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> bool:
         check: Callable[[int], bool] | None = getattr(self.proto, "raw_body_ok", None)
@@ -229,9 +224,7 @@ class DirectStream:
 
     def cancel(self) -> None:
         self.cancelled = True
-        self.request.input.abort()
-        if self.request.data_input is not None:
-            self.request.data_input.abort()
+        self.request.abort_input()
 
 
 class SocketBody:
@@ -340,14 +333,6 @@ def readable(sock: Sock, seconds: float) -> bool:
     return bool(poller.poll(int(seconds * 1000)))
 
 
-def reset(sock: Sock) -> None:
-    """Have the coming close() end the connection abnormally (see
-    Connection.reset): a reset on TCP; unix sockets have none."""
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
-
-
 class DirectServer:
     """The threads serving the direct listeners of one worker."""
 
@@ -371,7 +356,9 @@ class DirectServer:
         self.turns = {listener.address.text: Turn() for listener in listeners}
         self.lock = threading.Lock()
         self.numbers = itertools.count(1)
-        self.timed = bool(ctx.config.timeout) or ctx.recording or bool(ctx.config.status)
+        # When the app took a request up, and which thread: for --timeout
+        # and --status (no queue wait to log: the thread that accepted runs it).
+        self.timed = bool(ctx.config.timeout) or bool(ctx.config.status)
         config = ctx.config
         self.write_wait = timeval(config.write_timeout)
         self.read_wait = timeval(config.read_timeout)
@@ -711,7 +698,7 @@ class DirectServer:
                     limit,
                 )
                 stream.cancel()
-                reset(stream.sock)
+                reset_on_close(stream.sock)
                 with contextlib.suppress(OSError):
                     stream.sock.shutdown(socket.SHUT_RDWR)
 
@@ -737,11 +724,6 @@ class DirectServer:
         # The thread owns the socket (it closes it once the app returns):
         # shut it, which the front sees as the end of the response (after a
         # started one on TCP, a FIN before the reset of the close).
-        reset(stream.sock)
+        reset_on_close(stream.sock)
         with contextlib.suppress(OSError):
             stream.sock.shutdown(socket.SHUT_RDWR)
-
-
-def peer_name(peer: dict[str, str]) -> str:
-    address = peer.get("REMOTE_ADDR")
-    return f"{address}:{peer.get('REMOTE_PORT', '')}" if address else "peer"
