@@ -20,6 +20,7 @@ from setuptools import setup
 #: which mypyc cannot compile) stays Python, and http.py is mostly httptools
 #: already.
 COMPILED = [
+    "src/dumbwaiter/protocols/__init__.py",
     "src/dumbwaiter/protocols/events.py",
     "src/dumbwaiter/protocols/cgihead.py",
     "src/dumbwaiter/protocols/fastcgi_records.py",

@@ -25,7 +25,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol, cast
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol, cast
 from urllib.parse import unquote_to_bytes
 
 from .access import AddressList, apply_forwarded
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 #: Set in a connection's peer values when its forwarding headers are believed.
-FORWARDED = "dumbwaiter.forwarded"
+FORWARDED: Final = "dumbwaiter.forwarded"
 
 log = logging.getLogger("dumbwaiter")
 app_log = logging.getLogger("dumbwaiter.app")
@@ -57,15 +57,19 @@ StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 # Status and header values must be latin-1 (PEP 3333): the protocols encode them.
-_STATUS = re.compile(r"[1-9][0-9][0-9] [^\r\n\0\u0100-\U0010ffff]*\Z")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_BAD_VALUE = re.compile(r"[\r\n\0\u0100-\U0010ffff]")
-#: Status lines and header names already found valid: an application answers
+_STATUS: Final = re.compile(r"[1-9][0-9][0-9] [^\r\n\0\u0100-\U0010ffff]*\Z")
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE: Final = re.compile(r"[\r\n\0\u0100-\U0010ffff]")
+#: Status lines, header names and values already found valid: an application answers
 #: with a handful of each, so most are checked once (bounded, shared by the
 #: threads; a set's add and lookup are atomic).
-_VALID_STATUS: set[str] = set()
-_VALID_NAMES: set[str] = set()
-_VALID_MAX = 512
+_VALID_STATUS: Final[set[str]] = set()
+_VALID_NAMES: Final[set[str]] = set()
+_VALID_VALUES: Final[set[str]] = set()
+_VALID_MAX: Final = 512
+#: Values are remembered only when short (Content-Type, Content-Length):
+#: long ones (cookies, policies) are neither frequent nor worth keeping.
+_VALUE_CACHED: Final = 32
 
 
 class ResponseStream(Protocol):
@@ -98,13 +102,13 @@ def fix_paths(environ: dict[str, Any], script_name: str | None) -> None:
       Apache's mod_proxy_fcgi and mod_proxy_scgi do the same, but name the
       path below the ProxyPass prefix in SCRIPT_FILENAME, which gives the split.
     """
-    path_info = environ.get("PATH_INFO")
+    path_info: str | None = environ.get("PATH_INFO")
     if script_name is None:
         if path_info is not None:
             environ.setdefault("SCRIPT_NAME", "")
             return
         path = _request_path(environ)
-        script = environ.get("SCRIPT_NAME", "")
+        script: str = environ.get("SCRIPT_NAME", "")
         proxied = _apache_proxy_path(environ.get("SCRIPT_FILENAME", ""))
         if proxied is not None and path.endswith(proxied) and proxied.startswith("/"):
             # Apache mod_proxy_fcgi/scgi: SCRIPT_NAME is the whole path, and
@@ -146,7 +150,7 @@ def _apache_proxy_path(filename: str) -> str | None:
 
 
 def _request_path(environ: dict[str, Any]) -> str:
-    uri = environ.get("REQUEST_URI") or environ.get("DOCUMENT_URI") or ""
+    uri: str = environ.get("REQUEST_URI") or environ.get("DOCUMENT_URI") or ""
     path = uri.partition("?")[0]
     if "%" in path:
         path = unquote_to_bytes(path).decode("latin-1")
@@ -189,8 +193,14 @@ class WSGIGateway:
         peer = stream.peer
         if FORWARDED in peer:  # over HTTP from a trusted proxy
             apply_forwarded(environ, self.trusted)
-        https = environ.get("HTTPS", "")
-        scheme = "https" if https.lower() in ("on", "1") else environ.get("REQUEST_SCHEME", "http")
+        # (str locals: plain str operations when compiled, where the
+        # environ's values are Any)
+        https: str = environ.get("HTTPS", "")
+        scheme: str = (
+            "https"
+            if https and https.lower() in ("on", "1")
+            else environ.get("REQUEST_SCHEME", "http")
+        )
         if not environ.get("SERVER_NAME"):
             # Over HTTP no front server names the server, and nginx sends ""
             # from a server block without server_name (PEP 3333: never
@@ -208,11 +218,12 @@ class WSGIGateway:
                 )
         for key, value in peer.items():
             environ.setdefault(key, value)
-        environ.pop(FORWARDED, None)
+        environ.pop(FORWARDED, None)  # ours, or a front server's forgery
         environ.update(self.base)
         environ["wsgi.input"] = request.input
         length = request.body.size
-        if length or environ.get("CONTENT_LENGTH", "0") not in ("", "0"):
+        declared: str = environ.get("CONTENT_LENGTH", "0")
+        if length or declared not in ("", "0"):
             # The body was received whole: its real length is the one to
             # trust (front servers may send -1 or nothing when streaming).
             environ["CONTENT_LENGTH"] = str(length)
@@ -220,8 +231,12 @@ class WSGIGateway:
         fix_paths(environ, self.script_name)
         environ.setdefault("REQUEST_METHOD", "GET")
         environ.setdefault("SERVER_PROTOCOL", "HTTP/1.1")
-        server_name = environ.get("SERVER_NAME", "")
-        if server_name.count(":") == 1 and server_name.rpartition(":")[2].isdigit():
+        server_name: str = environ.get("SERVER_NAME", "")
+        if (
+            ":" in server_name
+            and server_name.count(":") == 1
+            and server_name.rpartition(":")[2].isdigit()
+        ):
             # HAProxy's fcgi-app sends the Host header, port and all.
             environ["SERVER_NAME"] = server_name.rpartition(":")[0]
         environ.setdefault("SERVER_NAME", "localhost")  # no Host, no socket address
@@ -302,8 +317,13 @@ class _Call:
                     raise ValueError(f"bad header name {name!r}")
                 if len(_VALID_NAMES) < _VALID_MAX:
                     _VALID_NAMES.add(name)
-            if type(value) is not str or _BAD_VALUE.search(value):
+            if type(value) is not str:
                 raise ValueError(f"bad value for header {name}: {value!r}")
+            if value not in _VALID_VALUES:
+                if _BAD_VALUE.search(value):
+                    raise ValueError(f"bad value for header {name}: {value!r}")
+                if len(value) <= _VALUE_CACHED and len(_VALID_VALUES) < _VALID_MAX:
+                    _VALID_VALUES.add(value)
             if len(name) == 14 and name.lower() == "content-length":
                 length = int(value) if value.isdigit() else -1
             checked.append(header)

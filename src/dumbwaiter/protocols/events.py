@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "BODY_VIEW",
@@ -72,7 +73,7 @@ Chunk = bytes | bytearray | memoryview
 
 #: Pieces of a body longer than this are handed on as views; shorter ones as
 #: copies, which cost less than a view.
-BODY_VIEW = 2048
+BODY_VIEW: Final = 2048
 
 
 @dataclass(slots=True)

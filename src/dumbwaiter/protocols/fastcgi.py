@@ -52,6 +52,7 @@ Choices the spec leaves open
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from . import Limits
 from .cgihead import cgi_head
@@ -100,25 +101,25 @@ __all__ = ["TRANSITIONS", "FastCGIServerProtocol"]
 
 # Records as the state machine sees them: non-empty ones by type, the empty
 # record that ends a stream by the negated type.  ABORT_REQUEST has no content.
-END_PARAMS = -PARAMS
-END_STDIN = -STDIN
-END_DATA = -DATA
-ABORT = -ABORT_REQUEST
+END_PARAMS: Final = -PARAMS
+END_STDIN: Final = -STDIN
+END_DATA: Final = -DATA
+ABORT: Final = -ABORT_REQUEST
 
 # Per-request states.
-RESPONDER_PARAMS = "responder params"
-AUTHORIZER_PARAMS = "authorizer params"
-FILTER_PARAMS = "filter params"
-STDIN_AND_DATA = "stdin and data"  # FILTER: both streams open
-READING_STDIN = "stdin"
-READING_DATA = "data"  # FILTER: STDIN ended first
-COMPLETE = "complete"  # every input stream ended; the response is owed
-AUTHORIZED = "authorizer complete"  # COMPLETE, but STDIN is still dropped
-ABORTED = "aborted"  # FCGI_ABORT_REQUEST seen; only END_REQUEST is owed
-FORGOTTEN = "forgotten"  # aborted before RequestReceived: answered at once
+RESPONDER_PARAMS: Final = "responder params"
+AUTHORIZER_PARAMS: Final = "authorizer params"
+FILTER_PARAMS: Final = "filter params"
+STDIN_AND_DATA: Final = "stdin and data"  # FILTER: both streams open
+READING_STDIN: Final = "stdin"
+READING_DATA: Final = "data"  # FILTER: STDIN ended first
+COMPLETE: Final = "complete"  # every input stream ended; the response is owed
+AUTHORIZED: Final = "authorizer complete"  # COMPLETE, but STDIN is still dropped
+ABORTED: Final = "aborted"  # FCGI_ABORT_REQUEST seen; only END_REQUEST is owed
+FORGOTTEN: Final = "forgotten"  # aborted before RequestReceived: answered at once
 
 #: The per-request state machine; anything missing is a protocol error.
-TRANSITIONS: dict[tuple[str, int], str] = {
+TRANSITIONS: Final[dict[tuple[str, int], str]] = {
     (RESPONDER_PARAMS, PARAMS): RESPONDER_PARAMS,
     (RESPONDER_PARAMS, END_PARAMS): READING_STDIN,
     (RESPONDER_PARAMS, ABORT): FORGOTTEN,
@@ -152,11 +153,11 @@ TRANSITIONS: dict[tuple[str, int], str] = {
 }
 
 #: States whose input is read and dropped.
-DROPPING = frozenset({AUTHORIZED, ABORTED})
+DROPPING: Final = frozenset({AUTHORIZED, ABORTED})
 
-ROLES = {int(role): role for role in Role}
+ROLES: Final = {int(role): role for role in Role}
 
-FIRST_STATE = {
+FIRST_STATE: Final = {
     Role.RESPONDER: RESPONDER_PARAMS,
     Role.AUTHORIZER: AUTHORIZER_PARAMS,
     Role.FILTER: FILTER_PARAMS,
@@ -278,7 +279,9 @@ class FastCGIServerProtocol:
         unpack = HEADER.unpack_from
         requests = self._requests
         while available - position >= 8:
-            version, kind, request_id, length, padding = unpack(source, position)
+            # (typed: the fields are then plain ints when compiled)
+            fields: tuple[int, int, int, int, int] = unpack(source, position)
+            version, kind, request_id, length, padding = fields
             if version != VERSION_1:
                 raise RemoteProtocolError(f"FastCGI version {version}, not 1")
             start = position + 8
@@ -332,7 +335,8 @@ class FastCGIServerProtocol:
     def _begin(self, request_id: int, content: Chunk) -> None:
         if len(content) < BEGIN_BODY.size:
             raise RemoteProtocolError("FCGI_BEGIN_REQUEST body shorter than 8 bytes")
-        role_number, flags = BEGIN_BODY.unpack_from(content)
+        fields: tuple[int, int] = BEGIN_BODY.unpack_from(content)
+        role_number, flags = fields
         keep_conn = bool(flags & KEEP_CONN)
         role = ROLES.get(role_number)
         if self._requests and not self.multiplex:
@@ -503,7 +507,7 @@ _ENTRY: dict[str, _Entry] = {
 #: ``TRANSITIONS`` joined with ``_ACTIONS`` and ``_ENTRY`` once, so that a
 #: record costs one lookup: (state, record) -> (new state, the record's action
 #: unless the state drops input, the new state's entry unless it is the same).
-_STEPS: dict[tuple[str, int], tuple[str, _Action | None, _Entry | None]] = {
+_STEPS: Final[dict[tuple[str, int], tuple[str, _Action | None, _Entry | None]]] = {
     (old, token): (
         new,
         None if old in DROPPING else _ACTIONS.get(token),

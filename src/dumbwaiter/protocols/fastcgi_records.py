@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from typing import Final
 
 from .errors import RemoteProtocolError
 
@@ -47,22 +48,22 @@ __all__ = [
     "records",
 ]
 
-VERSION_1 = 1
+VERSION_1: Final = 1
 
 # Record types (8).
-BEGIN_REQUEST = 1
-ABORT_REQUEST = 2
-END_REQUEST = 3
-PARAMS = 4
-STDIN = 5
-STDOUT = 6
-STDERR = 7
-DATA = 8
-GET_VALUES = 9
-GET_VALUES_RESULT = 10
-UNKNOWN_TYPE = 11
+BEGIN_REQUEST: Final = 1
+ABORT_REQUEST: Final = 2
+END_REQUEST: Final = 3
+PARAMS: Final = 4
+STDIN: Final = 5
+STDOUT: Final = 6
+STDERR: Final = 7
+DATA: Final = 8
+GET_VALUES: Final = 9
+GET_VALUES_RESULT: Final = 10
+UNKNOWN_TYPE: Final = 11
 
-RECORD_NAMES = {
+RECORD_NAMES: Final = {
     BEGIN_REQUEST: "BEGIN_REQUEST",
     ABORT_REQUEST: "ABORT_REQUEST",
     END_REQUEST: "END_REQUEST",
@@ -77,22 +78,22 @@ RECORD_NAMES = {
 }
 
 #: The one flag of FCGI_BEGIN_REQUEST (5.1).
-KEEP_CONN = 1
+KEEP_CONN: Final = 1
 
 # protocolStatus of FCGI_END_REQUEST (5.5).
-REQUEST_COMPLETE = 0
-CANT_MPX_CONN = 1
-OVERLOADED = 2
-UNKNOWN_ROLE = 3
+REQUEST_COMPLETE: Final = 0
+CANT_MPX_CONN: Final = 1
+OVERLOADED: Final = 2
+UNKNOWN_ROLE: Final = 3
 
-HEADER = struct.Struct(">BBHHBx")
-BEGIN_BODY = struct.Struct(">HB5x")  # role, flags (5.1)
-END_BODY = struct.Struct(">IB3x")  # appStatus, protocolStatus (5.5)
-UNKNOWN_BODY = struct.Struct(">B7x")  # the type not understood (4.2)
+HEADER: Final = struct.Struct(">BBHHBx")
+BEGIN_BODY: Final = struct.Struct(">HB5x")  # role, flags (5.1)
+END_BODY: Final = struct.Struct(">IB3x")  # appStatus, protocolStatus (5.5)
+UNKNOWN_BODY: Final = struct.Struct(">B7x")  # the type not understood (4.2)
 #: The end of a response in one pack (see ``end_tail``).
-END_TAIL = struct.Struct(">BBHHBxBBHHBxIB3x")
-LENGTH4 = struct.Struct(">I")
-MAX_CONTENT = 0xFFFF
+END_TAIL: Final = struct.Struct(">BBHHBxBBHHBxIB3x")
+LENGTH4: Final = struct.Struct(">I")
+MAX_CONTENT: Final = 0xFFFF
 
 
 def record(kind: int, request_id: int, content: bytes = b"", pad: bool = False) -> bytes:
@@ -131,8 +132,20 @@ def end_request(request_id: int, protocol_status: int, app_status: int = 0) -> b
     )
 
 
+#: ``end_tail(1, REQUEST_COMPLETE)``, built once: front servers number a
+#: connection's one request 1.
+END_TAIL_1: Final = END_TAIL.pack(
+    *(VERSION_1, STDOUT, 1, 0, 0),
+    *(VERSION_1, END_REQUEST, 1, END_BODY.size, 0),
+    0,
+    REQUEST_COMPLETE,
+)
+
+
 def end_tail(request_id: int, protocol_status: int, app_status: int = 0) -> bytes:
     """The empty STDOUT record that ends the stream, then FCGI_END_REQUEST."""
+    if request_id == 1 and protocol_status == app_status == 0:
+        return END_TAIL_1  # what nearly every response ends with
     return END_TAIL.pack(
         *(VERSION_1, STDOUT, request_id, 0, 0),
         *(VERSION_1, END_REQUEST, request_id, END_BODY.size, 0),

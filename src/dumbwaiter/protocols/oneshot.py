@@ -20,15 +20,19 @@ rather than closing it cleanly.
 
 from __future__ import annotations
 
+from typing import Final
+
 from . import Limits
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import BODY_VIEW, BodyReceived, Chunk, Event, RequestComplete, RequestReceived
 
 __all__ = ["STREAM_ID", "OneShotServerProtocol"]
 
-STREAM_ID = 1
+STREAM_ID: Final = 1
 
-HEAD, BODY, DONE = "head", "body", "done"
+HEAD: Final = "head"
+BODY: Final = "body"
+DONE: Final = "done"
 
 
 class OneShotServerProtocol:
@@ -91,8 +95,14 @@ class OneShotServerProtocol:
             self._state = BODY
             # The body's first piece: a view when large (a bytearray head is
             # dropped here, never resized under it), else a copy.
-            body: Chunk = memoryview(head)[used:] if len(head) - used > BODY_VIEW else head[used:]
-            self._buffer = bytearray()
+            rest = len(head) - used
+            body: Chunk = b""
+            if rest > BODY_VIEW:
+                body = memoryview(head)[used:]
+            elif rest:
+                body = head[used:]
+            if head is not data:
+                self._buffer = bytearray()
         else:
             body = data
         if body:
@@ -174,7 +184,9 @@ class OneShotServerProtocol:
 
 
 def _content_length(environ: dict[str, str], name: str) -> int:
-    text = environ.get("CONTENT_LENGTH", "") or "0"
+    text = environ.get("CONTENT_LENGTH", "")
+    if not text or text == "0":
+        return 0  # (most requests)
     if not text.isdigit() or not text.isascii():
         raise RemoteProtocolError(f"bad CONTENT_LENGTH {text[:40]!r} on {name}")
     # int() refuses more than 4300 digits with a ValueError: leading zeros

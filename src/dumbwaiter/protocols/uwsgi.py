@@ -15,6 +15,7 @@ The 16-bit datasize bounds a var block at 64 KiB.  Decoding is latin-1
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from .cgihead import http_head
 from .errors import RemoteProtocolError
@@ -23,6 +24,7 @@ from .oneshot import OneShotServerProtocol
 __all__ = ["UwsgiServerProtocol", "encode_request"]
 
 HEADER = struct.Struct("<BHB")
+HEAD_SIZE: Final = HEADER.size
 SIZE = struct.Struct("<H")
 
 
@@ -30,17 +32,19 @@ class UwsgiServerProtocol(OneShotServerProtocol):
     name = "uwsgi"
 
     def parse_head(self, buffer: bytes | bytearray) -> tuple[dict[str, str], int] | None:
-        if len(buffer) < HEADER.size:
+        if len(buffer) < HEAD_SIZE:
             return None
-        modifier1, size, _modifier2 = HEADER.unpack_from(buffer)
+        # (byte reads, not HEADER.unpack_from: plain ints when compiled)
+        modifier1 = buffer[0]
+        size = buffer[1] | buffer[2] << 8
         if modifier1 != 0:
             raise RemoteProtocolError(f"uwsgi modifier1 {modifier1} is not a WSGI request")
         if size > self.limits.max_header_bytes:
             raise RemoteProtocolError(f"uwsgi vars over {self.limits.max_header_bytes} bytes", 431)
-        end = HEADER.size + size
+        end = HEAD_SIZE + size
         if len(buffer) < end:
             return None
-        data = bytes(buffer[HEADER.size : end])
+        data = bytes(buffer[HEAD_SIZE:end])
         text = data.decode("latin-1")  # byte i is character i: sizes index the text
         environ: dict[str, str] = {}
         position = 0
