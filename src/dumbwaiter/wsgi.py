@@ -353,7 +353,8 @@ class _Call:
     # -- running the application ---------------------------------------------
     def run(self, app: WSGIApp, environ: dict[str, Any]) -> None:
         self.environ = environ
-        self.head = environ["REQUEST_METHOD"] == "HEAD"
+        method: str = environ["REQUEST_METHOD"]
+        self.head = method == "HEAD"
         try:
             # object, not bytes: what the app yields is checked by write(),
             # the same in both builds (a compiled loop would check each item).
@@ -390,7 +391,8 @@ class _Call:
             self.fail()
             raise
         finally:
-            close = getattr(result, "close", None)
+            # (a list or tuple has no close(): not looked for)
+            close = None if type(result) is list else getattr(result, "close", None)
             if close is not None:
                 try:
                     close()

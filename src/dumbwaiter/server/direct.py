@@ -59,7 +59,7 @@ import threading
 import time
 from collections.abc import Callable
 from errno import EAGAIN
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Final
 
 from ..protocols import (
     BodyReceived,
@@ -95,18 +95,20 @@ DIRECT_PROTOCOLS = ("fastcgi", "scgi", "uwsgi")
 Sock = _socket.socket
 
 #: The protocols whose body the app reads from the socket (SocketBody).
-STREAMED = (SCGIServerProtocol, UwsgiServerProtocol)
+STREAMED: Final = (SCGIServerProtocol, UwsgiServerProtocol)
 
 #: How long the first read of a connection may wait while its thread holds
 #: the accept turn (a front server writes its request as it connects; one
 #: that is slower gives the turn to the next thread after this).
-FIRST_WAIT = 0.02
+FIRST_WAIT: Final = 0.02
 #: How often an idle thread wakes from accept() to see a stop.
-ACCEPT_WAKE = 0.5
-RECV_SIZE = 256 * 1024
+ACCEPT_WAKE: Final = 0.5
+RECV_SIZE: Final = 256 * 1024
+#: (an int once: the flag is an enum member)
+MSG_DONTWAIT: Final = int(socket.MSG_DONTWAIT)
 #: After a protocol error: how long we read and drop what the peer still
 #: sends, so that it sees our answer rather than a reset (as the loop does).
-LINGER_SECONDS = 2.0
+LINGER_SECONDS: Final = 2.0
 
 
 def timeval(seconds: float) -> bytes:
@@ -118,7 +120,8 @@ def timeval(seconds: float) -> bytes:
 class DirectStream:
     """One request served by its own thread: :class:`~dumbwaiter.wsgi.ResponseStream`
     over a blocking socket.  ``lock`` orders the response's start against
-    ``--timeout``'s 504, the one thing another thread (the loop) may do."""
+    ``--timeout``'s 504, the one thing another thread (the loop) may do
+    (None without ``--timeout``)."""
 
     __slots__ = (
         "began",
@@ -145,7 +148,7 @@ class DirectStream:
         proto: ServerProtocol,
         request: Request,
         peer: dict[str, str],
-        lock: threading.Lock,
+        lock: threading.Lock | None,
         listener: Listener,
     ) -> None:
         self.sock = sock
@@ -167,11 +170,13 @@ class DirectStream:
         self.logged = False
 
     def start(self, status: str, headers: list[tuple[str, str]], body: bytes, end: bool) -> None:
-        with self.lock:
-            if self.expired:  # --timeout answered for us
-                self.cancelled = True
-                return
-            self.started = True
+        lock = self.lock
+        if lock is not None:
+            with lock:
+                if self.expired:  # --timeout answered for us
+                    self.cancelled = True
+                    return
+                self.started = True
         self.status = status
         self.sent += len(body)
         self.send(self.proto.start_response(self.request.stream_id, status, headers, body, end))
@@ -314,15 +319,18 @@ class Turn:
         self.lock = threading.Lock()
         self.owner = 0
 
-    def take(self, timeout: float) -> bool:
-        if self.lock.acquire(timeout=timeout):
-            self.owner = threading.get_ident()
+    def take(self, me: int, timeout: float) -> bool:
+        """Take the turn for thread ``me`` (its number, from 1), waiting up
+        to ``timeout``."""
+        # (A free turn is taken without the timed wait's set-up.)
+        if self.lock.acquire(False) or self.lock.acquire(True, timeout):
+            self.owner = me
             return True
         return False
 
-    def give(self) -> None:
-        """Give the turn back, if this thread holds it."""
-        if self.owner == threading.get_ident():
+    def give(self, me: int) -> None:
+        """Give the turn back, if thread ``me`` holds it."""
+        if self.owner == me:
             self.owner = 0
             self.lock.release()
 
@@ -354,12 +362,20 @@ class DirectServer:
         self.counts: list[int] = []
         self.threads: list[threading.Thread] = []
         self.turns = {listener.address.text: Turn() for listener in listeners}
-        self.lock = threading.Lock()
-        self.numbers = itertools.count(1)
+        #: Orders a response's start against --timeout's 504 (see DirectStream).
+        self.timeout_lock = threading.Lock() if ctx.config.timeout else None
+        #: The next connection's number (for the access log's connection id).
+        self.next_number: Callable[[], int] = itertools.count(1).__next__
         # When the app took a request up, and which thread: for --timeout
         # and --status (no queue wait to log: the thread that accepted runs it).
         self.timed = bool(ctx.config.timeout) or bool(ctx.config.status)
         config = ctx.config
+        # Read per request: kept here, where compiled code reads them as
+        # plain attributes (Config is a Python object).
+        self.header_timeout = config.header_timeout
+        self.read_timeout = config.read_timeout
+        self.min_body_rate = config.min_body_rate
+        self.spool_threshold = config.spool_threshold
         self.write_wait = timeval(config.write_timeout)
         self.read_wait = timeval(config.read_timeout)
         #: What a request that timed out was still owed, for its log line.
@@ -411,13 +427,14 @@ class DirectServer:
         accept: Callable[[], tuple[int, object]] = getattr(listener.sock, "_accept")  # noqa: B009
         family, kind, proto = listener.sock.family, listener.sock.type, listener.sock.proto
         turn = self.turns[listener.address.text]
+        me = number + 1
         while not self.stopping:
-            if not turn.take(ACCEPT_WAKE):
+            if not turn.take(me, ACCEPT_WAKE):
                 continue
             try:
                 fd, _ = accept()
             except (BlockingIOError, TimeoutError, InterruptedError):
-                turn.give()
+                turn.give(me)
                 # The wake-up: see whether we stop.  Or the socket was made
                 # non-blocking by another process sharing it (a worker of
                 # another generation serving it from its loop): wait here.
@@ -426,7 +443,7 @@ class DirectServer:
                         select.select([listener.sock], [], [], ACCEPT_WAKE)
                 continue
             except OSError as exc:
-                turn.give()
+                turn.give(me)
                 if self.stopping:
                     break
                 log.error("%s: accept failed: %s", listener.name, exc)
@@ -439,7 +456,7 @@ class DirectServer:
                 log.exception("internal error serving %s directly", listener.name)
                 sock.close()
             finally:
-                turn.give()
+                turn.give(me)
 
     def connection(self, sock: Sock, listener: Listener, number: int, turn: Turn) -> None:
         """Serve one accepted connection; closes it, or hands it to the loop.
@@ -458,10 +475,10 @@ class DirectServer:
             )
             sock.close()
             return
-        peer["dumbwaiter.connection"] = f"d{next(self.numbers)}"
+        peer["dumbwaiter.connection"] = f"d{self.next_number()}"
         proto = self.factories[listener.protocol]()
-        request = self.receive(sock, proto, listener, peer, turn)
-        turn.give()
+        request = self.receive(sock, proto, listener, peer, turn, number + 1)
+        turn.give(number + 1)
         if request is None:
             sock.close()
             return
@@ -489,32 +506,38 @@ class DirectServer:
         listener: Listener,
         peer: dict[str, str],
         turn: Turn,
+        me: int,
     ) -> Request | None:
         """Read one whole request; None when there is none to answer.  The
         turn is given back before any read that may wait (a front sends its
         request at once: usually it is all there when we accept)."""
-        config = self.ctx.config
         request: Request | None = None
         # The head is due within --header-timeout of the accept (a front
-        # sends at once), the body at --min-body-rate after a grace.
-        due = time.monotonic() + config.header_timeout
+        # sends at once), the body at --min-body-rate after a grace.  The
+        # deadline is set when a read must first wait (microseconds after
+        # the accept, or after the head): most requests never wait.
+        grace = self.header_timeout
+        due = 0.0
         what_is_due = waiting_for = self.head_due
         # The first read does not wait (a front writes its request as it
         # connects); if it must, FIRST_WAIT at most while holding the turn.
         # Later reads wait with SO_RCVTIMEO for no longer than is due (set
         # per read: it costs two system calls, only off the common path).
         first = True
-        flags = int(socket.MSG_DONTWAIT)
+        flags = MSG_DONTWAIT
         while True:
             if not first:
-                left = due - time.monotonic()
-                if request is not None and config.min_body_rate:
-                    left += request.body.size / config.min_body_rate
+                now = time.monotonic()
+                if not due:
+                    due = now + grace
+                left = due - now
+                if request is not None and self.min_body_rate:
+                    left += request.body.size / self.min_body_rate
                 if left <= 0:
                     break
                 waiting_for = what_is_due
-                if config.read_timeout and config.read_timeout < left:
-                    left = config.read_timeout
+                if self.read_timeout and self.read_timeout < left:
+                    left = self.read_timeout
                     waiting_for = "more of the request"
                 # (a timeval of zero waits for ever)
                 wait = timeval(0.0) if left == math.inf else timeval(max(left, 0.001))
@@ -525,8 +548,9 @@ class DirectServer:
                 if first:  # not there yet
                     first = False
                     flags = 0
+                    due = time.monotonic() + grace
                     if not readable(sock, FIRST_WAIT):
-                        turn.give()  # wait on, but let another thread accept
+                        turn.give(me)  # wait on, but let another thread accept
                     continue
                 break
             except OSError:
@@ -548,15 +572,16 @@ class DirectServer:
                 if kind is RequestReceived:
                     assert isinstance(event, RequestReceived)
                     request = Request(
-                        event.stream_id, event.environ, event.role, config.spool_threshold
+                        event.stream_id, event.environ, event.role, self.spool_threshold
                     )
                     if self.ctx.recording:
                         request.arrived = time.monotonic()
-                    if config.min_body_rate:
-                        due = time.monotonic() + config.read_timeout
+                    due = 0.0  # (from the next wait)
+                    if self.min_body_rate:
+                        grace = self.read_timeout
                         what_is_due = self.body_due
                     else:  # only --read-timeout's silence bounds the body
-                        due = math.inf
+                        grace = math.inf
                 elif kind is BodyReceived:
                     assert isinstance(event, BodyReceived) and request is not None
                     request.body.write(event.data)
@@ -588,7 +613,7 @@ class DirectServer:
                 return request
             first = False
             flags = 0
-            turn.give()
+            turn.give(me)
         if request is not None or not proto.idle:  # (nothing sent at all: a probe)
             log.info(
                 "%s: %s: closing: still waiting for %s", listener.name, peer_name(peer), waiting_for
@@ -618,7 +643,7 @@ class DirectServer:
         listener: Listener,
     ) -> DirectStream:
         """The application's turn, then the access log and metrics."""
-        stream = DirectStream(sock, proto, request, peer, self.lock, listener)
+        stream = DirectStream(sock, proto, request, peer, self.timeout_lock, listener)
         if self.timed:
             stream.began = stream.queued = time.monotonic()
             stream.thread = threading.current_thread().name
@@ -705,6 +730,7 @@ class DirectServer:
     def expire(self, stream: DirectStream) -> None:
         """``--timeout`` passed (loop thread): 504 if the response has not
         begun, else the connection is shut so the front sees it broken."""
+        assert stream.lock is not None  # (set with --timeout)
         with stream.lock:
             if stream.expired:
                 return
@@ -716,7 +742,7 @@ class DirectServer:
                 request_id, "504 Gateway Timeout", TIMEOUT_HEADERS, TIMEOUT_BODY
             )
             with contextlib.suppress(OSError):
-                stream.sock.send(body, socket.MSG_DONTWAIT)
+                stream.sock.send(body, MSG_DONTWAIT)
             stream.status, stream.sent = "504", len(TIMEOUT_BODY)
             if self.ctx.recording and not stream.logged:
                 self.record(stream)
