@@ -56,6 +56,19 @@ class _Closing:
         _mark("closed", self.tag)
 
 
+def _hog() -> None:
+    time.sleep(0.3)  # the loop has sent the answer and closed
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)
+    try:
+        _mark("started", "hog")
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            pass
+    finally:
+        sys.setswitchinterval(interval)
+
+
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     path = environ.get("PATH_INFO", "")
     query = environ.get("QUERY_STRING", "")
@@ -127,6 +140,12 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         released = _wait_for(query)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"released\n" if released else b"timed out\n"]
+    if path == "/hog":
+        # Answers, then a thread holds the GIL for a second (no forced
+        # switch meanwhile): the event loop's thread runs nothing until then.
+        threading.Thread(target=_hog, daemon=True).start()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hogging\n"]
     if path == "/barrier":
         # Two requests must be in the app at the same time to pass.
         try:

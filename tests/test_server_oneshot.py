@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from dumbwaiter.protocols import scgi, uwsgi
-from serving import Server, connect, free_port, short_tmpdir
+from serving import Server, connect, free_port, short_tmpdir, until
 
 ENCODERS: dict[str, Callable[..., bytes]] = {
     "scgi": scgi.encode_request,
@@ -113,3 +115,23 @@ def test_uwsgi_over_tcp(server: Server) -> None:
         with pytest.raises(ConnectionResetError):  # a broken response is a reset on TCP
             while sock.recv(65536):
                 pass
+
+
+def test_a_connection_accepted_as_the_stop_comes_is_served() -> None:
+    """SIGTERM, then a connection, both waiting for the event loop (a thread
+    of the app holds the GIL): the stop and the accept come in the same
+    turns of the loop, and that request is still served before the worker
+    exits (not closed unanswered, nor left in the closed listener's
+    backlog)."""
+    folder = short_tmpdir()
+    args = ["--no-master", "--threads", "2", "--uwsgi", f"unix:{folder}/uwsgi.sock"]
+    with Server(args, workdir=folder) as server:
+        assert exchange(server, "uwsgi", uwsgi.encode_request(environ("/hog"))).endswith(
+            b"hogging\n"
+        )
+        assert until(lambda: server.path("started").exists()), server.log()
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.2)  # the loop has the signal to handle, and waits for the GIL
+        late = exchange(server, "uwsgi", uwsgi.encode_request(environ("/hello")))
+        assert late.endswith(b"\r\n\r\nHello world\n"), (late, server.log())
+        assert server.proc.wait(10) == 0

@@ -232,6 +232,8 @@ class Connection(asyncio.Protocol):
         # front servers reuse their connections.
         self.peer["dumbwaiter.connection"] = str(ctx.accepted)
         self.deadline = ctx.loop.time() + ctx.config.keepalive_timeout
+        if ctx.draining:  # accepted as the stop came: served, within the grace
+            self.shutdown()
 
     def defer(self, data: bytes) -> None:
         """Enough requests are read ahead of the threads: leave this

@@ -637,6 +637,11 @@ def reopen_logs(access_log: AccessLog | None = None) -> None:
 async def _drain(ctx: ServerContext, timeout: float) -> None:
     ctx.draining = True
     deadline = ctx.loop.time() + timeout
+    # A connection accepted in the loop's turn that took the stop is made a
+    # callback later: let it join ctx.connections first, or it would find
+    # the worker gone and lose its request (Connection.connection_made
+    # gives it the drain's grace).
+    await asyncio.sleep(0)
     ctx.read_deferred(everything=True)  # accepted before we stopped: served
     for conn in list(ctx.connections):
         conn.shutdown()
