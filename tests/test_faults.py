@@ -186,7 +186,10 @@ def test_a_thousand_idle_connections_leave_twenty_active_ones_prompt() -> None:
         before = probe.sockets()
         started = time.monotonic()
         idle = [connect(f"127.0.0.1:{port}") for _ in range(IDLE)]
-        assert until(lambda: probe.sockets() >= before + IDLE), probe.sockets()
+        # Accepting is not what is timed here (a loaded CI machine once took
+        # over 10 s for the last few): the prompt answers below are.
+        held = until(lambda: probe.sockets() >= before + IDLE, seconds=60)
+        assert held, f"{probe.sockets() - before} of {IDLE} accepted"
         held_after = time.monotonic() - started
 
         gate = threading.Barrier(ACTIVE + 1, timeout=10)
