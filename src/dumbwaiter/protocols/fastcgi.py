@@ -51,7 +51,6 @@ Choices the spec leaves open
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final
 
 from . import Limits
@@ -239,7 +238,7 @@ class FastCGIServerProtocol:
                 position, whole = self._complete_buffered(data)
                 if whole is None:
                     return events
-                self._parse(whole, 0, events)
+                self._parse_buffered(whole, events)
             position = self._parse(data, position, events)
             if position < len(data):
                 self._buffer += memoryview(data)[position:]
@@ -272,20 +271,21 @@ class FastCGIServerProtocol:
         self._buffer = bytearray()
         return taken, buffer
 
-    def _parse(self, source: bytes | bytearray, position: int, events: list[Event]) -> int:
+    def _parse(self, source: bytes, position: int, events: list[Event]) -> int:
         """Handle every whole record of ``source`` from ``position``; return
         where the first incomplete one starts."""
         available = len(source)
-        unpack = HEADER.unpack_from
-        requests = self._requests
         while available - position >= 8:
-            # (typed: the fields are then plain ints when compiled)
-            fields: tuple[int, int, int, int, int] = unpack(source, position)
-            version, kind, request_id, length, padding = fields
+            # The header by byte reads (plain ints when compiled, where
+            # HEADER.unpack_from builds a tuple of five boxed ones).
+            version = source[position]
             if version != VERSION_1:
                 raise RemoteProtocolError(f"FastCGI version {version}, not 1")
+            kind = source[position + 1]
+            request_id = source[position + 2] << 8 | source[position + 3]
+            length = source[position + 4] << 8 | source[position + 5]
             start = position + 8
-            end = start + length + padding
+            end = start + length + source[position + 6]  # (+ padding)
             if end > available:
                 break
             if length > BODY_VIEW and kind in (STDIN, DATA):
@@ -293,27 +293,55 @@ class FastCGIServerProtocol:
             else:
                 content = source[start : start + length]
             position = end
-            request = requests.get(request_id)
-            if request is None:
-                if request_id == 0:
-                    self._management(kind, content)
-                elif kind == BEGIN_REQUEST:
-                    self._begin(request_id, content)
-                continue  # any other record for an inactive id: ignored (3.3)
-            token = kind if length else -kind
-            step = _STEPS.get((request.state, token))
-            if step is None:
-                name = RECORD_NAMES.get(kind, str(kind))
-                raise RemoteProtocolError(
-                    f"{'empty ' if not length else ''}{name} record not allowed "
-                    f"for request {request_id} in state {request.state!r}"
-                )
-            request.state, action, entry = step
-            if action is not None:
-                action(self, request, content, events)
-            if entry is not None:
-                entry(self, request, events)
+            self._record(kind, request_id, length, content, events)
         return position
+
+    def _parse_buffered(self, record: bytearray, events: list[Event]) -> None:
+        """Handle the one whole record ``_complete_buffered`` assembled."""
+        fields: tuple[int, int, int, int, int] = HEADER.unpack_from(record)
+        _, kind, request_id, length, _ = fields  # (the version was checked)
+        if length > BODY_VIEW and kind in (STDIN, DATA):
+            content: Chunk = memoryview(record)[8 : 8 + length]
+        else:
+            content = record[8 : 8 + length]
+        self._record(kind, request_id, length, content, events)
+
+    def _record(
+        self, kind: int, request_id: int, length: int, content: Chunk, events: list[Event]
+    ) -> None:
+        """One record: a management record, a new request, or a step of one."""
+        request = self._requests.get(request_id)
+        if request is None:
+            if request_id == 0:
+                self._management(kind, content)
+            elif kind == BEGIN_REQUEST:
+                self._begin(request_id, content)
+            return  # any other record for an inactive id: ignored (3.3)
+        step = _STEPS[request.state].get(kind if length else -kind)
+        if step is None:
+            name = RECORD_NAMES.get(kind, str(kind))
+            raise RemoteProtocolError(
+                f"{'empty ' if not length else ''}{name} record not allowed "
+                f"for request {request_id} in state {request.state!r}"
+            )
+        request.state, action, entry = step
+        # (an if-chain, not a table of functions: native calls when compiled)
+        if action == ON_PARAMS:
+            self._on_params(request, content)
+        elif action == ON_PARAMS_END:
+            self._on_params_end(request, events)
+        elif action == ON_STDIN:
+            self._count(request, len(content))
+            events.append(BodyReceived(request.id, content))
+        elif action == ON_DATA:
+            self._count(request, len(content))
+            events.append(FilterDataReceived(request.id, content))
+        if entry == ENTER_COMPLETE:
+            events.append(RequestComplete(request.id))
+        elif entry == ENTER_ABORTED:
+            events.append(RequestAborted(request.id))
+        elif entry == ENTER_FORGOTTEN:
+            self._replies.append(self._finish(request.id, REQUEST_COMPLETE))
 
     def _management(self, kind: int, content: Chunk) -> None:
         if kind == GET_VALUES:
@@ -353,7 +381,7 @@ class FastCGIServerProtocol:
             self._closing = True
 
     # What a record does (unless its request's state drops input) ...
-    def _on_params(self, request: _Request, content: Chunk, events: list[Event]) -> None:
+    def _on_params(self, request: _Request, content: Chunk) -> None:
         if request.params:
             if not isinstance(request.params, bytearray):
                 request.params = bytearray(request.params)
@@ -364,34 +392,16 @@ class FastCGIServerProtocol:
         if len(request.params) > limit:
             raise RemoteProtocolError(f"params over {limit} bytes", 431)
 
-    def _on_params_end(self, request: _Request, content: Chunk, events: list[Event]) -> None:
+    def _on_params_end(self, request: _Request, events: list[Event]) -> None:
         environ = decode_pairs(request.params, self.limits.max_header_count)
         request.params = b""
         events.append(RequestReceived(request.id, environ, request.role))
-
-    def _on_stdin(self, request: _Request, content: Chunk, events: list[Event]) -> None:
-        self._count(request, len(content))
-        events.append(BodyReceived(request.id, content))
-
-    def _on_data(self, request: _Request, content: Chunk, events: list[Event]) -> None:
-        self._count(request, len(content))
-        events.append(FilterDataReceived(request.id, content))
 
     def _count(self, request: _Request, size: int) -> None:
         request.received += size
         limit = self.limits.max_body
         if limit and request.received > limit:
             raise RemoteProtocolError(f"request body over {limit} bytes", 413)
-
-    # ... and what entering a state does.
-    def _enter_complete(self, request: _Request, events: list[Event]) -> None:
-        events.append(RequestComplete(request.id))
-
-    def _enter_aborted(self, request: _Request, events: list[Event]) -> None:
-        events.append(RequestAborted(request.id))
-
-    def _enter_forgotten(self, request: _Request, events: list[Event]) -> None:
-        self._replies.append(self._finish(request.id, REQUEST_COMPLETE))
 
     def data_to_send(self) -> bytes:
         if not self._replies:
@@ -487,31 +497,36 @@ class FastCGIServerProtocol:
         return not self._requests and not self._buffer
 
 
-_Action = Callable[[FastCGIServerProtocol, _Request, Chunk, list[Event]], None]
-_Entry = Callable[[FastCGIServerProtocol, _Request, list[Event]], None]
+# What a record does (unless its request's state drops input) ...
+NO_ACTION: Final = 0
+ON_PARAMS: Final = 1
+ON_PARAMS_END: Final = 2
+ON_STDIN: Final = 3
+ON_DATA: Final = 4
+_ACTIONS: Final = {PARAMS: ON_PARAMS, END_PARAMS: ON_PARAMS_END, STDIN: ON_STDIN, DATA: ON_DATA}
 
-_ACTIONS: dict[int, _Action] = {
-    PARAMS: FastCGIServerProtocol._on_params,
-    END_PARAMS: FastCGIServerProtocol._on_params_end,
-    STDIN: FastCGIServerProtocol._on_stdin,
-    DATA: FastCGIServerProtocol._on_data,
+# ... and what entering a state does.
+NO_ENTRY: Final = 0
+ENTER_COMPLETE: Final = 1
+ENTER_ABORTED: Final = 2
+ENTER_FORGOTTEN: Final = 3  # answered at once: END_REQUEST
+_ENTRY: Final = {
+    COMPLETE: ENTER_COMPLETE,
+    AUTHORIZED: ENTER_COMPLETE,
+    ABORTED: ENTER_ABORTED,
+    FORGOTTEN: ENTER_FORGOTTEN,
 }
 
-_ENTRY: dict[str, _Entry] = {
-    COMPLETE: FastCGIServerProtocol._enter_complete,
-    AUTHORIZED: FastCGIServerProtocol._enter_complete,
-    ABORTED: FastCGIServerProtocol._enter_aborted,
-    FORGOTTEN: FastCGIServerProtocol._enter_forgotten,
-}
-
-#: ``TRANSITIONS`` joined with ``_ACTIONS`` and ``_ENTRY`` once, so that a
-#: record costs one lookup: (state, record) -> (new state, the record's action
-#: unless the state drops input, the new state's entry unless it is the same).
-_STEPS: Final[dict[tuple[str, int], tuple[str, _Action | None, _Entry | None]]] = {
-    (old, token): (
-        new,
-        None if old in DROPPING else _ACTIONS.get(token),
-        None if new == old else _ENTRY.get(new),
+#: ``TRANSITIONS`` joined with ``_ACTIONS`` and ``_ENTRY`` once, by state, so
+#: that a record costs two lookups: state -> record -> (new state, the
+#: record's action unless the state drops input, the new state's entry unless
+#: it is the same).
+_STEPS: Final[dict[str, dict[int, tuple[str, int, int]]]] = {}
+for (_old, _token), _new in TRANSITIONS.items():
+    _STEPS.setdefault(_old, {})[_token] = (
+        _new,
+        NO_ACTION if _old in DROPPING else _ACTIONS.get(_token, NO_ACTION),
+        NO_ENTRY if _new == _old else _ENTRY.get(_new, NO_ENTRY),
     )
-    for (old, token), new in TRANSITIONS.items()
-}
+for _new in TRANSITIONS.values():  # (states no record may follow, too)
+    _STEPS.setdefault(_new, {})
