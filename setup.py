@@ -15,10 +15,10 @@ import os
 from setuptools import setup
 
 #: The request path (docs/ARCHITECTURE.md): the sans-IO protocols, the request
-#: model, the WSGI gateway, the connection and the pool.  What applications
-#: get as classes (wsgi_objects.py: ClientDisconnected subclasses OSError,
-#: which mypyc cannot compile) stays Python, and http.py is mostly httptools
-#: already.
+#: model, the WSGI gateway, the serving process's modules.  What applications
+#: get as classes (wsgi/objects.py, errors.py: ClientDisconnected subclasses
+#: OSError, which mypyc cannot compile) stays Python, and http.py is mostly
+#: httptools already.
 COMPILED = [
     "src/dumbwaiter/protocols/__init__.py",
     "src/dumbwaiter/protocols/events.py",
@@ -29,9 +29,11 @@ COMPILED = [
     "src/dumbwaiter/protocols/uwsgi.py",
     "src/dumbwaiter/protocols/scgi.py",
     "src/dumbwaiter/request.py",
-    "src/dumbwaiter/wsgi.py",
+    "src/dumbwaiter/wsgi/environ.py",
+    "src/dumbwaiter/wsgi/gateway.py",
     "src/dumbwaiter/server/pool.py",
     "src/dumbwaiter/server/connection.py",
+    "src/dumbwaiter/server/listeners.py",
     "src/dumbwaiter/server/worker.py",
     "src/dumbwaiter/server/direct.py",
 ]

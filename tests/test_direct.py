@@ -13,8 +13,6 @@ import socket
 import threading
 import time
 
-import pytest
-
 from dumbwaiter.protocols import uwsgi
 from serving import Server, children, connect, free_port, run_cli, short_tmpdir, until
 
@@ -281,29 +279,6 @@ def test_bodies_are_read_from_the_socket_as_the_app_asks() -> None:
         assert upload(address, "/digest", body, cut=3 * 1024 * 1024) == (0, b"")
         assert until(lambda: "closed in the middle of the request body" in server.log())
         assert upload(address, "/digest", b"x" * 300_000)[0] == 200
-
-
-def test_socket_body_reads_lines_and_blocks() -> None:
-    from dumbwaiter.server.direct import SocketBody
-    from dumbwaiter.wsgi import ClientDisconnected
-
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        text = b"first line\nsecond\n" + b"x" * 100_000 + b"\nlast"
-        theirs.sendall(text[12:])
-        raw = SocketBody(ours, text[:12], len(text) - 12)
-        assert raw.readline() == b"first line\n"
-        assert raw.readline(3) == b"sec"
-        assert raw.readline() == b"ond\n"
-        assert raw.read(10) == b"x" * 10
-        assert raw.readline() == b"x" * 99_990 + b"\n"
-        assert raw.read() == b"last" and raw.left == 0
-        short = SocketBody(ours, b"", 10)
-        theirs.sendall(b"abc")
-        theirs.shutdown(socket.SHUT_WR)
-        assert short.read(3) == b"abc"
-        with pytest.raises(ClientDisconnected):
-            short.read(5)
 
 
 def test_metrics_count_direct_requests_from_every_thread() -> None:

@@ -1,6 +1,6 @@
 """The WSGI gateway (PEP 3333), driven synchronously against a recording stream.
 
-``FakeStream`` implements the ResponseStream protocol of ``dumbwaiter.wsgi``
+``FakeStream`` implements the Exchange protocol of ``dumbwaiter.typing``
 and checks the contract the connection layer relies on after every call: at
 most one head, body only after it, exactly one of start(end=True) / end() /
 abort(), nothing after that, and only headers the wire can carry.
@@ -48,22 +48,21 @@ class FakeStream:
         cgi: dict[str, str] | None = None,
         body: bytes = b"",
         *,
-        config: Config | None = None,
+        threshold: int = Config().spool_threshold,
         role: Role = Role.RESPONDER,
         data: bytes | None = None,
         peer: dict[str, str] | None = None,
         sendfile_ok: bool = False,
         cancel_after_writes: int | None = None,
     ) -> None:
-        threshold = (config or Config()).spool_threshold
         environ = dict(BASE_CGI) if cgi is None else dict(cgi)
         self.request = Request(1, environ, role, threshold)
         # Written in pieces, as the loop does.
         for start in range(0, len(body), 7):
             self.request.body.write(body[start : start + 7])
         if data is not None:
-            assert self.request.data is not None
-            self.request.data.write(data)
+            assert self.request.filter_data is not None
+            self.request.filter_data.write(data)
         self.request.finish()
         self.cancelled = False
         self._peer = peer or {}
@@ -76,7 +75,7 @@ class FakeStream:
     def peer(self) -> dict[str, str]:
         return self._peer
 
-    # -- the ResponseStream protocol -------------------------------------------------------
+    # -- the Exchange protocol ------------------------------------------------------------
     def start(self, status: str, headers: list[tuple[str, str]], body: bytes, end: bool) -> None:
         self.calls.append(("start", status, list(headers), body, end))
         self.sent += body
@@ -110,8 +109,8 @@ class FakeStream:
     def cancel(self) -> None:
         self.cancelled = True
         self.request.input.abort()
-        if self.request.data_input is not None:
-            self.request.data_input.abort()
+        if self.request.filter_input is not None:
+            self.request.filter_input.abort()
 
     # -- inspection ------------------------------------------------------------------------
     def kinds(self) -> list[str]:
@@ -166,16 +165,16 @@ class FakeStream:
 def serve(
     app: App,
     stream: FakeStream | None = None,
-    config: Config | None = None,
+    **settings: Any,
 ) -> FakeStream:
-    config = config or Config()
-    stream = stream or FakeStream(config=config)
-    WSGIGateway(app, config)(stream)  # type: ignore[arg-type]
+    """Run ``app`` once on ``stream``; ``settings``: the gateway's keywords."""
+    stream = stream or FakeStream()
+    WSGIGateway(app, **settings)(stream)  # type: ignore[arg-type]
     stream.check()
     return stream
 
 
-def environ_of(stream: FakeStream, config: Config | None = None) -> dict[str, Any]:
+def environ_of(stream: FakeStream, **settings: Any) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -183,7 +182,7 @@ def environ_of(stream: FakeStream, config: Config | None = None) -> dict[str, An
         start_response("200 OK", TEXT)
         return [b"ok"]
 
-    serve(app, stream, config)
+    serve(app, stream, **settings)
     return seen
 
 
@@ -301,7 +300,7 @@ def test_exception_in_app_call_itself_gives_500(caplog: pytest.LogCaptureFixture
 
 
 def test_debug_puts_traceback_in_body() -> None:
-    stream = serve(failing_app, config=Config(debug=True))
+    stream = serve(failing_app, debug=True)
     body = stream.head[3]
     assert stream.status == "500 Internal Server Error"
     assert b"Traceback" in body
@@ -610,7 +609,7 @@ def test_base_exception_during_iteration_still_finishes_response(
     result = Closing(chunks())
     stream = FakeStream()
     with contextlib.suppress(exc):
-        WSGIGateway(app_returning(result), Config())(stream)  # type: ignore[arg-type]
+        WSGIGateway(app_returning(result))(stream)  # type: ignore[arg-type]
     stream.check()
     assert result.closed == 1
 
@@ -624,7 +623,7 @@ def test_base_exception_from_app_call_still_finishes_response(
 
     stream = FakeStream()
     with contextlib.suppress(exc):
-        WSGIGateway(app, Config())(stream)  # type: ignore[arg-type]
+        WSGIGateway(app)(stream)  # type: ignore[arg-type]
     stream.check()
 
 
@@ -793,23 +792,22 @@ BODY = b"first line\nsecond line\n\nlast, no newline"
 
 
 @pytest.fixture(params=["memory", "spooled"])
-def post(request: pytest.FixtureRequest) -> Callable[[bytes], tuple[FakeStream, Config]]:
-    """A POST stream and its config, with the body in memory or spooled."""
+def post(request: pytest.FixtureRequest) -> Callable[[bytes], FakeStream]:
+    """A POST stream, with the body in memory or spooled."""
 
-    def make(body: bytes) -> tuple[FakeStream, Config]:
+    def make(body: bytes) -> FakeStream:
         threshold = 1 << 20 if request.param == "memory" else 4
-        config = Config(spool_threshold=threshold)
         cgi = {**BASE_CGI, "REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body))}
-        stream = FakeStream(cgi, body, config=config)
+        stream = FakeStream(cgi, body, threshold=threshold)
         assert (stream.request.body._file is not None) == (request.param == "spooled")
-        return stream, config
+        return stream
 
     return make
 
 
 def read_with(
     reader: Callable[[Any], Any],
-    post: Callable[[bytes], tuple[FakeStream, Config]],
+    post: Callable[[bytes], FakeStream],
     body: bytes = BODY,
 ) -> Any:
     got: list[Any] = []
@@ -820,8 +818,7 @@ def read_with(
         start_response("200 OK", TEXT)
         return [b"ok"]
 
-    stream, config = post(body)
-    serve(app, stream, config)
+    serve(app, post(body))
     return got[0]
 
 
@@ -891,7 +888,7 @@ def test_input_large_body_byte_exact(post: Any) -> None:
 
 
 def test_input_abort_makes_reads_return_empty(post: Any) -> None:
-    stream, config = post(BODY)
+    stream = post(BODY)
     got = []
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -903,7 +900,7 @@ def test_input_abort_makes_reads_return_empty(post: Any) -> None:
         start_response("200 OK", TEXT)
         return [b"ok"]
 
-    serve(app, stream, config)
+    serve(app, stream)
     assert got == [b"fir", b"", b"", b"", []]
 
 
@@ -936,7 +933,7 @@ def test_required_environ_keys_and_types(caplog: pytest.LogCaptureFixture) -> No
         start_response("200 OK", TEXT)
         return [b"ok"]
 
-    serve(validator(app), FakeStream(cgi), Config(threads=4))
+    serve(validator(app), FakeStream(cgi), multithread=True)
     for key in ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING"):
         assert type(seen[key]) is str
     for key in ("SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL"):
@@ -956,7 +953,7 @@ def test_required_environ_keys_and_types(caplog: pytest.LogCaptureFixture) -> No
 
 
 def test_single_thread_is_not_multithread() -> None:
-    assert environ_of(FakeStream(), Config(threads=1))["wsgi.multithread"] is False
+    assert environ_of(FakeStream(), multithread=False)["wsgi.multithread"] is False
 
 
 @pytest.mark.parametrize(
@@ -1082,7 +1079,7 @@ def test_responder_has_no_fcgi_data() -> None:
 
 def test_script_name_option_applies_in_gateway() -> None:
     cgi = {**BASE_CGI, "SCRIPT_NAME": "", "PATH_INFO": "/app/x"}
-    environ = environ_of(FakeStream(cgi), Config(script_name="/app"))
+    environ = environ_of(FakeStream(cgi), script_name="/app")
     assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/x")
 
 

@@ -22,15 +22,17 @@ from .config import Config
 from .protocols import Role
 from .protocols.cgihead import cgi_head
 from .request import Request
-from .wsgi import WSGIApp, WSGIGateway
+from .typing import WSGIApp
+from .wsgi import WSGIGateway
 
 __all__ = ["run_cgi"]
 
 READ_BLOCK = 64 * 1024
 
 
-class _CGIStream:
-    """The gateway's response stream, writing a CGI response to ``out``."""
+class _CGIExchange:
+    """The gateway's :class:`~dumbwaiter.typing.Exchange`, writing a CGI
+    response to ``out``."""
 
     cancelled = False
 
@@ -78,8 +80,7 @@ def run_cgi(
     source.pop("HTTP_PROXY", None)
     stdin = sys.stdin.buffer if stdin is None else stdin
     stdout = sys.stdout.buffer if stdout is None else stdout
-    config = Config(threads=1)
-    request = Request(1, source, Role.RESPONDER, config.spool_threshold)
+    request = Request(1, source, Role.RESPONDER, Config().spool_threshold)
     try:
         remaining = int(source.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -91,10 +92,9 @@ def run_cgi(
         request.body.write(block)
         remaining -= len(block)
     request.finish()
-    gateway = WSGIGateway(app, config)
+    gateway = WSGIGateway(app, multithread=False)
     gateway.base["wsgi.run_once"] = True
-    gateway.base["wsgi.multithread"] = False
-    stream = _CGIStream(request, stdout)
-    gateway(stream)
+    exchange = _CGIExchange(request, stdout)
+    gateway(exchange)
     request.input.close()
-    return 1 if stream.failed else 0
+    return 1 if exchange.failed else 0

@@ -25,7 +25,7 @@ from .server.master import AppLoadFailed
 from .server.process import ProcessError
 from .server.sockets import ListenError
 from .server.systemd import ActivationError
-from .wsgi import WSGIApp
+from .typing import WSGIApp
 
 __all__ = ["AppError", "build_parser", "load_app", "main"]
 

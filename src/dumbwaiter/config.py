@@ -98,10 +98,6 @@ def _log_format(value: Any) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def _nothing(environ: Any, start_response: Any) -> list[bytes]:
-    return []
-
-
 def _positive(value: Any) -> None:
     if value < 1:
         raise ConfigError("must be at least 1")
@@ -480,11 +476,11 @@ class Config:
             not self.script_name.startswith("/") or self.script_name.endswith("/")
         ):
             raise ConfigError("--script-name: must start with '/' and not end with one")
-        if self.gzip:
-            from .middleware import DEFAULT_TYPES, Compress
+        if self.gzip and self.gzip_types:
+            from .middleware.mediatypes import MediaTypes
 
             try:
-                Compress(_nothing, types=self.gzip_types or DEFAULT_TYPES)
+                MediaTypes(self.gzip_types)
             except ValueError as exc:
                 raise ConfigError(f"--gzip-types: {exc}") from None
         for name in ("metrics", "status"):

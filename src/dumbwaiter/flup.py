@@ -19,7 +19,7 @@ from typing import Any
 
 from .main import serve
 from .protocols import Role
-from .wsgi import StartResponse, WSGIApp
+from .typing import StartResponse, WSGIApp
 
 __all__ = ["FCGI_AUTHORIZER", "FCGI_FILTER", "FCGI_RESPONDER", "WSGIServer"]
 

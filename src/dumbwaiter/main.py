@@ -37,6 +37,7 @@ from .access import AddressList
 from .accesslog import AccessLog
 from .config import Config
 from .server import systemd
+from .server.listeners import PROTOCOLS, Listener, import_ahead
 from .server.malloc import keep_freed_memory
 from .server.master import INHERIT_VARIABLE, UPGRADE_VARIABLE, Master
 from .server.process import (
@@ -55,8 +56,8 @@ from .server.sockets import (
     inherited_listener,
     parse_address,
 )
-from .server.worker import PROTOCOLS, Listener, import_ahead, run_worker
-from .wsgi import WSGIApp
+from .server.worker import run_worker
+from .typing import WSGIApp
 
 __all__ = ["DEFAULT_HTTP", "run", "serve"]
 

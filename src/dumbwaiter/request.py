@@ -1,27 +1,45 @@
 """The one request model every protocol produces.
 
 A :class:`Request` is the CGI/1.1 meta-variables the protocol parsed (a dict of
-str) plus the body, received whole before the request is dispatched: the event
-loop writes it into a :class:`BodyBuffer` (memory up to a threshold, then an
-anonymous temporary file), and the application thread reads it through an
-:class:`InputStream`, which is ``wsgi.input``.
+str) plus the body.  The thread that receives the request (the event loop's,
+or an application thread serving its connection directly) writes the body
+into a :class:`BodyBuffer` (memory up to a threshold, then an anonymous
+temporary file) until :meth:`Request.finish`; after that the application
+thread reads it through an :class:`InputStream`, which is ``wsgi.input``.  A
+one-shot protocol's body may instead be left in the socket for the app to
+read as it asks (:class:`SocketBody`, :meth:`Request.read_rest_from`).
 
-Ownership: the loop thread writes the buffer until :meth:`BodyBuffer.finish`;
-after that only the application thread reads it.  The one thing the loop may
-still do is :meth:`InputStream.abort` (FastCGI ``FCGI_ABORT_REQUEST``, client
-gone), which makes further reads see EOF.
+The one thing another thread may do to a request it does not own is
+:meth:`Request.abort_input` (FastCGI ``FCGI_ABORT_REQUEST``, a client gone,
+``--timeout``), which makes further reads see EOF.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Any, Protocol
+from errno import EAGAIN
+from typing import IO, Final, Protocol
 
+from .errors import ClientDisconnected
 from .protocols import Chunk, Role
 
-__all__ = ["EMPTY_INPUT", "BodyBuffer", "ChunkReader", "InputStream", "Request"]
+__all__ = [
+    "EMPTY_INPUT",
+    "BodyBuffer",
+    "ChunkReader",
+    "InputStream",
+    "Request",
+    "SocketBody",
+]
+
+log = logging.getLogger("dumbwaiter")
+
+#: The most a :class:`SocketBody` asks of the socket at once.
+RECV_SIZE: Final = 256 * 1024
 
 
 class Reader(Protocol):
@@ -198,33 +216,118 @@ class BodyBuffer:
             self._file = None
 
 
+class Receiver(Protocol):
+    """What a :class:`SocketBody` reads from: a connected socket (blocking,
+    with its receive timeout set)."""
+
+    def recv(self, size: int, /) -> bytes: ...
+
+
+class SocketBody:
+    """``wsgi.input``'s reader for a one-shot (SCGI, uwsgi) body still in the
+    socket: each read is a ``recv`` straight into the bytes returned, where a
+    body read whole first would be copied once more on its way to the app
+    (uWSGI reads the same way).  What came with the head is read first.  A
+    read silent for the socket's timeout, or a peer gone, logs one line and
+    raises :class:`~dumbwaiter.errors.ClientDisconnected`.
+
+    Used by the thread that owns the connection only.
+    """
+
+    __slots__ = ("buffer", "left", "sock", "where")
+
+    def __init__(self, sock: Receiver, left: int, where: str = "") -> None:
+        self.sock = sock
+        #: "listener: peer", for the log line of a body cut short.
+        self.where = where
+        #: Read, not yet taken (what came with the head; a readline reads ahead).
+        self.buffer = b""
+        #: Bytes still in the socket.
+        self.left = left
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size < 0:
+            size = len(self.buffer) + self.left
+        buffer = self.buffer
+        if len(buffer) >= size:
+            self.buffer = buffer[size:]
+            return buffer[:size] if size < len(buffer) else buffer
+        self.buffer = b""
+        pieces = [buffer] if buffer else []
+        need = size - len(buffer)
+        while need > 0 and self.left > 0:
+            chunk = self.recv(min(need, self.left))
+            pieces.append(chunk)
+            need -= len(chunk)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def readline(self, size: int = -1, /) -> bytes:
+        while True:
+            end = self.buffer.find(b"\n") + 1
+            if end or not self.left or 0 <= size <= len(self.buffer):
+                if not end or 0 <= size < end:
+                    end = len(self.buffer) if size < 0 else min(size, len(self.buffer))
+                line, self.buffer = self.buffer[:end], self.buffer[end:]
+                return line
+            self.buffer += self.recv(min(RECV_SIZE, self.left))
+
+    def recv(self, size: int) -> bytes:
+        try:
+            chunk = self.sock.recv(size)
+        except OSError as exc:  # (BlockingIOError: silent for the read timeout)
+            why = "sent nothing more of the request body" if exc.errno == EAGAIN else str(exc)
+            log.info("%s: %s", self.where, why)
+            raise ClientDisconnected(why) from None
+        if not chunk:
+            log.info("%s: closed in the middle of the request body", self.where)
+            raise ClientDisconnected("the peer closed in the middle of the request body")
+        self.left -= len(chunk)
+        return chunk
+
+    def skip_rest(self) -> None:
+        """Read and drop what the app left, so that closing does not reset
+        the connection under the front's feet (bounded by the declared length
+        and the read timeout)."""
+        with contextlib.suppress(ClientDisconnected):
+            while self.left > 0:
+                self.recv(min(RECV_SIZE, self.left))
+        self.buffer = b""
+
+    def close(self) -> None:
+        self.buffer = b""
+
+
 class Request:
     """One request as the gateway sees it, whatever the wire protocol."""
 
     __slots__ = (
         "arrived",
         "body",
-        "cgi",
-        "data",
-        "data_input",
+        "environ",
+        "filter_data",
+        "filter_input",
         "held",
         "input",
+        "length",
         "role",
         "since",
+        "socket_body",
         "stream_id",
-        "streamed",
     )
 
-    def __init__(self, stream_id: int, cgi: dict[str, str], role: Role, threshold: int) -> None:
+    def __init__(self, stream_id: int, environ: dict[str, str], role: Role, threshold: int) -> None:
         self.stream_id = stream_id
-        #: CGI/1.1 meta-variables exactly as the protocol produced them.
-        self.cgi = cgi
+        #: CGI/1.1 meta-variables exactly as the protocol produced them
+        #: (the gateway completes them into its environ, in place).
+        self.environ = environ
         self.role = role
         self.body = BodyBuffer(threshold)
         #: The FastCGI FILTER role's FCGI_DATA stream, when there is one.
-        self.data: BodyBuffer | None = BodyBuffer(threshold) if role is Role.FILTER else None
+        self.filter_data: BodyBuffer | None = BodyBuffer(threshold) if role is Role.FILTER else None
         self.input: InputStream = EMPTY_INPUT
-        self.data_input: InputStream | None = None
+        self.filter_input: InputStream | None = None
+        #: The body's length, once it is known whole (:meth:`finish`).
+        self.length = 0
         #: Body bytes in memory counted against --read-ahead-bytes while a
         #: thread owes this request its answer (set and cleared by the loop).
         self.held = 0
@@ -232,23 +335,34 @@ class Request:
         #: and on time.monotonic()'s (durations, beside the threads' times).
         self.since = 0.0
         self.arrived = 0.0
-        #: --direct: the reader of a body the app reads from the socket.
-        self.streamed: Any = None
+        #: The reader of a body the app reads from the socket, if it does.
+        self.socket_body: SocketBody | None = None
 
     def finish(self) -> None:
         """Every input stream ended: turn the buffers into readers."""
+        self.length = self.body.size
         self.input = self.body.finish()
-        if self.data is not None:
-            self.data_input = self.data.finish()
+        if self.filter_data is not None:
+            self.filter_input = self.filter_data.finish()
+
+    def read_rest_from(self, rest: SocketBody) -> None:
+        """The body is received up to here; the app reads the rest (``rest.left``
+        bytes) from the socket through ``rest``, as it asks."""
+        received = self.body.finish()
+        rest.buffer = received.read()
+        received.close()
+        self.length = len(rest.buffer) + rest.left
+        self.input = InputStream(rest, self.length)
+        self.socket_body = rest
 
     def abort_input(self) -> None:
         """Make the app's further reads see EOF (the client is gone)."""
         self.input.abort()
-        if self.data_input is not None:
-            self.data_input.abort()
+        if self.filter_input is not None:
+            self.filter_input.abort()
 
     def discard(self) -> None:
         """Drop the buffers (the request will never run)."""
         self.body.discard()
-        if self.data is not None:
-            self.data.discard()
+        if self.filter_data is not None:
+            self.filter_data.discard()

@@ -38,7 +38,8 @@ from ..protocols import (
 from ..request import Request
 
 if TYPE_CHECKING:
-    from .worker import Listener, ServerContext
+    from .listeners import Listener
+    from .worker import ServerContext
 
 __all__ = ["Connection", "Stream"]
 
@@ -298,7 +299,7 @@ class Connection(asyncio.Protocol):
                     self.dispatch(request)
             elif kind is FilterDataReceived:
                 assert isinstance(event, FilterDataReceived)
-                data_buffer = self.receiving[event.stream_id].data
+                data_buffer = self.receiving[event.stream_id].filter_data
                 assert data_buffer is not None
                 data_buffer.write(event.data)
             elif kind is RequestAborted:
@@ -397,8 +398,8 @@ class Connection(asyncio.Protocol):
             self.after_response(request.stream_id)
             return
         request.held = request.body.in_memory
-        if request.data is not None:
-            request.held += request.data.in_memory
+        if request.filter_data is not None:
+            request.held += request.filter_data.in_memory
         ctx.body_bytes += request.held
 
     def aborted(self, stream_id: int) -> None:

@@ -58,7 +58,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from errno import EAGAIN
 from typing import IO, TYPE_CHECKING, Final
 
 from ..protocols import (
@@ -72,14 +71,14 @@ from ..protocols import (
 )
 from ..protocols.scgi import SCGIServerProtocol
 from ..protocols.uwsgi import UwsgiServerProtocol
-from ..request import InputStream, Request
-from ..wsgi_objects import ClientDisconnected
+from ..request import Request, SocketBody
 from .connection import TIMEOUT_BODY, TIMEOUT_HEADERS, Connection, peer_name, reset_on_close
 from .pool import batch_scheduling
 
 if TYPE_CHECKING:
-    from ..wsgi import ResponseStream
-    from .worker import Listener, ServerContext
+    from ..typing import Exchange
+    from .listeners import Listener
+    from .worker import ServerContext
 
 __all__ = ["DIRECT_PROTOCOLS", "DirectServer", "DirectStream"]
 
@@ -118,7 +117,7 @@ def timeval(seconds: float) -> bytes:
 
 
 class DirectStream:
-    """One request served by its own thread: :class:`~dumbwaiter.wsgi.ResponseStream`
+    """One request served by its own thread: :class:`~dumbwaiter.typing.Exchange`
     over a blocking socket.  ``lock`` orders the response's start against
     ``--timeout``'s 504, the one thing another thread (the loop) may do
     (None without ``--timeout``)."""
@@ -232,76 +231,6 @@ class DirectStream:
         self.request.abort_input()
 
 
-class SocketBody:
-    """``wsgi.input``'s reader for a one-shot (SCGI, uwsgi) body still in the
-    socket: each read is a ``recv`` straight into the bytes returned, where a
-    body read whole first would be copied once more on its way to the app
-    (uWSGI reads the same way).  What came with the head is read first.  A
-    read silent for ``--read-timeout`` (``SO_RCVTIMEO``), or a peer gone,
-    raises :class:`~dumbwaiter.wsgi.ClientDisconnected`."""
-
-    __slots__ = ("buffer", "left", "sock", "where")
-
-    def __init__(self, sock: Sock, first: bytes, left: int, where: str = "") -> None:
-        self.sock = sock
-        #: "listener: peer", for the log line of a body cut short.
-        self.where = where
-        self.buffer = first  # read, not yet taken (a readline reads ahead)
-        #: Bytes still in the socket.
-        self.left = left
-
-    def read(self, size: int = -1, /) -> bytes:
-        if size < 0:
-            size = len(self.buffer) + self.left
-        buffer = self.buffer
-        if len(buffer) >= size:
-            self.buffer = buffer[size:]
-            return buffer[:size] if size < len(buffer) else buffer
-        self.buffer = b""
-        pieces = [buffer] if buffer else []
-        need = size - len(buffer)
-        while need > 0 and self.left > 0:
-            chunk = self.recv(min(need, self.left))
-            pieces.append(chunk)
-            need -= len(chunk)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-    def readline(self, size: int = -1, /) -> bytes:
-        while True:
-            end = self.buffer.find(b"\n") + 1
-            if end or not self.left or 0 <= size <= len(self.buffer):
-                if not end or 0 <= size < end:
-                    end = len(self.buffer) if size < 0 else min(size, len(self.buffer))
-                line, self.buffer = self.buffer[:end], self.buffer[end:]
-                return line
-            self.buffer += self.recv(min(RECV_SIZE, self.left))
-
-    def recv(self, size: int) -> bytes:
-        try:
-            chunk = self.sock.recv(size)
-        except OSError as exc:  # (BlockingIOError: silent for --read-timeout)
-            why = "sent nothing more of the request body" if exc.errno == EAGAIN else str(exc)
-            log.info("%s: %s", self.where, why)
-            raise ClientDisconnected(why) from None
-        if not chunk:
-            log.info("%s: closed in the middle of the request body", self.where)
-            raise ClientDisconnected("the peer closed in the middle of the request body")
-        self.left -= len(chunk)
-        return chunk
-
-    def drain(self) -> None:
-        """Read and drop what the app left, so that closing does not reset
-        the connection under the front's feet (bounded by the declared length
-        and the read timeout)."""
-        with contextlib.suppress(ClientDisconnected):
-            while self.left > 0:
-                self.recv(min(RECV_SIZE, self.left))
-        self.buffer = b""
-
-    def close(self) -> None:
-        self.buffer = b""
-
-
 class Turn:
     """The right to accept on a listener and read the request: one thread at
     a time.  Why: under load the backlog is never empty, and threads that each
@@ -348,7 +277,7 @@ class DirectServer:
         self,
         ctx: ServerContext,
         listeners: list[Listener],
-        target: Callable[[ResponseStream], None],
+        target: Callable[[Exchange], None],
         factories: dict[str, Callable[[], ServerProtocol]],
     ) -> None:
         self.ctx = ctx
@@ -484,9 +413,9 @@ class DirectServer:
             return
         stream = self.run(sock, proto, request, peer, listener)
         self.counts[number] += 1
-        streamed = request.streamed
-        if streamed is not None and streamed.left and not stream.cancelled:
-            streamed.drain()  # what the app left unread: the front sent it all
+        rest = request.socket_body
+        if rest is not None and rest.left and not stream.cancelled:
+            rest.skip_rest()  # what the app left unread: the front sent it all
         ctx = self.ctx
         if ctx.request_limit and not ctx.retiring:
             served = ctx.served()
@@ -587,8 +516,8 @@ class DirectServer:
                     request.body.write(event.data)
                 elif kind is FilterDataReceived:
                     assert isinstance(event, FilterDataReceived) and request is not None
-                    assert request.data is not None
-                    request.data.write(event.data)
+                    assert request.filter_data is not None
+                    request.filter_data.write(event.data)
                 elif kind is RequestComplete:
                     complete = True
                 elif kind is RequestAborted:
@@ -624,15 +553,9 @@ class DirectServer:
 
     def stream_body(self, sock: Sock, request: Request, where: str) -> None:
         """Make ``wsgi.input`` read the rest of a one-shot body from the socket."""
-        declared = int(request.cgi.get("CONTENT_LENGTH") or 0)  # checked by the protocol
-        received = request.body.finish()
-        got = received.read()
-        received.close()
+        declared = int(request.environ.get("CONTENT_LENGTH") or 0)  # checked by the protocol
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.read_wait)
-        body = SocketBody(sock, got, declared - len(got), where)
-        request.body.size = declared  # what the environ's CONTENT_LENGTH says
-        request.input = InputStream(body, declared)
-        request.streamed = body
+        request.read_rest_from(SocketBody(sock, declared - request.body.size, where))
 
     def run(
         self,

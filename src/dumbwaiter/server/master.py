@@ -71,13 +71,14 @@ from typing import Any
 from .. import __version__
 from ..accesslog import AccessLog
 from ..config import Config
-from ..wsgi import WSGIApp
+from ..typing import WSGIApp
 from . import systemd
 from .channel import WorkerChannel, parse
+from .listeners import Listener
 from .reloader import SourceWatcher, default_roots
 from .stats import Totals, exposition
 from .status import METRICS_ROUTES, STATUS_ROUTES, AdminServer, History, Response, page
-from .worker import Listener, reopen_logs, run_worker
+from .worker import reopen_logs, run_worker
 
 __all__ = ["EXIT_APP_FAILED", "INHERIT_VARIABLE", "UPGRADE_VARIABLE", "AppLoadFailed", "Master"]
 

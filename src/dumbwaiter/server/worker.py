@@ -23,14 +23,12 @@ cannot be killed, which is why the whole worker goes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import json
 import logging
 import os
 import random
 import signal
-import socket
 import threading
 import time
 from collections import deque
@@ -43,17 +41,18 @@ from ..accesslog import AccessLog
 from ..config import Config, MiB
 from ..protocols import ServerProtocol
 from ..request import Request
-from ..wsgi import FORWARDED, WSGIApp, WSGIGateway
+from ..typing import WSGIApp
+from ..wsgi import WSGIGateway
 from . import systemd
 from .channel import WorkerChannel, resident_bytes
 from .connection import Connection, Stream
 from .direct import DIRECT_PROTOCOLS, DirectServer, DirectStream
+from .listeners import Listener, protocol_factory
 from .malloc import give_back_memory
 from .pool import ThreadPool
-from .sockets import Address
 from .stats import WorkerStats, open_fds
 
-__all__ = ["PROTOCOLS", "Listener", "ServerContext", "run_worker"]
+__all__ = ["ServerContext", "run_worker"]
 
 log = logging.getLogger("dumbwaiter")
 
@@ -224,7 +223,7 @@ class ServerContext:
         request_time = time.monotonic() - request.arrived if request.arrived else 0.0
         if self.access_log is not None:
             self.access_log.record(
-                request.cgi,
+                request.environ,
                 status,
                 sent,
                 listener=listener.name,
@@ -240,7 +239,7 @@ class ServerContext:
                 status,
                 request_time,
                 queue_time,
-                request.body.size,
+                request.length,
                 sent,
             )
 
@@ -298,7 +297,7 @@ class ServerContext:
         if self.direct is not None:
             streams.extend((stream.listener.name, stream) for stream in list(self.direct.inflight))
         for listener, stream in streams:
-            cgi = stream.request.cgi
+            cgi = stream.request.environ
             path = cgi.get("REQUEST_URI") or cgi.get("SCRIPT_NAME", "") + cgi.get("PATH_INFO", "")
             found.append(
                 {
@@ -342,13 +341,13 @@ class ServerContext:
         for conn in list(self.connections):
             for stream in list(conn.running.values()):
                 if 0.0 < stream.began <= limit:
-                    self.hung(conn.listener.name, stream.request.cgi, stream.thread)
+                    self.hung(conn.listener.name, stream.request.environ, stream.thread)
                     conn.expire(stream)
                     self.stuck += 1
         if self.direct is not None:
             for direct in list(self.direct.inflight):
                 if 0.0 < direct.began <= limit and not direct.expired:
-                    self.hung(direct.listener.name, direct.request.cgi, direct.thread)
+                    self.hung(direct.listener.name, direct.request.environ, direct.thread)
                     self.direct.expire(direct)
         if self.stuck >= self.pool.threads and self.pool.capacity:
             # No thread will ever take what waits: answer it now (503, so
@@ -359,105 +358,6 @@ class ServerContext:
                 for stream in list(conn.running.values()):
                     if not stream.began:
                         conn.refuse(stream)
-
-
-@dataclass(eq=False)
-class Listener:
-    """A bound socket plus the protocol spoken on it."""
-
-    protocol: str  # one of PROTOCOLS
-    address: Address
-    sock: socket.socket
-    #: Peers allowed to connect on TCP (--allow-from, FCGI_WEB_SERVER_ADDRS);
-    #: None = anyone.
-    allowed: AddressList | None = None
-    #: HTTP: peers whose forwarding headers are believed (--forwarded-allow-ips).
-    trusted: AddressList | None = None
-    #: A unix socket (known once: asking each connection costs system calls).
-    unix: bool = field(init=False, default=False)
-
-    def __post_init__(self) -> None:
-        self.unix = self.sock.family == socket.AF_UNIX
-
-    @property
-    def name(self) -> str:
-        return f"{self.protocol} {self.address.text}"
-
-    def peer_environ(self, peer: object, local: Callable[[], Any]) -> dict[str, str] | None:
-        """CGI variables only the socket knows, used where the protocol gave
-        none; None for a peer ``--allow-from`` refuses.  ``peer`` is the
-        peer's address (None on a unix socket), ``local`` gives ours."""
-        if not isinstance(peer, tuple):
-            # The front server says who; over HTTP, in its forwarding headers
-            # (only it can connect: the socket file's permissions say so).
-            return {FORWARDED: "1"} if self.trusted is not None else {}
-        if self.allowed is not None and peer[0] not in self.allowed:
-            return None
-        local_address = local()
-        environ = {
-            "REMOTE_ADDR": peer[0],
-            "REMOTE_PORT": str(peer[1]),
-            "SERVER_NAME": local_address[0],
-            "SERVER_PORT": str(local_address[1]),
-        }
-        if self.trusted is not None and peer[0] in self.trusted:
-            environ[FORWARDED] = "1"
-        return environ
-
-
-def import_ahead(config: Config, kinds: set[str]) -> None:
-    """Import now what the workers import lazily: once we switch to
-    ``--user``, the Python installation may not be readable any more."""
-    import importlib
-
-    for kind in kinds:
-        importlib.import_module(f"..protocols.{kind}", __package__)
-    if config.loop != "asyncio":
-        with contextlib.suppress(ImportError):
-            importlib.import_module("uvloop")
-
-
-def protocol_factory(
-    kind: str,
-    ctx_date: Callable[[], bytes],
-    config: Config,
-    capacity: int,
-    *,
-    multiplex: bool = True,
-) -> Callable[[], ServerProtocol]:
-    """A zero-argument constructor of the server protocol for one listener."""
-    limits = config.limits()
-    if kind == "fastcgi":
-        from ..protocols.fastcgi import FastCGIServerProtocol
-
-        multiplex = multiplex and config.fastcgi_multiplex
-        roles = config.fastcgi_roles
-
-        def make_fastcgi() -> ServerProtocol:
-            return FastCGIServerProtocol(
-                limits, max_conns=capacity, max_reqs=capacity, multiplex=multiplex, roles=roles
-            )
-
-        return make_fastcgi
-
-    if kind == "scgi":
-        from ..protocols.scgi import SCGIServerProtocol
-
-        return lambda: SCGIServerProtocol(limits)
-    if kind == "uwsgi":
-        from ..protocols.uwsgi import UwsgiServerProtocol
-
-        return lambda: UwsgiServerProtocol(limits)
-    from ..protocols.http import HTTPServerProtocol
-
-    def make_http() -> ServerProtocol:
-        return HTTPServerProtocol(limits, date=ctx_date)
-
-    return make_http
-
-
-#: Listener kinds, each a Config field of addresses.
-PROTOCOLS = ("fastcgi", "http", "scgi", "uwsgi")
 
 
 def compiled() -> bool:
@@ -512,7 +412,14 @@ async def _serve(
         from ..middleware import DEFAULT_TYPES, Compress
 
         app = Compress(app, min_size=config.gzip_min_size, types=config.gzip_types or DEFAULT_TYPES)
-    gateway = WSGIGateway(app, config)
+    gateway = WSGIGateway(
+        app,
+        debug=config.debug,
+        script_name=config.script_name,
+        trusted=AddressList(config.forwarded_allow_ips),
+        multithread=config.threads > 1,
+        multiprocess=config.workers > 1,
+    )
     target: Callable[[Stream], None] = gateway
     if config.timeout or access_log is not None or config.metrics or config.status:
 

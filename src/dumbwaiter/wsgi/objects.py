@@ -1,9 +1,9 @@
 """What the WSGI gateway hands to applications as Python classes.
 
-They live apart from :mod:`dumbwaiter.wsgi` so that the gateway can be
-compiled (setup.py) while these stay ordinary classes: an application may
-subclass them or catch them, and ``ClientDisconnected`` subclasses
-``OSError``, which a compiled class cannot.
+They live apart from :mod:`dumbwaiter.wsgi.gateway` so that the gateway can
+be compiled (setup.py) while these stay ordinary classes that an application
+may subclass (``ClientDisconnected`` is in :mod:`dumbwaiter.errors`, for the
+same reason).
 """
 
 from __future__ import annotations
@@ -12,13 +12,9 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-__all__ = ["ClientDisconnected", "ErrorStream", "FileWrapper"]
+__all__ = ["ErrorStream", "FileWrapper"]
 
 app_log = logging.getLogger("dumbwaiter.app")
-
-
-class ClientDisconnected(OSError):
-    """Raised from ``write()`` when the client is gone; the app may catch it."""
 
 
 class FileWrapper:

@@ -25,7 +25,7 @@ app made it (so ``wsgi.file_wrapper`` keeps its sendfile).  A compressed
 
 Exceptions from the app propagate unchanged, and the iterable handed to the
 server always closes the app's iterable.  Instances are shared by all
-threads; the state of one response lives in a :class:`_Exchange`.
+threads; the state of one response lives in a :class:`_Response`.
 """
 
 from __future__ import annotations
@@ -37,21 +37,10 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from .wsgi import ExcInfo, StartResponse, WSGIApp
+from ..typing import ExcInfo, StartResponse, WSGIApp
+from .mediatypes import DEFAULT_TYPES, MediaTypes
 
 __all__ = ["DEFAULT_TYPES", "Compress", "available_encodings", "negotiate"]
-
-#: Media types compressed by default: ``type/*`` matches any subtype,
-#: ``*/*+suffix`` any structured syntax suffix (RFC 6838 §4.2.8).
-DEFAULT_TYPES: tuple[str, ...] = (
-    "text/*",
-    "application/json",
-    "application/javascript",
-    "application/xml",
-    "image/svg+xml",
-    "*/*+json",
-    "*/*+xml",
-)
 
 Headers = list[tuple[str, str]]
 Write = Callable[[bytes], None]
@@ -233,8 +222,6 @@ class Compress:
             raise ValueError(f"min_size {min_size}: must be 0 or more")
         if isinstance(encodings, str):
             encodings = [name for name in encodings.split(",") if name.strip()]
-        if isinstance(types, str):
-            types = [pattern for pattern in types.split(",") if pattern.strip()]
         offered = tuple(ENCODERS) if encodings is None else tuple(e.strip() for e in encodings)
         for name in offered:
             if name not in ("br", "zstd", "gzip"):
@@ -246,25 +233,7 @@ class Compress:
         self.min_size = min_size
         self.level = level
         self.encodings = offered
-        self._exact: set[str] = set()
-        self._major: set[str] = set()
-        self._suffix: set[str] = set()
-        self._any = False
-        for pattern in types:
-            self._add_type(pattern.strip().lower())
-
-    def _add_type(self, pattern: str) -> None:
-        major, slash, minor = pattern.partition("/")
-        if pattern in ("*", "*/*"):
-            self._any = True
-        elif major == "*" and minor.startswith("*+") and len(minor) > 2:
-            self._suffix.add(minor[1:])
-        elif slash and major and major != "*" and minor == "*":
-            self._major.add(major)
-        elif slash and major and minor and "*" not in pattern:
-            self._exact.add(pattern)
-        else:
-            raise ValueError(f"bad media type pattern {pattern!r}: type/sub, type/*, */*+suffix")
+        self.types = MediaTypes(types)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") == "HEAD":
@@ -274,9 +243,9 @@ class Compress:
         coding = None
         if "HTTP_RANGE" not in environ:  # a range is of the identity bytes
             coding = negotiate(environ.get("HTTP_ACCEPT_ENCODING"), self.encodings)
-        exchange = _Exchange(self, start_response, coding)
-        result = self.app(environ, exchange.start_response)
-        return exchange.body(result)
+        response = _Response(self, start_response, coding)
+        result = self.app(environ, response.start_response)
+        return response.body(result)
 
     def compressible(self, status: str, headers: Headers) -> bool:
         """Whether a response with this status and these headers may be
@@ -307,14 +276,7 @@ class Compress:
 
     def compressible_type(self, content_type: str) -> bool:
         """Whether ``content_type`` (parameters allowed) matches ``types``."""
-        media = content_type.partition(";")[0].strip().lower()
-        if self._any or media in self._exact:
-            return True
-        major, _, minor = media.partition("/")
-        if major in self._major:
-            return True
-        plus = minor.rfind("+")
-        return plus > 0 and minor[plus:] in self._suffix
+        return self.types.match(content_type)
 
 
 def _has_token(value: str, token: str) -> bool:
@@ -367,12 +329,12 @@ def _encoded(headers: Headers, coding: str, length: int | None) -> Headers:
     return result
 
 
-# Where an _Exchange is: no start_response yet; deferred (will compress);
+# Where a _Response is: no start_response yet; deferred (will compress);
 # passed upstream as it is; compressing (headers upstream).
 _NONE, _HELD, _PASS, _ENCODE = range(4)
 
 
-class _Exchange:
+class _Response:
     """One response through :class:`Compress`: the ``start_response`` and
     ``write`` the app gets, and the decision between pass and encode."""
 
@@ -501,10 +463,10 @@ class _Body:
     value for each value of the app's iterable, then the encoder's tail;
     ``close()`` closes the app's iterable (also when never iterated)."""
 
-    __slots__ = ("_chunks", "_done", "_exchange", "_result")
+    __slots__ = ("_chunks", "_done", "_response", "_result")
 
-    def __init__(self, exchange: _Exchange, result: Iterable[bytes]) -> None:
-        self._exchange = exchange
+    def __init__(self, response: _Response, result: Iterable[bytes]) -> None:
+        self._response = response
         self._result = result
         self._chunks: Iterator[bytes] | None = None
         self._done = False
@@ -521,11 +483,11 @@ class _Body:
             chunk = next(self._chunks)
         except StopIteration:
             self._done = True
-            tail = self._exchange.end()
+            tail = self._response.end()
             if tail:
                 return tail
             raise
-        return self._exchange.encode(chunk)
+        return self._response.encode(chunk)
 
     def close(self) -> None:
         close = getattr(self._result, "close", None)
