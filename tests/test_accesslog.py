@@ -67,7 +67,7 @@ def test_formats_offline() -> None:
     ]:
         path = os.path.join(folder, f"{len(fmt)}.log")
         log = AccessLog(path, fmt)
-        log.record(
+        log.write(
             environ,
             200,
             12,

@@ -21,7 +21,8 @@ Fields: ``remote_addr``, ``remote_user``, ``time`` (common-log time),
 ``queue_time`` (seconds waiting for a thread), ``connection`` (its number
 in this worker).
 
-Lines are written by the event loop into a buffer that is flushed once a
+Lines are written into a buffer (by the event loop, and by application
+threads serving connections directly: under a lock) that is flushed once a
 second and when the worker stops, so logging costs no system call per
 request.  Each flush is one ``write`` to a file opened ``O_APPEND``, so the
 workers of a master share one file without tearing lines.  ``-`` is
@@ -34,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -56,6 +58,7 @@ class AccessLog:
         self._json = fmt == "json"
         self._fd = -1
         self._lines: list[str] = []
+        self._lock = threading.Lock()
         #: The worker writing (set again in each worker after the fork).
         self.pid = os.getpid()
         self._clock: Callable[[], float] = time.time
@@ -77,7 +80,7 @@ class AccessLog:
                 os.close(self._fd)
         self.open()
 
-    def record(
+    def write(
         self,
         environ: Mapping[str, Any],
         status: int,
@@ -116,13 +119,15 @@ class AccessLog:
             line = json.dumps(fields, separators=(",", ":"))
         else:
             line = self._template.format_map(fields)
-        self._lines.append(line.replace("\n", " ") + "\n")
+        line = line.replace("\n", " ") + "\n"
+        with self._lock:
+            self._lines.append(line)
 
     def flush(self) -> None:
         if not self._lines or self._fd < 0:
             return
-        # Swapped before joining: --direct threads append from their side.
-        lines, self._lines = self._lines, []
+        with self._lock:  # application threads may append meanwhile
+            lines, self._lines = self._lines, []
         data = "".join(lines).encode("utf-8", "replace")
         with contextlib.suppress(OSError):  # a full disk must not stop the server
             while data:

@@ -484,6 +484,14 @@ class FastCGIServerProtocol:
             return end_tail(stream_id, protocol_status)
         return end_request(stream_id, protocol_status)
 
+    def raw_body_ok(self, stream_id: int) -> bool:
+        """Never: every piece of a body goes in ``FCGI_STDOUT`` records."""
+        return False
+
+    def take_raw_body(self, stream_id: int) -> int:
+        """Never: the body comes in ``FCGI_STDIN`` records."""
+        return 0
+
     def drain(self) -> None:
         """Nothing to do: the connection closes once its requests are
         answered, which front servers handle even with FCGI_KEEP_CONN."""

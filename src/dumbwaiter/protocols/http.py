@@ -556,6 +556,11 @@ class HTTPServerProtocol:
         Content-Length or close-delimited framing, and a body is sent."""
         return self._mode == _RAW
 
+    def take_raw_body(self, stream_id: int) -> int:
+        """Never: llhttp reads every byte (a length-delimited body could be
+        taken, but the parser would then have to be told to skip it)."""
+        return 0
+
     def drain(self) -> None:
         """The server is stopping: the last response owed says
         ``Connection: close`` and nothing is read after it."""

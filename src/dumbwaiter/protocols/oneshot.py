@@ -171,6 +171,18 @@ class OneShotServerProtocol:
             + reason
         )
 
+    def raw_body_ok(self, stream_id: int) -> bool:
+        """The body follows the head as it is, until we close."""
+        return self._responding and not self._ended
+
+    def take_raw_body(self, stream_id: int) -> int:
+        """The body is exactly ``CONTENT_LENGTH`` raw bytes after the head."""
+        if self._state != BODY:
+            return 0
+        left, self._remaining = self._remaining, 0
+        self._state = DONE
+        return left
+
     def drain(self) -> None:
         """Nothing to do: one request per connection already."""
 

@@ -43,7 +43,7 @@ class WorkerStats:
         self.bytes_out = 0
         self.rejected = 0
 
-    def record(
+    def count(
         self,
         listener: str,
         protocol: str,

@@ -222,7 +222,7 @@ class ServerContext:
         status = int(code) if code.isdigit() else 499 if cancelled else 500
         request_time = time.monotonic() - request.arrived if request.arrived else 0.0
         if self.access_log is not None:
-            self.access_log.record(
+            self.access_log.write(
                 request.environ,
                 status,
                 sent,
@@ -233,7 +233,7 @@ class ServerContext:
                 queue_time=queue_time,
             )
         if self.stats is not None:
-            self.stats.record(
+            self.stats.count(
                 listener.name,
                 listener.protocol,
                 status,
