@@ -2,6 +2,10 @@
 
     python3 bench/report.py bench/results/latest.json [--doc docs/performance.md]
 
+A run with base twins (run.py --base REF) gets a before/after table first
+(every workload but overload), and its report goes next to its JSON
+(run-DATE.md) unless --doc is given.
+
 A (target, workload) cell is the median over its *clean* points (valid and
 not disturbed); when every point of it was disturbed, the disturbed ones are
 used and the cell says so; invalid points (a failed byte-exact check, a dead
@@ -478,6 +482,158 @@ def source_note(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- before/after (run.py --base REF) -------------------------------------------------
+
+BASE_PREFIX = "base-"
+#: After ÷ before beyond which a pair is out of tolerance.
+RPS_FLOOR = 0.95
+US_CEILING = 1.05
+#: Workloads without req/s, µs/request and p99 figures (overload times its 503s).
+NOT_COMPARED = {"overload"}
+
+
+def base_pairs(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(after, before) target names: each base twin and the target it copies."""
+    return [
+        (name.removeprefix(BASE_PREFIX), name)
+        for name in data["targets"]
+        if name.startswith(BASE_PREFIX) and name.removeprefix(BASE_PREFIX) in data["targets"]
+    ]
+
+
+def _round_ratios(after: Cell, before: Cell, key: str) -> list[float]:
+    """after ÷ before in each round that has both: the pairs measured back to back."""
+
+    def by_round(cell: Cell) -> dict[int, float]:
+        rounds: dict[int, list[float]] = {}
+        for p in cell.points:
+            if p.get(key) is not None:
+                rounds.setdefault(p["round"], []).append(p[key])
+        return {r: statistics.median(v) for r, v in rounds.items()}
+
+    a, b = by_round(after), by_round(before)
+    return [a[r] / b[r] for r in sorted(a.keys() & b.keys()) if b[r]]
+
+
+def before_after(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (pair, workload): medians of both, after ÷ before, tolerance."""
+    get = Lookup(data)
+    rows = []
+    for after, before in base_pairs(data):
+        for workload in data["workloads"]:
+            after_cell = get.cells.get((after, workload))
+            before_cell = get.cells.get((before, workload))
+            if workload in NOT_COMPARED or (after_cell is None and before_cell is None):
+                continue
+            row: dict[str, Any] = {"target": after, "twin": before, "workload": workload}
+            for side, cell in (("after", after_cell), ("before", before_cell)):
+                row[f"n_{side}"] = len(cell.points) if cell else 0
+                row[f"disturbed_{side}"] = bool(cell and cell.disturbed_only)
+            for short, key in (("rps", "rps_2xx"), ("us", "backend_us_per_req"), ("p99", "p99_ms")):
+                row[f"{short}_before"] = get(before, workload, key)
+                row[f"{short}_after"] = get(after, workload, key)
+                row[f"{short}_ratio"] = _ratio(row[f"{short}_after"], row[f"{short}_before"])
+            row["rps_round_ratios"] = (
+                _round_ratios(after_cell, before_cell, "rps_2xx")
+                if after_cell and before_cell
+                else []
+            )
+            out = []
+            if row["rps_ratio"] is not None and row["rps_ratio"] < RPS_FLOOR:
+                out.append("req/s")
+            if row["us_ratio"] is not None and row["us_ratio"] > US_CEILING:
+                out.append("µs/request")
+            row["out_of_tolerance"] = out
+            row["within"] = None if row["rps_ratio"] is None or row["us_ratio"] is None else not out
+            rows.append(row)
+    return rows
+
+
+def before_after_record(data: dict[str, Any]) -> dict[str, Any]:
+    """The table as the JSON keeps it (run.py stores it under "before_after")."""
+    return {
+        "base": {k: data["base"][k] for k in ("ref", "sha", "describe")}
+        if "base" in data
+        else None,
+        "tolerance": {"rps_ratio_min": RPS_FLOOR, "us_ratio_max": US_CEILING},
+        "rows": before_after(data),
+    }
+
+
+def _marked(value: float | None, out: bool) -> str:
+    text = num(value, 3)
+    return f"**{text}**" if out else text
+
+
+def before_after_table(rows: list[dict[str, Any]]) -> str:
+    table = []
+    verdict = {True: "yes", None: "not measured"}
+    for r in rows:
+        rounds = r["rps_round_ratios"]
+        spread = f"{min(rounds):.3f}-{max(rounds):.3f}" if rounds else DASH
+        if len(rounds) == 1:
+            spread = f"{rounds[0]:.3f}"
+        n = f"{r['n_before']}/{r['n_after']}"
+        if r["disturbed_before"] or r["disturbed_after"]:
+            n += " (disturbed)"
+        table.append(
+            [
+                r["target"],
+                r["workload"],
+                n,
+                num(r["rps_before"]),
+                num(r["rps_after"]),
+                _marked(r["rps_ratio"], "req/s" in r["out_of_tolerance"]),
+                spread,
+                num(r["us_before"]),
+                num(r["us_after"]),
+                _marked(r["us_ratio"], "µs/request" in r["out_of_tolerance"]),
+                num(r["p99_before"], 2),
+                num(r["p99_after"], 2),
+                num(r["p99_ratio"], 2),
+                verdict.get(r["within"]) or "**NO**: " + ", ".join(r["out_of_tolerance"]),
+            ]
+        )
+    header = [
+        "target (after)", "workload", "n before/after", "req/s before", "req/s after",
+        "req/s ÷", "req/s ÷ per round", "backend µs/req before", "µs/req after", "µs/req ÷",
+        "p99 ms before", "p99 ms after", "p99 ÷", "within tolerance?",
+    ]  # fmt: skip
+    return _table(header, table)
+
+
+def before_after_text(data: dict[str, Any]) -> str:
+    """The before/after section: what was compared, the table, a one-line verdict."""
+    rows = before_after(data)
+    if not rows:
+        return ""
+    base = data.get("base", {})
+    ref = base.get("ref", "?")
+    within = [r for r in rows if r["within"]]
+    out = [r for r in rows if r["within"] is False]
+    missing = len(rows) - len(within) - len(out)
+    summary = f"**{len(within)} of {len(rows)} within tolerance**"
+    if out:
+        summary += "; out: " + ", ".join(f"{r['target']} {r['workload']}" for r in out)
+    if missing:
+        summary += f"; {missing} not measured on both sides"
+    return "\n".join(
+        [
+            f"## Before/after: the working tree against {ref}\n",
+            f"Each `base-NAME` target runs NAME's exact command with dumbwaiter as it was\n"
+            f"at `{ref}` = {base.get('describe', '?')} ({base.get('sha', '?')[:12]},"
+            f" {base.get('date', '?')}: {base.get('subject', '?')}), built from `git archive`\n"
+            "into a venv of its own; it ran right after NAME in every round, same front,\n"
+            "same pinning. Ratios are after ÷ before of the medians; *per round* is the\n"
+            "range of the rounds' own ratios (each from a pair measured back to back).\n"
+            f"Tolerance: req/s ratio ≥ {RPS_FLOOR}, backend µs/request ratio ≤ {US_CEILING}"
+            " (outside it: **bold**).\n",
+            summary + "\n",
+            before_after_table(rows),
+        ]
+    )
+
+
 def render(data: dict[str, Any]) -> str:
     """The whole page."""
     get = Lookup(data)
@@ -513,6 +669,10 @@ def render(data: dict[str, Any]) -> str:
         "disturbed, unless all its points were (then marked). RSS sums the backend's\n"
         "processes (idle before the load → peak sampled during it). Configs: bench/fronts.py;\n"
         "commands: bench/targets.toml (exact argv in each JSON record).\n",
+    ]
+    if base_pairs(data):
+        out += [before_after_text(data)]
+    out += [
         "## The issue's targets\n",
         _goals_table(goals(get)),
     ]
@@ -586,10 +746,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Write docs/performance.md from a run's JSON.")
     parser.add_argument("results", type=Path)
     parser.add_argument(
-        "--doc", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+        "--doc",
+        type=Path,
+        help="default: docs/performance.md; for a run with base twins, the JSON's name with .md",
     )
     args = parser.parse_args()
-    args.doc.write_text(render(json.loads(args.results.read_text())))
+    data = json.loads(args.results.read_text())
+    doc = args.doc
+    if doc is None:
+        published = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+        doc = args.results.with_suffix(".md") if base_pairs(data) else published
+    doc.write_text(render(data))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     python3 bench/run.py --quick      # smoke test of every target, a few minutes
     python3 bench/run.py              # the full run (about an hour), then the report
+    python3 bench/run.py --base REF --targets 'dumbwaiter-lighttpd,...' --workloads hello
+                                      # before/after: the same targets at commit REF
 
 Each point starts one target (bench/targets.toml) behind a freshly generated
 front-server config (bench/fronts.py) under /dev/shm, pins the backend to CPU 1
@@ -14,6 +16,35 @@ foreign CPU load is rerun at once, up to ``--reruns`` times.
 
 Raw records go to bench/results/run-DATE.json (and latest.json); the report to
 docs/performance.md (bench/report.py, which can also be rerun on a JSON file).
+
+Before/after (``--base REF``, REF any commit-ish of this repository: a sha,
+``HEAD~3``, a tag): every chosen target that runs dumbwaiter -- its argv uses
+``{python}`` (this repo's .venv, pure Python) or its venv is
+``dumbwaiter-compiled`` -- gets a twin ``base-NAME`` with the same argv, front
+and workloads, run by dumbwaiter as it was at REF.  The twins' venvs are built
+from ``git archive REF`` (the working tree is not touched) under
+bench/.cache/venvs: ``dumbwaiter-base-SHA`` (``pip install 'SRC[speed]'`` into a
+venv of the .venv's interpreter, uvloop and httptools pinned to the .venv's
+versions) and ``dumbwaiter-base-compiled-SHA`` (built like
+``dumbwaiter-compiled``, ``DUMBWAITER_COMPILE=1``, with its mypy, uvloop and
+httptools versions); cached by REF's full sha and those pins, built only when
+missing.  Each twin runs right after its target in every round, with the same
+pinning, so before and after alternate within one run.  The report then starts
+with a before/after table (req/s, backend µs/request and p99 of both, and
+after ÷ before; a req/s ratio below 0.95 or a µs/request ratio above 1.05 is out
+of tolerance), also stored in the JSON as "before_after".  Since the twins are
+not part of the published comparison, such a run writes its report next to its
+JSON (bench/results/run-DATE.md), not to docs/performance.md, unless ``--doc``
+is given.  The refactoring check, hello through lighttpd and nginx FastCGI,
+pure, compiled and ``--direct``, against the last commit (48 points: about 12
+minutes when no point is disturbed, 20 on a busy machine; the twins' venvs,
+when missing, take a minute or two more):
+
+    python3 bench/run.py --base HEAD --workloads hello --rounds 3 --targets '
+        dumbwaiter-lighttpd, dumbwaiter-nginx, dumbwaiter-direct-lighttpd,
+        dumbwaiter-direct-nginx, dumbwaiter-compiled-lighttpd, dumbwaiter-compiled-nginx,
+        dumbwaiter-compiled-direct-lighttpd, dumbwaiter-compiled-direct-nginx'
+
 Needs, on Debian: wrk lighttpd nginx-light libfcgi-dev gcc (and util-linux's
 taskset, iproute2's ss); Python >= 3.11 for the harness itself.
 """
@@ -59,7 +90,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--targets", default="*", help="comma-separated names or globs")
     parser.add_argument("--workloads", default="*", help="comma-separated names or globs")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="JSON directory")
-    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "performance.md")
+    parser.add_argument(
+        "--base",
+        metavar="REF",
+        help="also run every dumbwaiter target as it was at commit REF (twins base-NAME)",
+    )
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        help="where the report goes (default: docs/performance.md; with --base,"
+        " bench/results/run-DATE.md)",
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not write the report")
     parser.add_argument("--keep", action="store_true", help="keep the run's /dev/shm directory")
     args = parser.parse_args(argv)
@@ -160,10 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     venvs, all_targets = targets.load()
     names = chosen([t.name for t in all_targets], args.targets)
     selected = [t for t in all_targets if t.name in names]
+    base = targets.resolve_base(args.base) if args.base else None
+    if base is not None:
+        selected = targets.with_base_twins(selected, base)
+        if len(selected) == len(names):
+            raise SystemExit("--base: none of the chosen targets runs dumbwaiter")
     workloads = chosen(WORKLOAD_ORDER, args.workloads)
     repeated = chosen(WORKLOAD_ORDER, args.rounds_workloads)
     order = plan(selected, workloads, args.rounds, repeated)
-    targets.prepare(venvs, selected)
+    targets.prepare(venvs, selected, base)
     settings = point.Settings(args.seconds, args.warmup, pause=0.2 if args.quick else 1.0)
 
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -193,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": {w: point.WORKLOADS[w].what for w in workloads},
         "points": [],
     }
+    if base is not None:
+        data["base"] = base_record(base, selected)
     print(f"{len(order)} points, results in {out}", flush=True)
     clock = time.monotonic()
     try:
@@ -203,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                     target, point.WORKLOADS[workload], settings, directory, app_dir
                 )
                 record.update(round=round_number, attempt=attempt)
+                if base is not None and target.name.startswith(targets.BASE_PREFIX):
+                    # What this point ran is REF's source, not the working tree's.
+                    record.update(dumbwaiter_source=f"git {base.short}", base=base.sha)
                 data["points"].append(record)
                 out.write_text(json.dumps(data, separators=(",", ":")))
                 print(
@@ -218,14 +269,37 @@ def main(argv: list[str] | None = None) -> int:
         data["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         )
+        if base is not None:
+            data["before_after"] = report.before_after_record(data)
         out.write_text(json.dumps(data, separators=(",", ":")))
         if not args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
     shutil.copy(out, args.out / "latest.json")
+    if base is not None:
+        print(report.before_after_text(data), end="")
     if not args.no_doc:
-        args.doc.write_text(report.render(data))
-        print(f"report: {args.doc}")
+        doc = args.doc or (out.with_suffix(".md") if base else REPO / "docs" / "performance.md")
+        doc.write_text(report.render(data))
+        print(f"report: {doc}")
     return 0
+
+
+def base_record(base: targets.Base, selected: list[targets.Target]) -> dict[str, Any]:
+    """What the JSON says about REF and the twins' venvs."""
+    record: dict[str, Any] = base.describe()
+    record["twins"] = {
+        t.name: t.name.removeprefix(targets.BASE_PREFIX)
+        for t in selected
+        if t.name.startswith(targets.BASE_PREFIX)
+    }
+    record["venvs"] = {}
+    for name in sorted({t.venv for t in selected if t.name in record["twins"] and t.venv}):
+        python = targets.CACHE / "venvs" / name / "bin" / "python"
+        record["venvs"][name] = {
+            "python": _first_line([str(python), "-VV"]),
+            **targets.installed_versions(python, ("dumbwaiter", *targets.SPEED_PACKAGES)),
+        }
+    return record
 
 
 if __name__ == "__main__":
