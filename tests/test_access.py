@@ -17,6 +17,7 @@ import pytest
 from dumbwaiter.access import AddressList, apply_forwarded, parse_address_list
 from dumbwaiter.config import Config, ConfigError, parse_value, settings
 from dumbwaiter.protocols import scgi
+from dumbwaiter.server.sockets import ListenError, bind, parse_address
 from serving import Server, free_port, short_tmpdir
 
 
@@ -135,3 +136,40 @@ def test_socket_owner_and_group() -> None:
         assert status.st_uid == pwd.getpwnam("nobody").pw_uid
         assert status.st_gid == grp.getgrnam("nogroup").gr_gid
         assert status.st_mode & 0o777 == 0o660
+
+
+def test_a_unix_socket_has_its_owner_and_mode_before_it_listens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No client may connect while the socket file's owner or mode is not
+    yet the asked one: both are set before listen()."""
+    if os.getuid() != 0:
+        pytest.skip("changing a file's owner needs root (CI runs as root)")
+    path = os.path.join(short_tmpdir(), "app.sock")
+    nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    at_listen: list[os.stat_result] = []
+    listen = socket.socket.listen
+
+    def watched(sock: socket.socket, *args: int) -> None:
+        at_listen.append(os.stat(path))
+        listen(sock, *args)
+
+    monkeypatch.setattr(socket.socket, "listen", watched)
+    sock = bind(parse_address(f"unix:{path}"), 16, 0o660, owner=nobody, group=nogroup)
+    try:
+        [status] = at_listen
+        assert (status.st_uid, status.st_gid, status.st_mode & 0o777) == (nobody, nogroup, 0o660)
+    finally:
+        sock.close()
+        os.unlink(path)
+
+
+def test_a_failed_chown_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(path: str, uid: int, gid: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chown", refuse)
+    path = os.path.join(short_tmpdir(), "app.sock")
+    with pytest.raises(ListenError, match="cannot change owner: permission denied"):
+        bind(parse_address(f"unix:{path}"), 16, 0o660, owner=0)
+    assert not os.path.exists(path)

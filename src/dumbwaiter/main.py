@@ -158,15 +158,15 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
     # unwind through the finally below (which removes our socket files).
     previous = signal.signal(signal.SIGTERM, _exit_now)
     try:
+        owner = uid_of(config.socket_owner) if config.socket_owner else -1
+        group = gid_of(config.socket_group) if config.socket_group else -1
         for protocol, text in addresses:
             address = parse_address(text)
             if text in handed:
                 sock = socket.socket(fileno=handed.pop(text)[1])
                 sock.set_inheritable(False)
             else:
-                sock = bind(address, config.backlog, config.socket_mode)
-                if address.kind == "unix" and (config.socket_owner or config.socket_group):
-                    _socket_owner(address.path, config)
+                sock = bind(address, config.backlog, config.socket_mode, owner=owner, group=group)
             if address.kind == "unix":
                 bound.append((address, sock))
             listeners.append(_listener(protocol, address, sock, config))
@@ -311,13 +311,3 @@ def _loopback(sock: socket.socket) -> bool:
         return ipaddress.ip_address(sock.getsockname()[0]).is_loopback
     except ValueError:
         return False
-
-
-def _socket_owner(path: str, config: Config) -> None:
-    """``--socket-owner``/``--socket-group`` for a unix socket we created."""
-    uid = uid_of(config.socket_owner) if config.socket_owner else -1
-    gid = gid_of(config.socket_group) if config.socket_group else -1
-    try:
-        os.chown(path, uid, gid)
-    except OSError as exc:
-        raise ListenError(f"unix:{path}: cannot change owner: {exc.strerror}") from None

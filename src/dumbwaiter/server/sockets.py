@@ -85,12 +85,16 @@ def parse_address(text: str) -> Address:
     return Address(text, "tcp", host=host or "0.0.0.0", port=port)
 
 
-def bind(address: Address, backlog: int, socket_mode: int) -> socket.socket:
+def bind(
+    address: Address, backlog: int, socket_mode: int, *, owner: int = -1, group: int = -1
+) -> socket.socket:
     """Create, bind and listen a socket for ``address``.
 
-    Unix sockets get ``socket_mode``; a stale socket file (nothing accepts on
-    it) is replaced, a live one is never taken over.  Raises
-    :class:`ListenError`; on error nothing is left behind.
+    A unix socket file gets ``socket_mode`` and, unless -1, the ``owner``
+    uid and ``group`` gid, all before ``listen()``: no client can connect
+    while the file's owner or mode is not yet the asked one.  A stale socket
+    file (nothing accepts on it) is replaced, a live one is never taken
+    over.  Raises :class:`ListenError`; on error nothing is left behind.
     """
     activated = activated_socket(address.text)
     if activated is not None:
@@ -98,7 +102,7 @@ def bind(address: Address, backlog: int, socket_mode: int) -> socket.socket:
     if address.kind == "fd":
         return _from_fd(address)
     if address.kind == "unix":
-        return _bind_unix(address, backlog, socket_mode)
+        return _bind_unix(address, backlog, socket_mode, owner, group)
     return _bind_tcp(address, backlog)
 
 
@@ -123,20 +127,28 @@ def _bind_tcp(address: Address, backlog: int) -> socket.socket:
     return sock
 
 
-def _bind_unix(address: Address, backlog: int, socket_mode: int) -> socket.socket:
+def _bind_unix(
+    address: Address, backlog: int, socket_mode: int, owner: int, group: int
+) -> socket.socket:
     path = address.path
     _remove_if_stale(address)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     created = False
+    failed = ""  # what failed, when not the bind itself
     try:
-        # Create the file with no permissions at all, then open it up to the
-        # asked mode: no window in which it is reachable with a looser one.
+        # Create the file with no permissions at all, give it its owner, then
+        # open it up to the asked mode, and only then listen: no window in
+        # which it is reachable with a looser mode or by the wrong group.
         old_umask = os.umask(0o777)
         try:
             sock.bind(path)
             created = True
         finally:
             os.umask(old_umask)
+        if owner != -1 or group != -1:
+            failed = "cannot change owner: "
+            os.chown(path, owner, group)
+            failed = ""
         os.chmod(path, socket_mode)
         sock.listen(backlog)
     except OSError as exc:
@@ -144,7 +156,7 @@ def _bind_unix(address: Address, backlog: int, socket_mode: int) -> socket.socke
         if created:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        raise ListenError(f"{address.text}: {_reason(exc)}") from None
+        raise ListenError(f"{address.text}: {failed}{_reason(exc)}") from None
     return sock
 
 
