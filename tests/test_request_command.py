@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from serving import Server, free_port, run_cli, short_tmpdir
+from serving import TESTS, Server, free_port, run_cli, short_tmpdir
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +105,66 @@ def test_exit_status_for_5xx_and_for_no_server(server: Server) -> None:
     assert refused.stderr.startswith("dumbwaiter request: error: ")
     garbage = run_cli(["request", "-p", "fastcgi", server.addresses["http"], "/"])  # type: ignore[attr-defined]
     assert garbage.returncode == 2
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    return env
+
+
+def into_a_pipeline(args: list[str], reader: str) -> subprocess.CompletedProcess[str]:
+    """``dumbwaiter ARGS | READER`` in bash with pipefail: the pipeline's
+    status is the command's unless the reader fails."""
+    command = f"{shlex.join([sys.executable, '-m', 'dumbwaiter', *args])} | {reader} > /dev/null"
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def into_a_closed_pipe(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """The command line with stdout a pipe whose reader is gone already:
+    its first write fails (EPIPE)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "dumbwaiter", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            env=cli_env(),
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_reader_that_goes_away_ends_the_command_quietly(server: Server, protocol: str) -> None:
+    """The user's pipeline.  Whether the command's write meets the reader
+    gone depends on timing; :func:`into_a_closed_pipe` (below) makes sure."""
+    address = server.addresses[protocol]  # type: ignore[attr-defined]
+    # 120 kB, more than a pipe holds: the command may still write when head has gone.
+    result = into_a_pipeline(["request", "-p", protocol, address, "/big"], "head -c 10")
+    assert result.stderr == ""
+    assert result.returncode == 0  # the server's answer, though the rest went unread
+
+
+def test_a_reader_gone_before_the_first_byte_keeps_the_exit_status(server: Server) -> None:
+    address = server.addresses["fastcgi"]  # type: ignore[attr-defined]
+    for path, status in (("/hello", 0), ("/error", 1)):
+        result = into_a_closed_pipe(["request", "-i", address, path])
+        assert (result.stderr, result.returncode) == ("", status)
+
+
+def test_config_and_help_into_a_reader_gone_end_quietly() -> None:
+    for args in (["config", "nginx", "--fastcgi", "unix:/run/app.sock"], ["request", "--help"]):
+        result = into_a_closed_pipe(args)
+        assert (result.stderr, result.returncode) == ("", 0), args

@@ -15,7 +15,7 @@ import functools
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
@@ -140,16 +140,37 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def printing(tool: Callable[[Sequence[str]], int], args: Sequence[str]) -> int:
+    """Run a tool that prints (``request``, ``config``); its exit status.
+
+    When the reader of its output goes away (``| head -3``), it ends quietly,
+    as a filter does, with no traceback.  ``request`` keeps its exit status
+    (the server's answer) itself; ``config`` prints last, so a reader gone
+    means it did its work: 0.
+    """
+    from .client import reader_gone
+
+    try:
+        try:
+            code = tool(args)
+        finally:  # now (--help too), not at the interpreter's exit, where it fails loudly
+            sys.stdout.flush()
+    except BrokenPipeError:
+        reader_gone()
+        code = 0
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["request"]:
         from .client import main as request_main
 
-        sys.exit(request_main(args[1:]))
+        sys.exit(printing(request_main, args[1:]))
     if args[:1] == ["config"]:
         from .frontconf import main as config_main
 
-        sys.exit(config_main(args[1:]))
+        sys.exit(printing(config_main, args[1:]))
     try:
         spec, config = config_from_args(args)
     except ConfigError as exc:

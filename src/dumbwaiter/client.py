@@ -6,12 +6,15 @@ body.  It is what ``cgi-fcgi -bind -connect`` was for health checks, for
 every protocol dumbwaiter speaks.
 
 Exit status of the command: 0 for a response below 500, 1 for a 5xx, 2 when
-no response could be had (connection refused, timeout, protocol error).
+no response could be had (connection refused, timeout, protocol error).  A
+reader that goes away before the end (``| head -3``, ``| grep -q ok``) does
+not change it, and ends the command quietly (:func:`reader_gone`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -23,7 +26,7 @@ from .protocols.fastcgi_client import EndRequest, FastCGIClientProtocol, Stdout,
 from .protocols.http_client import Data, EndOfMessage, HTTPClientProtocol, Response
 from .server.sockets import ListenError, parse_address
 
-__all__ = ["Reply", "main", "request"]
+__all__ = ["Reply", "main", "reader_gone", "request"]
 
 PROTOCOLS = ("fastcgi", "scgi", "uwsgi", "http")
 READ = 65536
@@ -237,11 +240,30 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        show(reply, args.include)
+    except BrokenPipeError:
+        reader_gone()
+    return 1 if reply.status >= 500 else 0
+
+
+def show(reply: Reply, include: bool) -> None:
+    """Write the body (with ``include``, the head first) to stdout."""
     out = sys.stdout.buffer
-    if args.include:
+    if include:
         head = [f"{reply.status} {reply.reason}\r\n"]
         head += [f"{name}: {value}\r\n" for name, value in reply.headers]
         out.write(("".join(head) + "\r\n").encode("latin-1"))
     out.write(reply.body)
     out.flush()
-    return 1 if reply.status >= 500 else 0
+
+
+def reader_gone() -> None:
+    """Our stdout's reader closed the pipe (``| head -3``): it has what it
+    wanted.  Point stdout at /dev/null, so that nothing more is written and
+    the interpreter's last flush does not end in a BrokenPipeError traceback
+    (the recipe of the :mod:`signal` module's documentation, "Note on
+    SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
