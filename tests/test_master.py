@@ -1,5 +1,6 @@
 """The master and its workers, with real processes: forking, replacing the
-dead, reload without a failed request, recycling, hung requests, signals.
+dead, reload without a failed request, recycling, hung requests, signals;
+and, at the end, units of the arbiter that start none.
 
 The app lives in the server's own folder (``versioned.py``) so a test can
 change its code and reload; bytecode caching is off so a rewrite within the
@@ -12,7 +13,9 @@ import contextlib
 import http.client
 import json
 import os
+import selectors
 import signal
+import socket
 import stat
 import threading
 import time
@@ -20,6 +23,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from dumbwaiter.config import Config
+from dumbwaiter.process.arbiter import Arbiter
+from dumbwaiter.process.child import (
+    BOOT_SECONDS,
+    HEARTBEAT_SECONDS,
+    MASTER_SIGNALS,
+    Worker,
+)
+from dumbwaiter.process.signals import SignalQueue
+from dumbwaiter.process.upgrade import INHERIT_VARIABLE, UPGRADE_VARIABLE, Inheritance
 from serving import Server, alive, children, connect, free_port, run_cli, short_tmpdir, until
 
 APP = """\
@@ -398,3 +411,90 @@ def test_usr1_while_a_worker_drains_spares_its_requests() -> None:
         thread.join(15)
         assert results["held"] == (200, b"released\n")
         assert until(lambda: not alive(old))
+
+
+# -- units: no process started ------------------------------------------------
+
+
+def test_a_hung_worker_is_killed() -> None:
+    booting = Worker(pid=1, fd=-1, generation=1, born=100.0)
+    assert booting.due(100.0 + BOOT_SECONDS) is None
+    assert booting.due(100.5 + BOOT_SECONDS) == (signal.SIGKILL, "not ready after 60s")
+
+    serving = Worker(pid=2, fd=-1, generation=1, born=100.0, ready=True, last_beat=200.0)
+    assert serving.due(200.0 + HEARTBEAT_SECONDS) is None
+    why = "silent for 30s (blocked event loop)"
+    assert serving.due(200.5 + HEARTBEAT_SECONDS) == (signal.SIGKILL, why)
+
+    stopping = Worker(pid=3, fd=-1, generation=1, born=100.0, ready=True, last_beat=200.0)
+    stopping.stop_signal, stopping.harder_at = signal.SIGTERM, 235.0  # asked at 200
+    assert stopping.stop_sent and stopping.state == "stopping"
+    assert stopping.due(234.0) is None  # no heartbeat check once asked to stop
+    assert stopping.due(235.0) == (signal.SIGKILL, "did not stop in time")
+    stopping.stop_signal = signal.SIGKILL
+    assert stopping.due(10_000.0) is None  # nothing harder: only reaping is left
+
+
+def stub_app(environ: object, start_response: object) -> list[bytes]:
+    return []
+
+
+def test_every_master_signal_has_its_handler() -> None:
+    arbiter = Arbiter(Config().validate(), [], lambda: stub_app)
+    try:
+        assert set(arbiter.handlers) == set(MASTER_SIGNALS)
+        assert arbiter.handlers[signal.SIGTTIN] == arbiter.handle_ttin
+        arbiter.handlers[signal.SIGTTIN]()
+        assert arbiter.target == 2
+    finally:
+        arbiter.selector.close()
+        arbiter.signals.close()
+
+
+def test_signal_handlers_only_enqueue_and_wake_the_loop() -> None:
+    selector = selectors.DefaultSelector()
+    queue = SignalQueue(selector, (signal.SIGUSR1, signal.SIGUSR2))
+    before = signal.getsignal(signal.SIGUSR1)
+    queue.install()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        [(key, _)] = selector.select(5)
+        assert key.data is queue
+        queue.clear_wakeup()
+        assert list(queue.take()) == [signal.SIGUSR2, signal.SIGUSR1]
+        assert list(queue.take()) == []
+        assert selector.select(0) == []
+    finally:
+        queue.restore()
+        queue.close()
+        selector.close()
+    assert signal.getsignal(signal.SIGUSR1) == before
+
+
+def test_an_upgrade_hands_over_each_socket_once() -> None:
+    listening = socket.create_server(("127.0.0.1", 0))
+    admin = socket.create_server(("127.0.0.1", 0))
+    dropped = socket.create_server(("127.0.0.1", 0))
+    environ = {
+        INHERIT_VARIABLE: f"fastcgi {listening.detach()} 127.0.0.1:1\n"
+        f"status {admin.detach()} 127.0.0.1:2\nhttp {dropped.detach()} 127.0.0.1:3",
+        UPGRADE_VARIABLE: "4242",
+        "OTHER": "kept",
+    }
+    inherited = Inheritance.from_environ(environ)
+    assert environ == {"OTHER": "kept"}  # our workers and successors do not see them
+    assert inherited.old_master == 4242
+    assert inherited.addresses() == [("fastcgi", "127.0.0.1:1"), ("http", "127.0.0.1:3")]
+    assert inherited.take("127.0.0.1:2", admin=False) is None  # an admin socket is not a listener
+    sock = inherited.take("127.0.0.1:1", admin=False)
+    assert sock is not None and not sock.get_inheritable()
+    assert inherited.take("127.0.0.1:1", admin=False) is None
+    status = inherited.take("127.0.0.1:2", admin=True)
+    assert status is not None
+    [(_, dropped_fd)] = inherited.handed.values()
+    inherited.close_rest()
+    with pytest.raises(OSError):
+        os.fstat(dropped_fd)
+    sock.close()
+    status.close()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dumbwaiter.server.process import (
+from dumbwaiter.process.chores import (
     PidFile,
     ProcessError,
     change_directory,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dumbwaiter.server.reloader import SourceWatcher, default_roots
+from dumbwaiter.process.reloader import SourceWatcher, default_roots
 
 INTERVAL = 0.05
 
@@ -161,7 +161,7 @@ def test_the_helper_ends_with_its_parent(tree: pathlib.Path) -> None:
             textwrap.dedent(
                 f"""
                 import sys, time
-                from dumbwaiter.server.reloader import SourceWatcher
+                from dumbwaiter.process.reloader import SourceWatcher
                 watcher = SourceWatcher([{str(tree)!r}])
                 print(watcher.pid, flush=True)
                 time.sleep(60)

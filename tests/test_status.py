@@ -16,7 +16,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from dumbwaiter.server.status import History, Response
+from dumbwaiter.process.admin import Response
+from dumbwaiter.process.status import History
 from serving import Server, free_port, run_cli, until
 
 

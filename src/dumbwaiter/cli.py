@@ -21,8 +21,8 @@ from typing import Any, NoReturn
 from . import __version__
 from .config import Config, ConfigError, flag_of, parse_value, settings
 from .main import run, setup_logging
-from .server.master import AppLoadFailed
-from .server.process import ProcessError
+from .process.arbiter import AppLoadFailed
+from .process.chores import ProcessError
 from .server.sockets import ListenError
 from .server.systemd import ActivationError
 from .typing import WSGIApp

@@ -19,7 +19,7 @@ write ``--pid``, drop to ``--user``/``--group``, and only then load the app
 (here, or in each worker).
 
 Then either this process serves (``--no-master``, and the web-server-spawned
-case) or a :class:`~dumbwaiter.server.master.Master` forks the workers.
+case) or an :class:`~dumbwaiter.process.arbiter.Arbiter` forks the workers.
 """
 
 from __future__ import annotations
@@ -31,16 +31,15 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from .access import AddressList
 from .accesslog import AccessLog
 from .config import Config
-from .server import systemd
-from .server.listeners import PROTOCOLS, Listener, import_ahead
-from .server.malloc import keep_freed_memory
-from .server.master import INHERIT_VARIABLE, UPGRADE_VARIABLE, Master
-from .server.process import (
+from .process.arbiter import Arbiter
+from .process.chores import (
+    PidFile,
     ProcessError,
     change_directory,
     drop_privileges,
@@ -48,6 +47,10 @@ from .server.process import (
     uid_of,
     write_pidfile,
 )
+from .process.upgrade import Inheritance
+from .server import systemd
+from .server.listeners import PROTOCOLS, Listener, import_ahead
+from .server.malloc import keep_freed_memory
 from .server.sockets import (
     Address,
     ListenError,
@@ -64,8 +67,9 @@ __all__ = ["DEFAULT_HTTP", "run", "serve"]
 log = logging.getLogger("dumbwaiter")
 
 DEFAULT_HTTP = "127.0.0.1:8000"
-#: The master's own HTTP addresses (:mod:`dumbwaiter.server.status`).
-ADMIN_KINDS = ("metrics", "status")
+
+#: How this process serves: one CGI request, alone, or as the master.
+Mode = Literal["cgi", "alone", "arbiter"]
 
 
 def serve(
@@ -126,125 +130,150 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
     server's fd 0 with one worker) or with ``--preload``; otherwise in each
     worker, so a reload (SIGHUP) loads new code.  ``argv`` starts this
     server again, for an upgrade in place (SIGUSR2).  ``load`` raises
-    :class:`~dumbwaiter.server.master.AppLoadFailed` with a one-line reason.
+    :class:`~dumbwaiter.process.child.AppLoadFailed` with a one-line reason.
     """
     activated = systemd.activated()  # read once, before anything forks
-    handed, upgrade_from = _upgrade_inheritance()
-    # The old master's --metrics and --status sockets, if it had them.
-    handed_admin = {text: fd for text, (kind, fd) in list(handed.items()) if kind in ADMIN_KINDS}
-    for text in handed_admin:
-        del handed[text]
+    inherited = Inheritance.from_environ(os.environ)
     if config.chdir:
         change_directory(config.chdir)
-    addresses = _listener_addresses(config)
-    if handed and not addresses:
-        addresses = [(protocol, text) for text, (protocol, _) in handed.items()]
-    inherited = inherited_listener() if not addresses and not activated else None
-    if config.cgi or (
-        not addresses
-        and not activated
-        and inherited is None
-        and "GATEWAY_INTERFACE" in os.environ
-        and "REQUEST_METHOD" in os.environ
-    ):
+    addresses = _listener_addresses(config) or inherited.addresses()
+    fd0 = inherited_listener() if not addresses and not activated else None
+    mode = choose_mode(config, bool(addresses or activated), fd0)
+    if mode == "cgi":
         from .cgi import run_cgi
 
         return run_cgi(load())
-    single = config.no_master or (inherited is not None and config.workers == 1)
-    bound: list[tuple[Address, socket.socket]] = []
-    listeners: list[Listener] = []
-    pidfile = None
+    bound = Bound()
+    pidfile: PidFile | None = None
     # Until the event loop takes the signals over, a stop request must still
     # unwind through the finally below (which removes our socket files).
     previous = signal.signal(signal.SIGTERM, _exit_now)
     try:
-        owner = uid_of(config.socket_owner) if config.socket_owner else -1
-        group = gid_of(config.socket_group) if config.socket_group else -1
-        for protocol, text in addresses:
-            address = parse_address(text)
-            if text in handed:
-                sock = socket.socket(fileno=handed.pop(text)[1])
-                sock.set_inheritable(False)
-            else:
-                sock = bind(address, config.backlog, config.socket_mode, owner=owner, group=group)
-            if address.kind == "unix":
-                bound.append((address, sock))
-            listeners.append(_listener(protocol, address, sock, config))
-        if not addresses and activated:
-            listeners += _activated_listeners(activated, config)
-        elif inherited is not None:
-            # A web server spawned us and handed us its socket on fd 0.
-            listeners.append(_listener("fastcgi", Address("fd:0", "fd", fd=0), inherited, config))
-        elif not listeners:
-            address = parse_address(DEFAULT_HTTP)
-            sock = bind(address, config.backlog, config.socket_mode)
-            listeners.append(_listener("http", address, sock, config))
-            print(f"dumbwaiter: serving on http://{DEFAULT_HTTP}/", file=sys.stderr)
-        for text, (_, fd) in handed.items():  # listeners the new command line dropped
-            os.close(fd)
-            log.info("upgrade: no longer serving %s", text)
+        bind_listeners(bound, config, addresses, activated, fd0, inherited)
+        if mode == "arbiter":
+            bind_admin(bound, config, inherited)
+        inherited.close_rest()
         if config.pid:
-            pidfile = write_pidfile(config.pid, replacing=upgrade_from or None)
+            pidfile = write_pidfile(config.pid, replacing=inherited.old_master or None)
         access_log = _open_access_log(config)  # as root, like the listeners
-        admin: dict[str, socket.socket] = {}
-        for kind in ADMIN_KINDS if not single else ():
-            text = getattr(config, kind)
-            if not text:
-                continue
-            address = parse_address(text)
-            if text in handed_admin:
-                admin[kind] = socket.socket(fileno=handed_admin.pop(text))
-                admin[kind].set_inheritable(False)
-            else:
-                admin[kind] = bind(address, 16, config.socket_mode)
-            if address.kind == "unix":
-                bound.append((address, admin[kind]))
-            log.info("%s: http://%s%s", kind, text, "/metrics" if kind == "metrics" else "/")
-        for fd in handed_admin.values():
-            os.close(fd)
         if config.user or config.group:
-            import_ahead(config, {listener.protocol for listener in listeners})
+            import_ahead(config, {listener.protocol for listener in bound.listeners})
         keep_freed_memory()  # before the user may no longer read ctypes; workers inherit it
         drop_privileges(config.user, config.group)  # bound as root, serve as the user
-        app = load() if single or config.preload else None
-        if single:
-            assert app is not None
-            run_worker(app, config, listeners, access_log=access_log)
+        if mode == "alone":
+            run_worker(load(), config, bound.listeners, access_log=access_log)
             return 0
-        master = Master(
-            config,
-            listeners,
-            load,
-            app,
-            argv=argv,
-            upgrade_from=upgrade_from,
-            access_log=access_log,
-            admin=admin,
-        )
-        code = master.run()
-        if master.handed_over:
-            bound.clear()  # the socket files are the new master's now
-        return code
+        return serve_under_arbiter(config, load, bound, access_log, argv, inherited.old_master)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for listener in listeners:
-            listener.sock.close()
-        close_all(bound)
+        bound.close()
         if pidfile is not None:
             pidfile.remove()
 
 
-def _upgrade_inheritance() -> tuple[dict[str, tuple[str, int]], int]:
-    """What an old master handed us in an upgrade in place (SIGUSR2):
-    address text -> (protocol, fd), and its pid; the variables are removed
-    so that our own workers and successors do not see them."""
-    lines = os.environ.pop(INHERIT_VARIABLE, "")
-    old = os.environ.pop(UPGRADE_VARIABLE, "")
-    handed: dict[str, tuple[str, int]] = {}
-    for line in lines.splitlines():
-        protocol, fd, text = line.split(" ", 2)
-        handed[text] = (protocol, int(fd))
-    return handed, int(old) if old.isdigit() else 0
+def choose_mode(config: Config, listening: bool, fd0: socket.socket | None) -> Mode:
+    """CGI (asked for, or no socket anywhere and CGI variables set), alone
+    (``--no-master``, or a web server's fd 0 and one worker), or a master
+    over workers.  ``listening``: listener addresses or systemd sockets."""
+    cgi_environ = "GATEWAY_INTERFACE" in os.environ and "REQUEST_METHOD" in os.environ
+    if config.cgi or (not listening and fd0 is None and cgi_environ):
+        return "cgi"
+    if config.no_master or (fd0 is not None and config.workers == 1):
+        return "alone"
+    return "arbiter"
+
+
+@dataclass
+class Bound:
+    """What start-up bound, closed when :func:`run` returns: the listeners,
+    the master's own sockets, and the unix socket files we created (removed
+    too, unless a new master took them over)."""
+
+    listeners: list[Listener] = field(default_factory=list)
+    admin: dict[str, socket.socket] = field(default_factory=dict)
+    files: list[tuple[Address, socket.socket]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for listener in self.listeners:
+            listener.sock.close()
+        for sock in self.admin.values():
+            sock.close()
+        close_all(self.files)
+
+
+def bind_listeners(
+    bound: Bound,
+    config: Config,
+    addresses: list[tuple[str, str]],
+    activated: list[tuple[str, socket.socket]],
+    fd0: socket.socket | None,
+    inherited: Inheritance,
+) -> None:
+    """Into ``bound``: the listener ``addresses`` (handed over by an old
+    master, or bound now); else systemd's sockets; else a web server's fd 0;
+    else HTTP on :data:`DEFAULT_HTTP`."""
+    owner = uid_of(config.socket_owner) if config.socket_owner else -1
+    group = gid_of(config.socket_group) if config.socket_group else -1
+    for protocol, text in addresses:
+        address = parse_address(text)
+        sock = inherited.take(text, admin=False)
+        if sock is None:
+            sock = bind(address, config.backlog, config.socket_mode, owner=owner, group=group)
+        if address.kind == "unix":
+            bound.files.append((address, sock))
+        bound.listeners.append(_listener(protocol, address, sock, config))
+    if not addresses and activated:
+        bound.listeners += _activated_listeners(activated, config)
+    elif fd0 is not None:
+        # A web server spawned us and handed us its socket on fd 0.
+        address = Address("fd:0", "fd", fd=0)
+        bound.listeners.append(_listener("fastcgi", address, fd0, config))
+    elif not bound.listeners:
+        address = parse_address(DEFAULT_HTTP)
+        sock = bind(address, config.backlog, config.socket_mode)
+        bound.listeners.append(_listener("http", address, sock, config))
+        print(f"dumbwaiter: serving on http://{DEFAULT_HTTP}/", file=sys.stderr)
+
+
+def bind_admin(bound: Bound, config: Config, inherited: Inheritance) -> None:
+    """Into ``bound``: the master's own HTTP addresses, ``--metrics`` and
+    ``--status`` (:mod:`dumbwaiter.process.status`)."""
+    for kind, text in (("metrics", config.metrics), ("status", config.status)):
+        if not text:
+            continue
+        address = parse_address(text)
+        sock = inherited.take(text, admin=True)
+        if sock is None:
+            sock = bind(address, 16, config.socket_mode)
+        bound.admin[kind] = sock
+        if address.kind == "unix":
+            bound.files.append((address, sock))
+        log.info("%s: http://%s%s", kind, text, "/metrics" if kind == "metrics" else "/")
+
+
+def serve_under_arbiter(
+    config: Config,
+    load: Callable[[], WSGIApp],
+    bound: Bound,
+    access_log: AccessLog | None,
+    argv: list[str] | None,
+    upgrade_from: int,
+) -> int:
+    """Fork the workers and watch them until stopped; the exit status."""
+    arbiter = Arbiter(
+        config,
+        bound.listeners,
+        load,
+        load() if config.preload else None,
+        argv=argv,
+        upgrade_from=upgrade_from,
+        access_log=access_log,
+        admin=bound.admin,
+    )
+    code = arbiter.run()
+    if arbiter.handed_over:
+        bound.files.clear()  # the socket files are the new master's now
+    return code
 
 
 def _activated_listeners(

@@ -1,24 +1,12 @@
-"""The master's own small HTTP server: ``--metrics`` and ``--status``.
+"""The master's own small HTTP server, for ``--metrics`` and ``--status``.
 
-Both addresses are served by the master's select loop, so they answer while
-every worker is busy, stuck or being replaced.  Each connection is
-non-blocking with a deadline: a browser's idle pre-connection or a client
-that never sends its request costs a slot, never the master's time.  One
-request per connection (``Connection: close``); bodies are small.
-
-``--metrics``
-    ``/metrics`` (Prometheus text, :func:`~dumbwaiter.server.stats.exposition`)
-    and ``/healthz``.
-``--status``
-    The same, plus the live status page at ``/`` (one HTML page and one
-    script, both in this package: no CDN, no build step, works offline) and
-    what it shows as JSON at ``/status.json``: per worker its pid, age,
-    requests served, busy threads and the requests in flight (method, path,
-    age), and queue depth, busy threads and requests per second over the
-    last ten minutes (:class:`History`).
-
-``/healthz`` answers any method (HAProxy's check sends ``OPTIONS``): 200 and
-why, or 503 and why (see :meth:`~dumbwaiter.server.master.Master.health`).
+It runs in the master's select loop, so it answers while every worker is
+busy, stuck or being replaced.  Each connection is non-blocking with a
+deadline: a browser's idle pre-connection or a client that never sends its
+request costs a slot, never the master's time.  One request per connection
+(``Connection: close``), GET and HEAD (any method for ``/healthz``: HAProxy's
+check sends ``OPTIONS``); what it answers is its owner's
+(:class:`~dumbwaiter.process.status.Monitor`).
 """
 
 from __future__ import annotations
@@ -28,31 +16,18 @@ import logging
 import selectors
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any
 
-__all__ = ["METRICS_ROUTES", "STATUS_ROUTES", "AdminServer", "History", "Response"]
+__all__ = ["AdminServer", "Response"]
 
 log = logging.getLogger("dumbwaiter")
-
-#: What each kind of address serves.
-METRICS_ROUTES = frozenset({"/metrics", "/healthz"})
-STATUS_ROUTES = METRICS_ROUTES | {"/", "/status.json", "/status.js"}
 
 #: A connection must have sent its request and taken its answer in this long.
 DEADLINE_SECONDS = 5.0
 #: Open connections at once; more are closed as they come.
 MAX_CONNECTIONS = 64
 MAX_HEAD = 8192
-
-#: The page may run only its own script and fetch only from its own address.
-PAGE_POLICY = (
-    "default-src 'none'; script-src 'self'; connect-src 'self'; "
-    "style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
-)
 
 
 @dataclass(frozen=True)
@@ -84,28 +59,6 @@ def not_found(routes: frozenset[str]) -> Response:
     )
 
 
-#: What the status page is made of (read once, on first use).
-_ASSETS: dict[str, bytes] = {}
-
-
-def asset(name: str) -> bytes:
-    if name not in _ASSETS:
-        _ASSETS[name] = resources.files(__package__).joinpath(name).read_bytes()
-    return _ASSETS[name]
-
-
-def page(path: str) -> Response:
-    """``/`` and ``/status.js``."""
-    if path == "/status.js":
-        return Response("200 OK", "text/javascript; charset=utf-8", asset("status.js"))
-    return Response(
-        "200 OK",
-        "text/html; charset=utf-8",
-        asset("status.html"),
-        (("Content-Security-Policy", PAGE_POLICY), ("X-Frame-Options", "DENY")),
-    )
-
-
 @dataclass(eq=False)
 class _Listener:
     sock: socket.socket
@@ -124,9 +77,9 @@ class _Client:
 class AdminServer:
     """Serve ``listeners`` (socket, routes) from the master's ``selector``.
 
-    ``respond(path)`` makes the answer; the master calls
-    :meth:`handle` for every selector key whose ``data`` is one of ours
-    (:meth:`owns`) and :meth:`expire` once per loop.
+    ``respond(path)`` makes the answer; the owner calls :meth:`handle` for
+    every selector key whose ``data`` is one of ours (:meth:`owns`) and
+    :meth:`expire` once per loop.
     """
 
     def __init__(
@@ -245,40 +198,3 @@ class AdminServer:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(client.sock)
         client.sock.close()
-
-
-class History:
-    """The last ``size`` once-a-second samples of queue depth, busy threads
-    and requests completed per second, summed over the workers."""
-
-    def __init__(self, size: int = 600, step: float = 1.0) -> None:
-        self.step = step
-        self.samples: deque[tuple[float, int, int, float]] = deque(maxlen=size)
-        self.next_at = 0.0
-        self._last: tuple[float, int] | None = None
-
-    def due(self, now: float) -> bool:
-        return now >= self.next_at
-
-    def sample(self, now: float, queued: int, busy: int, served: int) -> None:
-        """Record the sums at ``now`` (time.monotonic()); ``served`` is the
-        running total of requests completed."""
-        rate = 0.0
-        if self._last is not None and now > self._last[0]:
-            rate = round(max(0, served - self._last[1]) / (now - self._last[0]), 1)
-        self._last = (now, served)
-        # Keep to the schedule; after a long stall, start it again from now.
-        self.next_at += self.step
-        if self.next_at <= now:
-            self.next_at = now + self.step
-        self.samples.append((time.time(), queued, busy, rate))
-
-    def document(self) -> dict[str, Any]:
-        samples = list(self.samples)
-        return {
-            "step": self.step,
-            "times": [round(t, 3) for t, *_ in samples],
-            "queued": [s[1] for s in samples],
-            "busy": [s[2] for s in samples],
-            "requests": [s[3] for s in samples],
-        }

@@ -1,9 +1,10 @@
-"""Process-level chores of the master: pid file, privileges, working directory.
+"""Process-level chores at start-up: working directory, pid file, privileges.
 
-Each is done once at start-up, after the listeners are bound (binding a port
-below 1024 or a socket in ``/run`` may need root) and before any worker is
-forked, and each failure is one :class:`ProcessError` line for the command
-line to print.
+Each is done once, by the process that becomes the master (or serves
+alone), before any worker is forked: ``--chdir`` before the listeners are
+bound, the pid file and the privilege drop after (binding a port below 1024
+or a socket in ``/run`` may need root).  Each failure is one
+:class:`ProcessError` line for the command line to print.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ import pwd
 import tempfile
 from types import TracebackType
 
-__all__ = ["PidFile", "ProcessError", "change_directory", "drop_privileges", "write_pidfile"]
+__all__ = [
+    "PidFile",
+    "ProcessError",
+    "change_directory",
+    "drop_privileges",
+    "gid_of",
+    "uid_of",
+    "write_pidfile",
+]
 
 
 class ProcessError(Exception):

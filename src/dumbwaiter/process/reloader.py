@@ -9,7 +9,7 @@ The master is one thread around ``select`` that forks workers, so watching
 adds no thread to it.  :class:`SourceWatcher` watches in one of two ways:
 
 watchfiles (``pip install dumbwaiter[reload]``)
-    A helper process (``python -m dumbwaiter.server.reloader``) runs
+    A helper process (``python -m dumbwaiter.process.reloader``) runs
     watchfiles (inotify, FSEvents, kqueue, through Rust's notify), which
     groups a burst of events into one batch (a batch ends after 50 ms without
     a new event, or at the latest after 1.6 s); the helper writes each batch
@@ -79,7 +79,7 @@ HELPER_START_SECONDS = 10.0
 HELPER_STOP_SECONDS = 2.0
 #: How often the helper looks whether its parent is still there.
 HELPER_TICK_MS = 100
-HELPER_MODULE = "dumbwaiter.server.reloader"
+HELPER_MODULE = "dumbwaiter.process.reloader"
 
 #: What polling compares: a file replaced by rename has a new inode.
 Stamp = tuple[int, int, int]  # (st_mtime_ns, st_size, st_ino)

@@ -1,0 +1,445 @@
+"""The arbiter: forks the workers, watches them, and turns signals into actions.
+
+The master holds the listening sockets (bound by :mod:`dumbwaiter.main`) and
+never accepts on them; every worker inherits them across ``fork`` and runs
+:func:`~dumbwaiter.server.worker.run_worker`, and the kernel hands each
+connection to one of them.  Because all workers accept on the *same*
+sockets, a connection waiting in the backlog is never lost when a worker
+stops accepting: another takes it.
+
+It is a single-threaded loop around ``select``.  Signal handlers only queue
+(:mod:`~dumbwaiter.process.signals`); the loop dispatches each signal to a
+``handle_<name>()`` method.  Each worker has a pipe to the master
+(:mod:`dumbwaiter.server.channel`), and children are reaped with
+``waitpid``.  Each turn: handle the signals, reap the workers, kill the hung
+ones, promote a generation that is ready, stop the replaced ones, bring the
+number to the target, then wait.
+
+Workers and generations
+    SIGHUP starts a new generation: new workers load the app afresh; once
+    all of them are ready, the older ones get SIGTERM and drain.  If a new
+    worker fails before it is ready (a syntax error), the reload is
+    abandoned and the old workers go on serving.
+Recycling
+    A worker that retires (``--max-requests``, ``--max-rss``, ``--timeout``)
+    keeps serving until its replacement is ready, then gets SIGTERM.
+Failures
+    A worker that dies is replaced.  Deaths soon after start back off
+    exponentially; a worker that cannot load the app at start-up, or workers
+    that keep dying before they are ready, end the master with exit status 1
+    and the app's error: a broken app never fork-bombs.
+Hung workers
+    A worker whose loop is blocked (no heartbeat), that does not start, or
+    that outlives a stop is killed (:meth:`~dumbwaiter.process.child.Worker.due`).
+systemd
+    With ``NOTIFY_SOCKET`` set, the master reports READY (all workers up),
+    RELOADING (SIGHUP) then READY again, and STOPPING.
+Signals (the nginx and gunicorn conventions)
+    TERM graceful stop; INT and QUIT fast stop; HUP reload; TTIN and TTOU
+    one worker more or less; USR1 reopen log files (forwarded to workers);
+    USR2 upgrade in place (:mod:`~dumbwaiter.process.upgrade`).  Workers
+    ignore HUP, TTIN, TTOU and USR2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+from ..accesslog import AccessLog
+from ..config import Config
+from ..server import systemd
+from ..server.listeners import Listener
+from ..server.worker import reopen_logs
+from ..typing import WSGIApp
+from .child import (
+    EXIT_APP_FAILED,
+    MASTER_SIGNALS,
+    AppLoadFailed,
+    Setup,
+    Worker,
+    describe_exit,
+    fork_worker,
+    reaped,
+)
+from .reloader import SourceWatcher, default_roots
+from .signals import SignalQueue
+from .status import Monitor
+from .upgrade import Upgrade
+
+__all__ = ["EXIT_APP_FAILED", "AppLoadFailed", "Arbiter"]
+
+log = logging.getLogger("dumbwaiter")
+
+#: Beyond graceful_timeout, how long a stopping worker has before SIGKILL.
+STOP_GRACE_SECONDS = 5.0
+#: How long a fast stop (SIGINT, SIGQUIT) waits before SIGKILL.
+FAST_STOP_SECONDS = 3.0
+#: A retiring worker whose replacement is not ready after this is stopped anyway.
+RETIRE_WAIT_SECONDS = 60.0
+#: Deaths within this long of the fork count as failures to start.
+QUICK_DEATH_SECONDS = 5.0
+#: After this many failures to start in a row, the master gives up.
+MAX_START_FAILURES = 5
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 10.0
+
+
+class Arbiter:
+    """Run ``config.workers`` workers over ``listeners`` until stopped.
+
+    ``load`` imports the app in each new worker; ``app``, when given, was
+    loaded in the master already (``--preload``) and is shared by fork.
+    ``argv`` is the command that starts this server again (SIGUSR2; None:
+    started from Python, no upgrade in place); ``upgrade_from`` the pid of
+    the master this one replaces, 0 if none.  ``admin``: the ``--metrics``
+    and ``--status`` sockets by kind (the caller's to close).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        listeners: list[Listener],
+        load: Callable[[], WSGIApp],
+        app: WSGIApp | None = None,
+        *,
+        argv: list[str] | None = None,
+        upgrade_from: int = 0,
+        access_log: AccessLog | None = None,
+        admin: dict[str, socket.socket] | None = None,
+    ) -> None:
+        self.config = config
+        self.listeners = listeners
+        self.setup = Setup(app, load, config, listeners, access_log, os.getpid())
+        self.target = config.workers
+        self.workers: dict[int, Worker] = {}
+        self.monitor = Monitor(config, self, [li.name for li in listeners], admin or {})
+        self.upgrade = Upgrade(argv, upgrade_from)
+        #: Stopped while our successor ran: it took over (and sent the TERM).
+        self.handed_over = False
+        #: Each signal's handle_<name>() (built once: a missing one fails here).
+        self.handlers: dict[int, Callable[[], None]] = {
+            signum: getattr(self, f"handle_{signum.name[3:].lower()}") for signum in MASTER_SIGNALS
+        }
+        self.selector = selectors.DefaultSelector()
+        self.signals = SignalQueue(self.selector, MASTER_SIGNALS)
+        #: The generation new workers join, and the last one fully ready.
+        self.generation = 1
+        self.serving_generation = 0
+        self._generations = 1
+        self.started = False  # every first-generation worker came up once
+        self.failures = 0  # failures to start in a row
+        self.next_spawn = 0.0
+        self.stopping = ""  # "", "graceful" or "fast"
+        self.exit_code = 0
+        self.pid = os.getpid()
+        #: --reload: what tells us the app's source changed.
+        self.watcher: SourceWatcher | None = None
+
+    # -- the loop -------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until stopped; returns the exit status."""
+        self.signals.install()
+        try:
+            self._start()
+            while self.workers or not self.stopping:
+                self.handle_signals()
+                self.watch_sources()
+                self.reap_workers()
+                now = time.monotonic()
+                self.kill_hung_workers(now)
+                self.promote_generation()
+                self.stop_replaced_workers(now)
+                if not self.stopping:
+                    self.manage_workers(now)
+                self.monitor.tick(now)
+                self.wait()
+        finally:
+            self.signals.restore()
+            self._finish()
+        if not self.exit_code:
+            log.info("master %d: stopped", self.pid)
+        return self.exit_code
+
+    def _start(self) -> None:
+        """Serve the admin sockets, watch the sources."""
+        self.monitor.start(self.selector)
+        if self.config.reload:
+            self.watcher = SourceWatcher(default_roots(""))
+            if (fd := self.watcher.fileno()) is not None:
+                self.selector.register(fd, selectors.EVENT_READ, self.watcher)
+            log.info("master: --reload: watching *.py under %s", os.getcwd())
+        log.debug("master %d: starting %d worker(s)", self.pid, self.target)
+
+    def _finish(self) -> None:
+        for worker in list(self.workers.values()):  # only after an error of ours
+            worker.send(signal.SIGKILL)
+        if self.watcher is not None:
+            self.watcher.close()
+        self.monitor.close()
+        self.selector.close()
+        self.signals.close()
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        timeout = 1.0 if self.watcher is None or self.watcher.fileno() is not None else 0.5
+        if self.next_spawn > now:
+            timeout = min(timeout, self.next_spawn - now)
+        for key, mask in self.selector.select(timeout):
+            if key.data is self.signals:
+                self.signals.clear_wakeup()
+            elif self.monitor.owns(key.data):
+                self.monitor.handle(key.data, mask)
+            elif key.data is self.watcher:
+                assert self.watcher is not None
+                if self.watcher.fileno() is None:  # its helper ended: polled from now on
+                    self.selector.unregister(key.fd)
+            else:
+                self.receive(key.data)
+
+    def watch_sources(self) -> None:
+        """--reload: a changed source file starts a new generation."""
+        if self.watcher is not None and (changed := self.watcher.changes()):
+            log.info("master: changed: %s: reloading", ", ".join(changed[:3]))
+            self.reload()
+
+    # -- signals -----------------------------------------------------------
+    def handle_signals(self) -> None:
+        for signum in self.signals.take():
+            self.handlers[signum]()
+
+    def handle_term(self) -> None:
+        self.stop("graceful")
+
+    def handle_int(self) -> None:
+        self.stop("fast")
+
+    def handle_quit(self) -> None:
+        self.stop("fast")
+
+    def handle_hup(self) -> None:
+        self.reload()
+
+    def handle_ttin(self) -> None:
+        self.target += 1
+        log.info("master: SIGTTIN: %d worker(s) now", self.target)
+
+    def handle_ttou(self) -> None:
+        self.target = max(1, self.target - 1)
+        log.info("master: SIGTTOU: %d worker(s) now", self.target)
+
+    def handle_usr1(self) -> None:
+        reopen_logs()
+        for worker in self.workers.values():
+            worker.send(signal.SIGUSR1)
+
+    def handle_usr2(self) -> None:
+        if not self.stopping:
+            self.upgrade.start(self.listeners, self.monitor.sockets, self.config)
+
+    def handle_chld(self) -> None:
+        """Nothing: its wakeup byte ended the wait, and the loop reaps."""
+
+    def stop(self, how: str) -> None:
+        if self.stopping == "fast" or self.stopping == how:
+            return
+        self.stopping = how
+        self.handed_over = bool(self.upgrade.successor)
+        now = time.monotonic()
+        systemd.stopping()
+        # Our copies of the listening sockets go now: once the workers close
+        # theirs, new connections are refused and the front tries elsewhere.
+        for listener in self.listeners:
+            listener.sock.close()
+        if how == "fast" and not self.exit_code:  # else fail() said why
+            log.info("master: stopping now")
+        elif how == "graceful":
+            grace = self.config.graceful_timeout
+            log.info("master: stopping gracefully (requests in flight have %gs)", grace)
+        for worker in self.workers.values():
+            if worker.stop_signal == signal.SIGKILL:
+                continue  # being killed already
+            if how == "fast":
+                worker.signal(signal.SIGQUIT, FAST_STOP_SECONDS, now)
+            elif not worker.stop_sent:
+                self.terminate(worker, now)
+
+    def reload(self) -> None:
+        if self.stopping:
+            return
+        self._generations += 1
+        self.generation = self._generations
+        systemd.reloading(f"reloading: generation {self.generation}")
+        preloaded = self.setup.app is not None
+        how = "(--preload: the app is not re-imported)" if preloaded else "load the app afresh"
+        log.info("master: reloading: new workers %s", how)
+
+    # -- workers -------------------------------------------------------------
+    def spawn_worker(self) -> None:
+        worker = fork_worker(self.generation, self.setup, self._release)
+        self.workers[worker.pid] = worker
+        self.selector.register(worker.fd, selectors.EVENT_READ, worker)
+        log.debug("master: forked worker %d (generation %d)", worker.pid, self.generation)
+
+    def _release(self) -> None:
+        """In a new worker: close what is the master's."""
+        self.selector.close()
+        for other in self.workers.values():
+            os.close(other.fd)
+        self.signals.close()
+        if self.watcher is not None:
+            self.watcher.close()  # in a worker: only its copy of the pipe
+        self.monitor.forget()
+
+    def receive(self, worker: Worker) -> None:
+        data = worker.read()
+        if data == b"":  # its end; reaped soon
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(worker.fd)
+        elif data is not None:
+            self.hear(worker, data)
+
+    def hear(self, worker: Worker, data: bytes) -> None:
+        for news in worker.take(data, time.monotonic(), self.config.threads):
+            if news == "ready":
+                self.failures = 0
+                log.debug("master: worker %d ready", worker.pid)
+            elif news == "retire":
+                log.info("master: replacing worker %d: %s", worker.pid, worker.retiring)
+                self.monitor.restarted(worker.retire_reason)
+
+    def reap_workers(self) -> None:
+        for pid, status in reaped():
+            if self.upgrade.ended(pid, describe_exit(status), bool(self.stopping)):
+                continue
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue  # the --reload helper (see reloader.py)
+            for data in worker.read_rest():  # its last messages (failed, stats ...)
+                self.hear(worker, data)
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(worker.fd)
+            os.close(worker.fd)
+            self.monitor.worker_ended(worker)
+            self.exited(worker, status)
+
+    def exited(self, worker: Worker, status: int) -> None:
+        how = describe_exit(status)
+        if worker.stop_sent or self.stopping:
+            asked = worker.stop_signal in (signal.SIGTERM, signal.SIGQUIT)
+            log.log(
+                logging.DEBUG if asked else logging.INFO,
+                "master: worker %d ended (%s)",
+                worker.pid,
+                how,
+            )
+            return
+        now = time.monotonic()
+        self.monitor.restarted("died")
+        if worker.ready and now - worker.born >= QUICK_DEATH_SECONDS:
+            log.error("master: worker %d died (%s); replacing it", worker.pid, how)
+            return
+        reason = worker.failed or f"worker {worker.pid} ended before it was ready ({how})"
+        if worker.ready:
+            reason = f"worker {worker.pid} died {now - worker.born:.1f}s after it started ({how})"
+        if worker.generation > self.serving_generation and self.started:
+            self.abandon_reload(reason)
+            return
+        if worker.failed and not self.started:
+            self.fail(worker.failed)
+            return
+        self.failures += 1
+        if self.failures >= MAX_START_FAILURES:
+            self.fail(f"workers keep failing to start ({self.failures} in a row): {reason}")
+            return
+        delay = min(BACKOFF_FIRST * 2 ** (self.failures - 1), BACKOFF_MAX)
+        self.next_spawn = now + delay
+        log.error("master: %s; next worker in %.1fs", reason, delay)
+
+    def abandon_reload(self, reason: str) -> None:
+        log.error("master: reload failed: %s; the workers of the previous code serve on", reason)
+        failed = self.generation
+        self.generation = self.serving_generation
+        systemd.ready(f"reload failed: {reason}")
+        now = time.monotonic()
+        for worker in self.workers.values():
+            if worker.generation == failed and not worker.stop_sent:
+                self.terminate(worker, now)
+
+    def fail(self, message: str) -> None:
+        print(f"dumbwaiter: error: {message}", file=sys.stderr, flush=True)
+        self.exit_code = 1
+        self.stop("fast")
+
+    def kill_hung_workers(self, now: float) -> None:
+        """Kill a worker whose loop is blocked, that does not start, or that
+        outlived a stop (:meth:`Worker.due`)."""
+        for worker in list(self.workers.values()):
+            if (due := worker.due(now)) is None:
+                continue
+            signum, why = due
+            log.error("master: worker %d %s: killing it", worker.pid, why)
+            if not worker.ready and not worker.stop_sent:
+                self.failures += 1  # it did not start
+            worker.signal(signum, 0.0, now)
+
+    def promote_generation(self) -> None:
+        """Once the current generation has all its workers ready, it serves
+        (and, in an upgrade in place, the old master goes)."""
+        ready = sum(1 for w in self._current() if w.ready)
+        if ready < self.target or self.generation == self.serving_generation:
+            return
+        if self.serving_generation:
+            log.info("master: reloaded: generation %d serves", self.generation)
+        else:
+            log.info("master: %d worker(s) ready", ready)
+        systemd.ready(f"{ready} worker(s), generation {self.generation}")
+        if not self.started:
+            self.upgrade.take_over()
+        self.serving_generation = self.generation
+        self.started = True
+
+    def stop_replaced_workers(self, now: float) -> None:
+        """Stop the workers of older generations once the current one serves,
+        and retiring workers once replaced (or when waiting took too long)."""
+        replaced = self.serving_generation == self.generation
+        replaced = replaced and sum(1 for w in self._current() if w.ready) >= self.target
+        for worker in list(self.workers.values()):
+            if worker.stop_sent or (worker.generation == self.generation and not worker.retiring):
+                continue
+            overdue = worker.retiring and now - worker.retired_at > RETIRE_WAIT_SECONDS
+            if replaced or overdue:
+                if not worker.retiring:
+                    self.monitor.restarted("reload")
+                self.terminate(worker, now)
+
+    def manage_workers(self, now: float) -> None:
+        """Bring the current generation to ``target`` workers."""
+        current = self._current()
+        missing = self.target - len(current)
+        if missing > 0 and now >= self.next_spawn:
+            for _ in range(missing if not self.failures else 1):
+                self.spawn_worker()
+        elif missing < 0:
+            newest_first = sorted(current, key=lambda w: (w.ready, -w.born))
+            for worker in newest_first[:-missing]:
+                self.terminate(worker, now)
+
+    def _current(self) -> list[Worker]:
+        """The workers of the current generation that are to go on serving."""
+        return [
+            w
+            for w in self.workers.values()
+            if w.generation == self.generation and not w.retiring and not w.stop_sent
+        ]
+
+    def terminate(self, worker: Worker, now: float) -> None:
+        """Ask ``worker`` to stop gracefully; SIGKILL after the grace period."""
+        worker.signal(signal.SIGTERM, self.config.graceful_timeout + STOP_GRACE_SECONDS, now)
