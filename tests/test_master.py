@@ -1,6 +1,6 @@
 """The master and its workers, with real processes: forking, replacing the
-dead, reload without a failed request, recycling, hung requests, signals;
-and, at the end, units of the arbiter that start none.
+dead, reload without a failed request, recycling, hung requests and hung
+workers, signals; and, at the end, units of the arbiter that start none.
 
 The app lives in the server's own folder (``versioned.py``) so a test can
 change its code and reload; bytecode caching is off so a rewrite within the
@@ -26,6 +26,7 @@ import pytest
 from dumbwaiter.config import Config
 from dumbwaiter.process.arbiter import Arbiter
 from dumbwaiter.process.child import (
+    ABORT_GRACE_SECONDS,
     BOOT_SECONDS,
     HEARTBEAT_SECONDS,
     MASTER_SIGNALS,
@@ -36,10 +37,19 @@ from dumbwaiter.process.upgrade import INHERIT_VARIABLE, UPGRADE_VARIABLE, Inher
 from serving import Server, alive, children, connect, free_port, run_cli, short_tmpdir, until
 
 APP = """\
-import os, time
+import ctypes, os, time
 VERSION = "{version}"
 HOG = []
 {extra}
+
+def hold_the_gil(seconds, ignore_abort):
+    # As a C extension may: a call that keeps the GIL, so the worker's event
+    # loop stops too (no heartbeat); ctypes.PyDLL does not release it.
+    if ignore_abort:
+        libc = ctypes.CDLL(None)
+        libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        libc.signal(6, 1)  # SIGABRT: SIG_IGN, as C code might
+    ctypes.PyDLL(None).sleep(seconds)
 
 def app(environ, start_response):
     path, query = environ["PATH_INFO"], environ.get("QUERY_STRING", "")
@@ -49,6 +59,8 @@ def app(environ, start_response):
         HOG.append(b"x" * (int(query) << 20))
     elif path == "/exit":
         os._exit(7)
+    elif path == "/hold-gil":
+        hold_the_gil(60, query == "ignore-abort")
     body = f"{{VERSION}} {{os.getpid()}}\\n".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
@@ -413,24 +425,98 @@ def test_usr1_while_a_worker_drains_spares_its_requests() -> None:
         assert until(lambda: not alive(old))
 
 
+# -- hung workers: SIGABRT (their stacks to the error log), then SIGKILL ------
+
+#: With --preload the app is imported in the master: this makes its heartbeat
+#: timeout short enough for a test (30 s in earnest).
+SHORT_HEARTBEAT = (
+    "import dumbwaiter.process.child\ndumbwaiter.process.child.HEARTBEAT_SECONDS = 3.0"
+)
+
+
+def hold_the_gil(port: int, query: str = "") -> threading.Thread:
+    """A request whose app call blocks the worker's loop; it never gets an answer."""
+
+    def call() -> None:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            get(port, f"/hold-gil?{query}", timeout=60)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("error_log", ["", "error.log"])
+def test_a_blocked_worker_leaves_its_stacks_in_the_error_log(error_log: str) -> None:
+    args = ["--workers", "1", "--preload"]
+    args += ["--error-log", "{dir}/" + error_log] if error_log else []
+    with master(*args, extra=SHORT_HEARTBEAT) as (server, port):
+        _, first = answer(port)
+        started = time.monotonic()
+        hold_the_gil(port)
+        assert until(lambda: not alive(first), 20), server.log()
+        assert time.monotonic() - started < 10
+        _, second = answer(port)
+        assert second != first
+        text = server.path(error_log).read_text() if error_log else server.log()
+        assert f"worker {first} silent for 3s (blocked event loop): aborting it" in text
+        assert f"worker {first} ended (signal SIGABRT)" in text
+        # faulthandler's report: every thread, the app's among them, where it is stuck.
+        assert "Fatal Python error: Aborted" in text
+        assert "most recent call first" in text
+        stuck = text[text.index("Fatal Python error: Aborted") :]
+        assert 'versioned.py", line' in stuck and "in hold_the_gil" in stuck
+        assert "in app" in stuck
+
+
+def test_a_worker_that_outlives_sigabrt_is_killed() -> None:
+    with master("--workers", "1", "--preload", extra=SHORT_HEARTBEAT) as (server, port):
+        _, first = answer(port)
+        hold_the_gil(port, "ignore-abort")
+        assert until(lambda: not alive(first), 20), server.log()
+        log = server.log()
+        assert f"worker {first} silent for 3s (blocked event loop): aborting it" in log
+        assert f"worker {first} outlived SIGABRT: killing it" in log
+        assert f"worker {first} ended (signal SIGKILL)" in log
+        assert answer(port)[1] != first
+
+
+def test_a_worker_that_does_not_stop_in_time_is_aborted() -> None:
+    """A blocked worker asked to stop (here by a reload) is aborted once
+    --graceful-timeout and the margin after it have passed."""
+    with master("--workers", "1", "--graceful-timeout", "1") as (server, port):
+        _, first = answer(port)
+        hold_the_gil(port)
+        time.sleep(0.5)
+        server.send_signal(signal.SIGHUP)
+        assert until(lambda: not alive(first), 20), server.log()
+        log = server.log()
+        assert f"worker {first} did not stop in time: aborting it" in log
+        assert "Fatal Python error: Aborted" in log and "in hold_the_gil" in log
+        assert answer(port)[1] != first
+
+
 # -- units: no process started ------------------------------------------------
 
 
-def test_a_hung_worker_is_killed() -> None:
+def test_a_worker_earns_sigabrt_then_sigkill() -> None:
     booting = Worker(pid=1, fd=-1, generation=1, born=100.0)
     assert booting.due(100.0 + BOOT_SECONDS) is None
-    assert booting.due(100.5 + BOOT_SECONDS) == (signal.SIGKILL, "not ready after 60s")
+    assert booting.due(100.5 + BOOT_SECONDS) == (signal.SIGABRT, "not ready after 60s")
 
     serving = Worker(pid=2, fd=-1, generation=1, born=100.0, ready=True, last_beat=200.0)
     assert serving.due(200.0 + HEARTBEAT_SECONDS) is None
     why = "silent for 30s (blocked event loop)"
-    assert serving.due(200.5 + HEARTBEAT_SECONDS) == (signal.SIGKILL, why)
+    assert serving.due(200.5 + HEARTBEAT_SECONDS) == (signal.SIGABRT, why)
 
     stopping = Worker(pid=3, fd=-1, generation=1, born=100.0, ready=True, last_beat=200.0)
     stopping.stop_signal, stopping.harder_at = signal.SIGTERM, 235.0  # asked at 200
     assert stopping.stop_sent and stopping.state == "stopping"
     assert stopping.due(234.0) is None  # no heartbeat check once asked to stop
-    assert stopping.due(235.0) == (signal.SIGKILL, "did not stop in time")
+    assert stopping.due(235.0) == (signal.SIGABRT, "did not stop in time")
+    stopping.stop_signal, stopping.harder_at = signal.SIGABRT, 235.0 + ABORT_GRACE_SECONDS
+    assert stopping.due(235.0) is None
+    assert stopping.due(235.0 + ABORT_GRACE_SECONDS) == (signal.SIGKILL, "outlived SIGABRT")
     stopping.stop_signal = signal.SIGKILL
     assert stopping.due(10_000.0) is None  # nothing harder: only reaping is left
 

@@ -6,7 +6,7 @@
     turns signals into actions (reload, scale, stop).
 ``child``
     One worker from both sides of the fork: the master's record of it, and
-    what the child does before it serves.
+    what the child does before it serves (``faulthandler`` armed first).
 ``signals``
     Signal handlers that only enqueue, and the wakeup of the master's loop.
 ``upgrade``

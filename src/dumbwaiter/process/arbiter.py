@@ -30,7 +30,8 @@ Failures
     and the app's error: a broken app never fork-bombs.
 Hung workers
     A worker whose loop is blocked (no heartbeat), that does not start, or
-    that outlives a stop is killed (:meth:`~dumbwaiter.process.child.Worker.due`).
+    that outlives a stop gets SIGABRT, and its threads' stacks reach the
+    error log; SIGKILL follows (:meth:`~dumbwaiter.process.child.Worker.due`).
 systemd
     With ``NOTIFY_SOCKET`` set, the master reports READY (all workers up),
     RELOADING (SIGHUP) then READY again, and STOPPING.
@@ -60,6 +61,7 @@ from ..server.listeners import Listener
 from ..server.worker import reopen_logs
 from ..typing import WSGIApp
 from .child import (
+    ABORT_GRACE_SECONDS,
     EXIT_APP_FAILED,
     MASTER_SIGNALS,
     AppLoadFailed,
@@ -78,9 +80,9 @@ __all__ = ["EXIT_APP_FAILED", "AppLoadFailed", "Arbiter"]
 
 log = logging.getLogger("dumbwaiter")
 
-#: Beyond graceful_timeout, how long a stopping worker has before SIGKILL.
+#: Beyond graceful_timeout, how long a stopping worker has before SIGABRT.
 STOP_GRACE_SECONDS = 5.0
-#: How long a fast stop (SIGINT, SIGQUIT) waits before SIGKILL.
+#: How long a fast stop (SIGINT, SIGQUIT) waits before SIGABRT.
 FAST_STOP_SECONDS = 3.0
 #: A retiring worker whose replacement is not ready after this is stopped anyway.
 RETIRE_WAIT_SECONDS = 60.0
@@ -264,7 +266,7 @@ class Arbiter:
             grace = self.config.graceful_timeout
             log.info("master: stopping gracefully (requests in flight have %gs)", grace)
         for worker in self.workers.values():
-            if worker.stop_signal == signal.SIGKILL:
+            if worker.stop_signal in (signal.SIGABRT, signal.SIGKILL):
                 continue  # being killed already
             if how == "fast":
                 worker.signal(signal.SIGQUIT, FAST_STOP_SECONDS, now)
@@ -379,16 +381,17 @@ class Arbiter:
         self.stop("fast")
 
     def kill_hung_workers(self, now: float) -> None:
-        """Kill a worker whose loop is blocked, that does not start, or that
-        outlived a stop (:meth:`Worker.due`)."""
+        """Abort a worker whose loop is blocked, that does not start, or that
+        outlived a stop; kill one that outlived SIGABRT (:meth:`Worker.due`)."""
         for worker in list(self.workers.values()):
             if (due := worker.due(now)) is None:
                 continue
             signum, why = due
-            log.error("master: worker %d %s: killing it", worker.pid, why)
+            doing = "killing it" if signum == signal.SIGKILL else "aborting it"
+            log.error("master: worker %d %s: %s", worker.pid, why, doing)
             if not worker.ready and not worker.stop_sent:
                 self.failures += 1  # it did not start
-            worker.signal(signum, 0.0, now)
+            worker.signal(signum, ABORT_GRACE_SECONDS, now)
 
     def promote_generation(self) -> None:
         """Once the current generation has all its workers ready, it serves
@@ -441,5 +444,5 @@ class Arbiter:
         ]
 
     def terminate(self, worker: Worker, now: float) -> None:
-        """Ask ``worker`` to stop gracefully; SIGKILL after the grace period."""
+        """Ask ``worker`` to stop gracefully; SIGABRT after the grace period."""
         worker.signal(signal.SIGTERM, self.config.graceful_timeout + STOP_GRACE_SECONDS, now)

@@ -4,13 +4,23 @@
 (ready, heartbeat, retire, failed, stats; :mod:`dumbwaiter.server.channel`)
 and how far the master has got in stopping it.  :func:`become_worker` is
 what the child does between ``fork`` and serving: drop what is the master's,
-load the app, run :func:`~dumbwaiter.server.worker.run_worker`, and leave
-with ``os._exit``.
+arm :mod:`faulthandler`, load the app, run
+:func:`~dumbwaiter.server.worker.run_worker`, and leave with ``os._exit``.
+
+Why :mod:`faulthandler`
+    A worker whose loop is blocked (a C extension holding the GIL, a lock
+    taken twice) is of no use, and the most useful thing it can still do is
+    say where it is stuck.  So the master stops a hung worker with SIGABRT
+    first: ``faulthandler``'s signal handler is C code that needs neither the
+    GIL nor the event loop, and writes every thread's stack to the error log
+    before the process ends.  SIGKILL follows if it does not end within
+    :data:`ABORT_GRACE_SECONDS`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -29,6 +39,7 @@ from ..server.worker import run_worker
 from ..typing import WSGIApp
 
 __all__ = [
+    "ABORT_GRACE_SECONDS",
     "EXIT_APP_FAILED",
     "MASTER_SIGNALS",
     "AppLoadFailed",
@@ -59,12 +70,20 @@ MASTER_SIGNALS = (
 #: What a worker leaves to the master.
 WORKER_IGNORES = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2)
 
-#: A ready worker silent this long has a blocked event loop: killed.
+#: A ready worker silent this long has a blocked event loop: aborted.
 HEARTBEAT_SECONDS = 30.0
-#: A worker not ready this long after its fork is killed.
+#: A worker not ready this long after its fork is aborted.
 BOOT_SECONDS = 60.0
+#: From SIGABRT to SIGKILL.  Writing the stacks takes milliseconds; this
+#: leaves room for a slow disk under the error log, and bounds the wait for a
+#: worker whose SIGABRT was caught or ignored (by the app, or C code in it).
+ABORT_GRACE_SECONDS = 3.0
 #: What follows a stop signal that a worker outlived.
-HARDER: dict[int, int] = {signal.SIGTERM: signal.SIGKILL, signal.SIGQUIT: signal.SIGKILL}
+HARDER: dict[int, int] = {
+    signal.SIGTERM: signal.SIGABRT,
+    signal.SIGQUIT: signal.SIGABRT,
+    signal.SIGABRT: signal.SIGKILL,
+}
 
 
 class AppLoadFailed(Exception):
@@ -104,18 +123,22 @@ class Worker:
         """The signal this worker has earned by ``now``, and why; or None.
 
         A worker asked to stop that is still there when its grace ran out
-        gets the next signal in :data:`HARDER`; one that serves is killed
+        gets the next signal in :data:`HARDER`; one that serves is aborted
         when it is silent (its loop is blocked) or does not start in time.
         """
         harder = HARDER.get(self.stop_signal, 0)
         if harder:
-            return (harder, "did not stop in time") if now >= self.harder_at else None
+            if now < self.harder_at:
+                return None
+            if harder == signal.SIGKILL:
+                return harder, "outlived SIGABRT"
+            return harder, "did not stop in time"
         if self.stop_sent:
             return None  # SIGKILL sent: only reaping is left
         if not self.ready and now - self.born > BOOT_SECONDS:
-            return signal.SIGKILL, f"not ready after {BOOT_SECONDS:g}s"
+            return signal.SIGABRT, f"not ready after {BOOT_SECONDS:g}s"
         if self.ready and now - self.last_beat > HEARTBEAT_SECONDS:
-            return signal.SIGKILL, f"silent for {HEARTBEAT_SECONDS:g}s (blocked event loop)"
+            return signal.SIGABRT, f"silent for {HEARTBEAT_SECONDS:g}s (blocked event loop)"
         return None
 
     def signal(self, signum: int, grace: float, now: float) -> None:
@@ -234,6 +257,7 @@ def become_worker(channel_fd: int, setup: Setup, release: Callable[[], None]) ->
     """
     code = 1
     try:
+        arm_fault_handler()
         signal.set_wakeup_fd(-1)
         for signum in MASTER_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
@@ -269,6 +293,31 @@ def _load(load: Callable[[], WSGIApp], channel: WorkerChannel) -> WSGIApp | None
         log.debug("loading the app failed", exc_info=True)
         channel.send("failed", message)
         return None
+
+
+def arm_fault_handler() -> None:
+    """Have a fatal signal (SIGABRT from the master, or a crash in C code)
+    write every thread's stack to the error log: its file with
+    ``--error-log``, else stderr.
+
+    The handler gets a copy of the log's descriptor: reopening the log
+    (SIGUSR1) closes the original, and a handler left with a closed, or
+    worse a reused, descriptor would write where it must not.  After a log
+    rotation the stacks therefore go to the file as it was when the worker
+    started.
+    """
+    faulthandler.enable(os.dup(_error_log_fd()), all_threads=True)
+
+
+def _error_log_fd() -> int:
+    for logger in (logging.getLogger("dumbwaiter"), logging.getLogger()):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler) and handler.stream is not None:
+                return handler.stream.fileno()
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no stderr, or not a file
+        return 2
 
 
 def describe(exc: BaseException) -> str:
