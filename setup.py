@@ -32,10 +32,18 @@ COMPILED = [
     "src/dumbwaiter/wsgi/environ.py",
     "src/dumbwaiter/wsgi/gateway.py",
     "src/dumbwaiter/server/pool.py",
+    "src/dumbwaiter/server/exchange.py",
+    "src/dumbwaiter/server/deadlines.py",
+    "src/dumbwaiter/server/session.py",
+    "src/dumbwaiter/server/admission.py",
     "src/dumbwaiter/server/connection.py",
+    "src/dumbwaiter/server/loop.py",
+    "src/dumbwaiter/server/blocking.py",
+    "src/dumbwaiter/server/direct.py",
+    "src/dumbwaiter/server/context.py",
+    "src/dumbwaiter/server/reporting.py",
     "src/dumbwaiter/server/listeners.py",
     "src/dumbwaiter/server/worker.py",
-    "src/dumbwaiter/server/direct.py",
 ]
 
 ext_modules = []

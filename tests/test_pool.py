@@ -42,7 +42,7 @@ def test_bound_is_threads_plus_queue() -> None:
     assert not pool.try_submit(5)
     pool.done()
     assert pool.try_submit(5)
-    assert pool.completed == 1
+    assert pool.served == 1
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="no SCHED_BATCH here")

@@ -32,6 +32,7 @@ __all__ = [
     "BodyBuffer",
     "ChunkReader",
     "InputStream",
+    "Receiver",
     "Request",
     "SocketBody",
 ]

@@ -60,7 +60,7 @@ class ThreadPool(Generic[T]):
         self.batch = batch
         self.capacity = threads + queue_size
         self.pending = 0
-        self.completed = 0
+        self.served = 0
         self._target = target
         self._queue: queue.SimpleQueue[T | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
@@ -88,7 +88,7 @@ class ThreadPool(Generic[T]):
 
     def done(self) -> None:
         self.pending -= 1
-        self.completed += 1
+        self.served += 1
 
     def stop(self, timeout: float) -> None:
         """Let each thread finish its current item, then end it; waits

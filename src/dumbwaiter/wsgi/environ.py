@@ -47,20 +47,7 @@ def complete_environ(
         "https" if https and https.lower() in ("on", "1") else environ.get("REQUEST_SCHEME", "http")
     )
     if not environ.get("SERVER_NAME"):
-        # Over HTTP no front server names the server, and nginx sends ""
-        # from a server block without server_name (PEP 3333: never
-        # empty): the Host the client asked for does, port and all.  The
-        # socket's own address (in the peer values below) is only the
-        # fallback: behind a proxy it is dumbwaiter's port, and a URL
-        # rebuilt from it would be wrong.
-        environ.pop("SERVER_NAME", None)
-        name, port = _host_port(environ.get("HTTP_HOST", ""))
-        if name:
-            environ["SERVER_NAME"] = name
-            default = "443" if scheme == "https" else "80"
-            environ.setdefault(
-                "SERVER_PORT", port if port.isascii() and port.isdigit() else default
-            )
+        _name_from_host(environ, scheme)
     for key, value in peer.items():
         environ.setdefault(key, value)
     environ.pop(FORWARDED, None)  # ours, or a front server's forgery
@@ -91,6 +78,23 @@ def complete_environ(
         if request.filter_input is not None:
             environ["dumbwaiter.fcgi_data"] = request.filter_input
     return environ
+
+
+def _name_from_host(environ: dict[str, Any], scheme: str) -> None:
+    """SERVER_NAME and SERVER_PORT from the Host header.
+
+    Over HTTP no front server names the server, and nginx sends "" from a
+    server block without server_name (PEP 3333: never empty): the Host the
+    client asked for does, port and all.  The socket's own address (the peer
+    values) is only the fallback: behind a proxy it is dumbwaiter's port, and
+    a URL rebuilt from it would be wrong.
+    """
+    environ.pop("SERVER_NAME", None)
+    name, port = _host_port(environ.get("HTTP_HOST", ""))
+    if name:
+        environ["SERVER_NAME"] = name
+        default = "443" if scheme == "https" else "80"
+        environ.setdefault("SERVER_PORT", port if port.isascii() and port.isdigit() else default)
 
 
 def fix_paths(environ: dict[str, Any], script_name: str | None) -> None:

@@ -1,0 +1,218 @@
+"""A connection an application thread serves itself (``--direct``): the
+blocking socket under its session, the exchange the application answers
+through, and the turn the threads take to accept.
+
+:class:`DirectLink` is the session's :class:`~.exchange.Wire` over a blocking
+socket: writes are ``sendall`` (the loop's tick shuts a send that stalls
+past ``--write-timeout``), a linger reads and drops for a moment, a close is
+done by the thread once the application has returned.
+:class:`DirectExchange` is what the gateway writes to, in the same thread.
+:class:`Turn` lets one thread at a time accept and read (see
+:mod:`.direct` for the whole path).
+"""
+
+from __future__ import annotations
+
+import _socket
+import contextlib
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from typing import IO, Final
+
+from ..request import Request
+from .deadlines import LINGER_SECONDS
+from .exchange import ExchangeBase
+from .session import Session
+from .sockets import reset_on_close
+
+__all__ = ["RECV_SIZE", "DirectExchange", "DirectLink", "Sock", "Turn", "readable", "timeval"]
+
+#: A connection's socket: the C type under socket.socket, whose methods are
+#: the system calls without the Python-level wrappers (accept() building a
+#: socket.socket costs a fifth of a request).
+Sock = _socket.socket
+
+RECV_SIZE: Final = 256 * 1024
+
+
+def timeval(seconds: float) -> bytes:
+    """``struct timeval`` for SO_RCVTIMEO (0: wait forever)."""
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+def readable(sock: Sock, seconds: float) -> bool:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(int(seconds * 1000)))
+
+
+class DirectLink:
+    """One connection served by a thread: its session's
+    :class:`~dumbwaiter.server.session.Wire` over a blocking socket.
+
+    The thread serving it owns it; the loop's tick may read ``sending`` and
+    shut the socket (a send stalled past ``--write-timeout``, ``--timeout``).
+    """
+
+    __slots__ = ("closing", "exchange", "lock", "me", "ready", "sending", "session", "sock", "turn")
+
+    def __init__(self, sock: Sock, turn: Turn, me: int, lock: threading.Lock | None) -> None:
+        self.sock = sock
+        self.turn = turn
+        #: The serving thread's number in its turn (from 1).
+        self.me = me
+        #: Orders a response's start against --timeout's 504 (None without it).
+        self.lock = lock
+        self.session: Session | None = None
+        #: The exchange the session handed over to run, and the one running.
+        self.ready: DirectExchange | None = None
+        self.exchange: DirectExchange | None = None
+        #: Since when a send has been blocked (time.monotonic(); 0: none is).
+        self.sending = 0.0
+        #: The session asked for the connection's end.
+        self.closing = False
+
+    # -- the session's wire -----------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        self.sending = time.monotonic()  # watched by DirectServer.sweep
+        try:
+            self.sock.sendall(data)
+        except OSError:  # the peer left, or took nothing for --write-timeout
+            if self.session is not None:
+                self.session.lost()
+        self.sending = 0.0
+
+    def pause_reading(self) -> None:
+        """Nothing to do: the thread reads only when it wants a request."""
+
+    def resume_reading(self) -> None:
+        """(As pause_reading.)"""
+
+    def close(self) -> None:
+        self.closing = True  # the thread closes once the app has returned
+
+    def linger(self) -> None:
+        """Read and drop what the peer still sends after our answer, for
+        LINGER_SECONDS at most, without holding the accept turn."""
+        self.closing = True
+        self.turn.give(self.me)
+        sock = self.sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(LINGER_SECONDS))
+            deadline = time.monotonic() + LINGER_SECONDS
+            while time.monotonic() < deadline and sock.recv(RECV_SIZE):
+                pass
+        except OSError:
+            pass
+
+    def reset(self) -> None:
+        reset_on_close(self.sock)
+        self.closing = True
+
+    def dispatch(self, request: Request) -> ExchangeBase | None:
+        exchange = DirectExchange(self, request)
+        self.ready = exchange
+        return exchange
+
+    # -- the loop's (tick) -------------------------------------------------------------
+    def shut(self) -> None:
+        """End the connection under the thread's feet: its blocked send or
+        read fails, and it closes the socket (a reset on TCP)."""
+        reset_on_close(self.sock)
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+
+class DirectExchange(ExchangeBase):
+    """A request served by the thread that read it: the application's
+    :class:`~dumbwaiter.typing.Exchange`, writing with blocking sends."""
+
+    __slots__ = ("link", "session")
+
+    def __init__(self, link: DirectLink, request: Request) -> None:
+        session = link.session
+        assert session is not None
+        super().__init__(request, session.peer, session.listener)
+        self.link = link
+        self.session = session
+
+    def start(self, status: str, headers: list[tuple[str, str]], body: bytes, end: bool) -> None:
+        lock = self.link.lock
+        if lock is not None:
+            with lock:
+                if self.expired:  # --timeout answered for us
+                    self.cancelled = True
+                    return
+                self.started = True
+        self.session.send_head(self, status, headers, body, end)
+
+    def write(self, data: bytes) -> bool:
+        if self.cancelled:
+            return False
+        self.session.send_body(self, data)
+        return not self.cancelled
+
+    def end(self) -> None:
+        self.session.send_end(self)
+
+    def abort(self) -> None:
+        self.session.send_abort(self)
+
+    def sendfile(self, file: IO[bytes], offset: int, count: int) -> bool:
+        if not self.session.raw_body_ok(self):
+            return False
+        link = self.link
+        fd = link.sock.fileno()
+        try:
+            infd = file.fileno()
+            while count > 0:
+                link.sending = time.monotonic()
+                sent = os.sendfile(fd, infd, offset, count)
+                if sent == 0:  # the file is shorter than it was
+                    raise OSError("the file ended early")
+                offset += sent
+                count -= sent
+                self.sent += sent
+        except OSError:
+            self.cancel()  # the caller sees it and ends the response
+        link.sending = 0.0
+        return True
+
+
+class Turn:
+    """The right to accept on a listener and read the request: one thread at
+    a time.  Why: under load the backlog is never empty, and threads that each
+    accepted a connection would contend for the GIL.  The thread holding it
+    takes it back after each short system call, and the others get it only at
+    the interpreter's forced switch (5 ms), request after request (a p99 of
+    50-90 ms at 8 threads).  With the turn, a thread that is not in the
+    application waits for the turn, off the GIL, and at most one thread has a
+    connection it has not read; while the application blocks, another thread
+    accepts."""
+
+    __slots__ = ("lock", "owner")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.owner = 0
+
+    def take(self, me: int, timeout: float) -> bool:
+        """Take the turn for thread ``me`` (its number, from 1), waiting up
+        to ``timeout``."""
+        # (A free turn is taken without the timed wait's set-up.)
+        if self.lock.acquire(False) or self.lock.acquire(True, timeout):
+            self.owner = me
+            return True
+        return False
+
+    def give(self, me: int) -> None:
+        """Give the turn back, if thread ``me`` holds it."""
+        if self.owner == me:
+            self.owner = 0
+            self.lock.release()

@@ -1,0 +1,455 @@
+"""One connection's decisions, whichever driver moves its bytes.
+
+Theory of operation
+-------------------
+A :class:`Session` sits between a connection's sans-IO protocol object and
+the *driver* that moves its bytes: the event loop (:mod:`.connection`) or an
+application thread on a blocking socket (:mod:`.direct`).  It does no I/O
+and has no clock of its own (it reads its settings' one, which a test may
+replace): the driver hands it the bytes it read, and does what the session
+asks through the :class:`~.exchange.Wire` (write, pause reading, close,
+linger, reset, run this request).  So everything that decides is here, once:
+
+* protocol events become :class:`~dumbwaiter.request.Request`\\ s
+  (:meth:`Session.receive`), handed to the driver to run, or queued behind
+  the response owed before them on the same stream (HTTP pipelining);
+* what the application's calls turn into on the wire (``send_head`` ...),
+  and the server's own answers: 503 when no thread will take a request, 504
+  past ``--timeout``, the protocol's error answer and a lingering close;
+* which deadline applies now (:meth:`Session.arm`), the log line when it
+  passes; what follows each response (:meth:`Session.after_response`);
+* what is reported (the access log and metrics, :mod:`.reporting`).
+
+Ownership: a session is used by one thread at a time, its driver's (the loop
+thread, or the application thread serving the connection directly; a kept
+connection may pass from the second to the first).  The exceptions are
+named where they occur: ``ExchangeBase.cancel`` and
+:meth:`Session.timeout_answer`, for ``--timeout``, under the driver's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Final
+
+from ..protocols import (
+    BodyReceived,
+    FilterDataReceived,
+    RemoteProtocolError,
+    RequestAborted,
+    RequestComplete,
+    RequestReceived,
+    ServerProtocol,
+)
+from ..request import Receiver, Request, SocketBody
+from .deadlines import DRAIN_GRACE, LINGER_SECONDS, Deadline, SessionSettings
+from .exchange import ExchangeBase, Reports, Wire, peer_name
+
+__all__ = ["BUSY_BODY", "TIMEOUT_BODY", "Session"]
+
+log = logging.getLogger("dumbwaiter")
+
+BUSY_STATUS: Final = "503 Service Unavailable"
+BUSY_HEADERS: Final = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "1")]
+BUSY_BODY: Final = b"503 Service Unavailable: the server is busy, retry shortly\n"
+TIMEOUT_STATUS: Final = "504 Gateway Timeout"
+TIMEOUT_HEADERS: Final = [("Content-Type", "text/plain; charset=utf-8")]
+TIMEOUT_BODY: Final = b"504 Gateway Timeout: the application did not answer in time\n"
+
+
+class Session(Deadline):
+    """The decisions of one connection (see the module doc)."""
+
+    # Plain values start as class attributes: one session is made per
+    # connection (per request, behind lighttpd), and an instance stores only
+    # what changes.
+    #: Requests handed to the application so far.
+    dispatched = 0
+    #: Answering a peer's error: reading only to drop.
+    lingering = False
+    #: The connection is gone (the driver's wire can do nothing more).
+    closed = False
+    #: The server is stopping: close once what is owed is answered.
+    draining = False
+    #: A peer error waiting for the responses owed before it to go out.
+    pending_error: RemoteProtocolError | None = None
+
+    def __init__(
+        self,
+        proto: ServerProtocol,
+        wire: Wire,
+        *,
+        listener: str,
+        gateway: str,
+        peer: dict[str, str],
+        settings: SessionSettings,
+        reporter: Reports | None,
+    ) -> None:
+        self.proto = proto
+        self.wire = wire
+        #: The listener's name and its protocol (log lines, reports).
+        self.listener = listener
+        self.gateway = gateway
+        #: CGI variables only the socket knows (see Listener.peer_environ).
+        self.peer = peer
+        self.settings = settings
+        self.reporter = reporter
+        self.receiving: dict[int, Request] = {}
+        self.running: dict[int, ExchangeBase] = {}
+        #: Complete requests behind a response owed on the same stream.
+        self.waiting: deque[Request] = deque()
+        self.deadline = settings.clock() + settings.fresh_timeout
+
+    # -- receiving ---------------------------------------------------------------
+    def receive(self, data: bytes) -> None:
+        """Feed bytes the driver read (not ``b""``: see :meth:`eof`).
+        Complete requests go to ``Wire.dispatch``; replies the protocol owes
+        (GET_VALUES answers, 100 Continue) are written."""
+        if self.lingering or self.pending_error is not None:
+            return
+        try:
+            events = self.proto.receive_data(data)
+        except RemoteProtocolError as exc:
+            self.protocol_error(exc)
+            return
+        now = self.settings.clock()
+        for event in events:
+            kind = type(event)
+            if kind is RequestReceived:
+                assert isinstance(event, RequestReceived)
+                request = Request(
+                    event.stream_id, event.environ, event.role, self.settings.spool_threshold
+                )
+                request.arrived = now
+                self.receiving[event.stream_id] = request
+            elif kind is BodyReceived:
+                assert isinstance(event, BodyReceived)
+                self.receiving[event.stream_id].body.write(event.data)
+            elif kind is RequestComplete:
+                request = self.receiving.pop(event.stream_id)
+                request.finish()
+                if event.stream_id in self.running:
+                    self.waiting.append(request)  # pipelined behind its predecessor
+                else:
+                    self.begin(request)
+            elif kind is FilterDataReceived:
+                assert isinstance(event, FilterDataReceived)
+                filter_data = self.receiving[event.stream_id].filter_data
+                assert filter_data is not None
+                filter_data.write(event.data)
+            elif kind is RequestAborted:
+                self.aborted(event.stream_id)
+        reply = self.proto.data_to_send()
+        if reply and not self.closed:
+            self.wire.write(reply)
+        if self.waiting and not self.closed:
+            # Bound pipelining: read on only once the queue is served.
+            self.wire.pause_reading()
+        self.arm(now)
+
+    def eof(self) -> bool:
+        """The peer closed its side.  Returns whether to keep ours open:
+        while responses are owed (a client may half-close after its last
+        request)."""
+        # A request partly received (not one complete and waiting for its
+        # response).
+        partial = bool(self.receiving) or not (self.proto.idle or self.running or self.waiting)
+        try:
+            self.proto.receive_data(b"")
+        except RemoteProtocolError as exc:
+            log.info("%s: %s: %s", self.listener, peer_name(self.peer), exc)
+        else:
+            if partial:
+                log.info(
+                    "%s: %s: closed in the middle of a request", self.listener, peer_name(self.peer)
+                )
+        return bool(self.running or self.waiting)
+
+    def lost(self) -> None:
+        """The connection is gone: nothing owed can be sent any more."""
+        self.closed = True
+        for request in self.receiving.values():
+            request.discard()
+        self.receiving.clear()
+        for request in self.waiting:
+            request.discard()
+        self.waiting.clear()
+        for exchange in self.running.values():
+            exchange.cancel()
+
+    def begin(self, request: Request) -> None:
+        """Hand a complete request to the driver, or answer 503 for it."""
+        self.dispatched += 1
+        exchange = self.wire.dispatch(request)
+        if exchange is None:
+            self.answer_busy(ExchangeBase(request, self.peer, self.listener))
+            log.debug("%s: busy, 503 for %s", self.listener, peer_name(self.peer))
+            return
+        self.running[request.stream_id] = exchange
+
+    def read_body_from(self, source: Receiver) -> bool:
+        """Let the application read the rest of the request being received
+        from ``source`` (the connection's blocking socket) as it asks, where
+        the protocol allows it (SCGI, uwsgi: see ``take_raw_body``): the
+        request is then handed to the driver.  False where it does not (the
+        driver reads on)."""
+        for stream_id, request in self.receiving.items():
+            left = self.proto.take_raw_body(stream_id)
+            if not left:
+                return False
+            del self.receiving[stream_id]
+            where = f"{self.listener}: {peer_name(self.peer)}"
+            request.read_rest_from(SocketBody(source, left, where))
+            self.begin(request)
+            return True
+        return False
+
+    def aborted(self, stream_id: int) -> None:
+        """The front gave up on ``stream_id`` (``FCGI_ABORT_REQUEST``): the
+        protocol's end is owed at once, whatever the app is doing."""
+        request = self.receiving.pop(stream_id, None)
+        if request is None:
+            for queued in self.waiting:
+                if queued.stream_id == stream_id:
+                    self.waiting.remove(queued)
+                    request = queued
+                    break
+        if request is not None:
+            request.discard()
+            self.send(self.proto.end_response(stream_id))
+            return
+        exchange = self.running.pop(stream_id, None)
+        if exchange is not None:
+            # The application thread cannot be interrupted: it stops at its
+            # next write, and its thread is freed then.
+            exchange.cancel()
+            self.send(self.proto.end_response(stream_id))
+            self.after_response(stream_id)
+
+    # -- responding (the thread that owns the session) --------------------------
+    def send_head(
+        self,
+        exchange: ExchangeBase,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        end: bool,
+    ) -> None:
+        if exchange.cancelled:
+            if end:
+                self.finish(exchange)
+            return
+        exchange.started = True
+        exchange.status = status
+        exchange.sent += len(body)
+        stream_id = exchange.request.stream_id
+        self.send(self.proto.start_response(stream_id, status, headers, body, end))
+        if end:
+            self.finish(exchange)
+
+    def send_body(self, exchange: ExchangeBase, data: bytes) -> None:
+        if not exchange.cancelled:
+            exchange.sent += len(data)
+            self.send(self.proto.send_body(exchange.request.stream_id, data))
+
+    def send_end(self, exchange: ExchangeBase) -> None:
+        if not exchange.cancelled:
+            self.send(self.proto.end_response(exchange.request.stream_id))
+        self.finish(exchange)
+
+    def send_abort(self, exchange: ExchangeBase) -> None:
+        if not exchange.cancelled:
+            self.send(self.proto.abort_response(exchange.request.stream_id))
+            if not self.closed:
+                self.wire.reset()
+        self.finish(exchange)
+
+    def raw_body_ok(self, exchange: ExchangeBase) -> bool:
+        """Whether the response's body may now go out as raw bytes (sendfile)."""
+        return not (exchange.cancelled or self.closed) and self.proto.raw_body_ok(
+            exchange.request.stream_id
+        )
+
+    def finish(self, exchange: ExchangeBase) -> None:
+        """The application is done with ``exchange``: report it and move on."""
+        exchange.request.input.close()
+        self.report(exchange)
+        stream_id = exchange.request.stream_id
+        if self.running.get(stream_id) is exchange:  # not already answered (abort)
+            del self.running[stream_id]
+            self.after_response(stream_id)
+
+    def after_response(self, stream_id: int) -> None:
+        """A response is complete: run what waited for it, read on, or close."""
+        if self.closed:
+            return
+        if self.proto.closing:
+            # Nothing more may be sent on this connection (an abort, a
+            # close-delimited body, Connection: close): drop what waits.
+            for queued in self.waiting:
+                queued.discard()
+            self.waiting.clear()
+        for queued in self.waiting:
+            if queued.stream_id == stream_id:
+                self.waiting.remove(queued)
+                self.begin(queued)
+                break
+        if self.running or self.waiting:
+            if not self.waiting and self.pending_error is None:
+                self.wire.resume_reading()  # (paused while requests waited)
+        elif self.pending_error is not None:
+            self.send(self.proto.error_response(self.pending_error))
+            self.linger()
+        elif self.proto.closing or self.draining:
+            self.wire.close()
+        else:
+            self.wire.resume_reading()
+            self.arm(self.settings.clock())
+
+    # -- the server's own answers ------------------------------------------------
+    def answer_busy(self, exchange: ExchangeBase) -> None:
+        """503 (``FCGI_OVERLOADED``) for a request no thread will take; the
+        application never sees it."""
+        request = exchange.request
+        self.running.pop(request.stream_id, None)
+        exchange.cancel()  # a thread that frees up after all skips it
+        request.input.close()
+        self.send(self.proto.reject(request.stream_id, BUSY_STATUS, BUSY_HEADERS, BUSY_BODY))
+        exchange.status, exchange.sent = BUSY_STATUS, len(BUSY_BODY)
+        self.report(exchange)
+        self.after_response(request.stream_id)
+
+    def timeout_answer(self, exchange: ExchangeBase) -> bytes:
+        """``--timeout`` passed: the bytes that answer for the application (a
+        504, or nothing if its head went out: then the connection must be
+        reset), reported now (the app may never return).  May be called by
+        another thread than the owner's, holding the lock that orders it
+        against the response's start."""
+        exchange.expired = True
+        answer = b""
+        if not exchange.started:
+            stream_id = exchange.request.stream_id
+            answer = self.proto.reject(stream_id, TIMEOUT_STATUS, TIMEOUT_HEADERS, TIMEOUT_BODY)
+            exchange.status, exchange.sent = TIMEOUT_STATUS, len(TIMEOUT_BODY)
+        self.report(exchange)
+        return answer
+
+    def expire(self, exchange: ExchangeBase) -> None:
+        """The application has held ``exchange`` past ``--timeout``: answer
+        for it now (504, or a broken response if its head went out) and let
+        its thread end when it will (the owner's thread)."""
+        stream_id = exchange.request.stream_id
+        if self.running.get(stream_id) is not exchange:
+            return
+        del self.running[stream_id]
+        if self.closed:
+            exchange.cancel()
+            return
+        started = exchange.started
+        answer = self.timeout_answer(exchange)
+        exchange.cancel()
+        if started:
+            self.send(self.proto.abort_response(stream_id))
+            self.wire.reset()
+            return
+        self.send(answer)
+        self.after_response(stream_id)
+
+    def protocol_error(self, exc: RemoteProtocolError) -> None:
+        """The peer broke the protocol: log one line, answer once the
+        responses owed before it are out, then linger."""
+        log.info("%s: %s: %s", self.listener, peer_name(self.peer), exc)
+        for request in self.receiving.values():
+            request.discard()
+        self.receiving.clear()
+        if self.closed:
+            return
+        if self.running or self.waiting:
+            self.pending_error = exc
+            self.wire.pause_reading()
+            return
+        self.send(self.proto.error_response(exc))
+        self.linger()
+
+    # -- deadlines -----------------------------------------------------------------
+    def arm(self, now: float) -> None:
+        """Set the deadline of the connection's current state (see
+        :meth:`Deadline.next_deadline`); lingering keeps its own."""
+        if not self.lingering:
+            self.next_deadline(
+                now,
+                self.settings,
+                busy=bool(self.running or self.waiting),
+                idle=self.proto.idle,
+                dispatched=self.dispatched,
+                receiving=self.receiving.values(),
+            )
+
+    def timed_out(self) -> None:
+        """The deadline passed: log what was awaited (not for an idle
+        kept-alive connection), and close."""
+        if self.closed:
+            return
+        if not self.proto.idle and not self.lingering:
+            log.info(
+                "%s: %s: closing: still waiting for %s",
+                self.listener,
+                peer_name(self.peer),
+                self.waiting_for,
+            )
+        self.wire.close()
+
+    def write_stalled(self, since: float, now: float) -> bool:
+        """Whether the peer has taken nothing we wrote since ``since`` for
+        longer than ``write_timeout`` (a client that stopped reading holds
+        memory, and perhaps a thread waiting to write); logs it once."""
+        limit = self.settings.write_timeout
+        if now - since <= limit:
+            return False
+        log.info(
+            "%s: %s: the peer read nothing for %gs, dropping the connection",
+            self.listener,
+            peer_name(self.peer),
+            limit,
+        )
+        return True
+
+    def drain(self) -> bool:
+        """Graceful stop.  Returns whether the connection may close now (an
+        idle kept-alive one).  A request in flight, queued or partly
+        received is finished first (:meth:`after_response` closes once it is
+        answered); a connection that has not sent its first request may have
+        it on the way: it gets :data:`DRAIN_GRACE`."""
+        self.draining = True
+        self.proto.drain()
+        if self.running or self.waiting or self.receiving or not self.proto.idle:
+            return False
+        if not self.dispatched:
+            self.deadline = min(self.deadline, self.settings.clock() + DRAIN_GRACE)
+            return False
+        return True
+
+    def adopted(self, wire: Wire, settings: SessionSettings) -> None:
+        """Another driver serves the connection from now on (a kept
+        connection an application thread hands to the loop)."""
+        self.wire = wire
+        self.settings = settings
+        self.arm(settings.clock())
+
+    # -- helpers -----------------------------------------------------------------
+    def report(self, exchange: ExchangeBase) -> None:
+        """Report ``exchange`` once (the access log, the metrics)."""
+        if not exchange.reported:
+            exchange.reported = True
+            if self.reporter is not None:
+                self.reporter.report(exchange, self.gateway)
+
+    def linger(self) -> None:
+        self.lingering = True
+        self.deadline = self.settings.clock() + LINGER_SECONDS
+        self.wire.linger()
+
+    def send(self, data: bytes) -> None:
+        if data and not self.closed:
+            self.wire.write(data)
