@@ -1,4 +1,7 @@
-"""The protocol layer stays sans-IO: nothing under protocols/ may import I/O."""
+"""The layers stay apart: nothing under protocols/ imports I/O, the session
+layer does no I/O, the gateway imports neither the settings nor the server,
+server/ never imports the master (process/), and no module imports, however
+indirectly, one that imports it."""
 
 from __future__ import annotations
 
@@ -95,3 +98,123 @@ def test_the_server_check_can_fail(tmp_path: pathlib.Path) -> None:
         assert imports_the_master(absolute_imports(sample, "dumbwaiter.server")), line
     sample.write_text("from ..config import Config\nfrom . import process\nimport processing\n")
     assert imports_the_master(absolute_imports(sample, "dumbwaiter.server")) == set()
+
+
+# -- the session layer does no I/O; the gateway is given its settings -------------
+
+PACKAGE_DIR = SERVER_DIR.parent
+#: The modules that decide for both drivers: no sockets, loop or threads.
+SESSION_LAYER = ("server/session.py", "server/exchange.py", "server/deadlines.py")
+NO_IO = {"socket", "_socket", "asyncio", "threading", "selectors", "select"}
+
+
+def test_the_session_layer_imports_no_io() -> None:
+    offenders = {}
+    for name in SESSION_LAYER:
+        path = PACKAGE_DIR / name
+        bad = {n.split(".")[0] for n in absolute_imports(path, "dumbwaiter.server")} & NO_IO
+        if bad:
+            offenders[name] = sorted(bad)
+    assert offenders == {}
+
+
+def test_the_gateways_do_not_import_the_settings_or_the_server() -> None:
+    offenders = {}
+    for path in sorted((PACKAGE_DIR / "wsgi").glob("*.py")):
+        names = absolute_imports(path, "dumbwaiter.wsgi")
+        bad = {
+            n
+            for n in names
+            if n == "dumbwaiter.config" or n.startswith(("dumbwaiter.server", "dumbwaiter.process"))
+        }
+        if bad:
+            offenders[path.name] = sorted(bad)
+    assert offenders == {}
+
+
+# -- no import cycle anywhere in the package ----------------------------------------
+
+
+def module_of(path: pathlib.Path, root: pathlib.Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: pathlib.Path) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, from every import statement
+    (TYPE_CHECKING blocks and functions included): ``from .x import y``
+    names module ``x.y`` if there is one, else ``x``."""
+    paths = {module_of(path, root): path for path in root.rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                parts = package.split(".")
+                base = parts[: len(parts) - node.level + 1] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                for alias in node.names:
+                    full = f"{module}.{alias.name}"
+                    edges.add(full if full in paths else module)
+        graph[name] = {edge for edge in edges if edge in paths and edge != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = import_graph(PACKAGE_DIR)
+    assert len(graph) > 50
+    assert "dumbwaiter.server.session" in graph["dumbwaiter.server.connection"]
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_can_fail(tmp_path: pathlib.Path) -> None:
+    root = tmp_path / "dumbwaiter"
+    (root / "server").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "server" / "__init__.py").write_text("")
+    (root / "server" / "a.py").write_text("from . import b\n")
+    (root / "server" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import X\n"
+    )
+    (root / "server" / "c.py").write_text("from .a import X\n")
+    assert cycles(import_graph(root)) == [["dumbwaiter.server.a", "dumbwaiter.server.b"]]
+    sample = root / "server" / "session.py"
+    sample.write_text("import asyncio\nfrom socket import socket\n")
+    assert {n.split(".")[0] for n in absolute_imports(sample, "dumbwaiter.server")} & NO_IO
+    sample.write_text("from ..config import Config\n")
+    assert "dumbwaiter.config" in absolute_imports(sample, "dumbwaiter.wsgi")

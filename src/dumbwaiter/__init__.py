@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError
+from .version import __version__
 
 if TYPE_CHECKING:
     from .main import serve
-
-__version__ = "0.1.0.dev0"
 
 __all__ = ["Config", "ConfigError", "__version__", "serve"]
 

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from . import __version__
+from .version import __version__
 from .config import Config, ConfigError, flag_of, parse_value, settings
 from .main import run, setup_logging
 from .process.arbiter import AppLoadFailed

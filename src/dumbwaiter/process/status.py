@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Protocol
 
-from .. import __version__
+from ..version import __version__
 from ..config import Config
 from .admin import AdminServer, Response
 from .child import Worker
