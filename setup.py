@@ -24,6 +24,7 @@ COMPILED = [
     "src/dumbwaiter/protocols/events.py",
     "src/dumbwaiter/protocols/cgihead.py",
     "src/dumbwaiter/protocols/fastcgi_records.py",
+    "src/dumbwaiter/protocols/fastcgi_states.py",
     "src/dumbwaiter/protocols/fastcgi.py",
     "src/dumbwaiter/protocols/oneshot.py",
     "src/dumbwaiter/protocols/uwsgi.py",

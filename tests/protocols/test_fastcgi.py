@@ -32,7 +32,7 @@ from dumbwaiter.protocols import (
     RequestReceived,
     Role,
 )
-from dumbwaiter.protocols.fastcgi import TRANSITIONS, FastCGIServerProtocol
+from dumbwaiter.protocols.fastcgi import FastCGIServerProtocol
 from dumbwaiter.protocols.fastcgi_client import (
     ClientEvent,
     EndRequest,
@@ -44,6 +44,7 @@ from dumbwaiter.protocols.fastcgi_client import (
     parse_cgi_response,
 )
 from dumbwaiter.protocols.fastcgi_records import decode_pairs, encode_pairs
+from dumbwaiter.protocols.fastcgi_states import TRANSITIONS
 
 CORPUS = Path(__file__).parent / "corpus" / "fastcgi"
 HEADER = struct.Struct(">BBHHBx")

@@ -9,20 +9,15 @@ answered with ``FCGI_GET_VALUES_RESULT`` (4.1), any other type with
 other record belongs to the request its id names, and a record for an id that
 is not active is ignored (3.3).
 
-A request begins with ``FCGI_BEGIN_REQUEST`` (role and ``FCGI_KEEP_CONN``,
-5.1), then the ``FCGI_PARAMS`` stream, then ``FCGI_STDIN`` and, for a FILTER,
-``FCGI_DATA`` (6.2-6.4).  A stream is a run of records closed by an empty one
-(5.3); its record boundaries mean nothing, so a name-value pair may straddle
-records.  PARAMS are collected whole (bounded by ``Limits.max_header_bytes``)
-and decoded once, straight into the CGI environ (latin-1, PEP 3333; the last
-duplicate wins).  STDIN and DATA pass through as events, record by record.
-
-``TRANSITIONS`` is the per-request state machine: (state, record) -> state,
-where a record is its type, or the negated type for the empty record that
-ends a stream.  Anything missing is a protocol error.  What a record *does*
-is looked up by record (``_ACTIONS``); what entering a state does, by state
-(``_ENTRY``).  The answer (5.5) ends the request: ``FCGI_END_REQUEST`` goes
-out and the id becomes inactive.
+A request's records (5.1-5.5) drive a state machine per role (6.2-6.4),
+kept as data in :mod:`.fastcgi_states`: ``_record`` looks each one up in
+``STEPS`` (anything missing is a protocol error) and carries out its codes
+with an if-chain.  A stream's record boundaries mean nothing (3.3), so a
+name-value pair may straddle records: PARAMS are collected whole (bounded by
+``Limits.max_header_bytes``) and decoded once, straight into the CGI environ
+(latin-1, PEP 3333; the last duplicate wins).  STDIN and DATA pass through as
+events, record by record.  The answer (5.5) ends the request:
+``FCGI_END_REQUEST`` goes out and the id becomes inactive.
 
 Choices the spec leaves open
 ----------------------------
@@ -51,8 +46,6 @@ Choices the spec leaves open
 
 from __future__ import annotations
 
-from typing import Final
-
 from . import Limits
 from .cgihead import cgi_head
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -68,7 +61,6 @@ from .events import (
     Role,
 )
 from .fastcgi_records import (
-    ABORT_REQUEST,
     BEGIN_BODY,
     BEGIN_REQUEST,
     CANT_MPX_CONN,
@@ -79,7 +71,6 @@ from .fastcgi_records import (
     KEEP_CONN,
     MAX_CONTENT,
     OVERLOADED,
-    PARAMS,
     RECORD_NAMES,
     REQUEST_COMPLETE,
     STDIN,
@@ -95,72 +86,21 @@ from .fastcgi_records import (
     record,
     records,
 )
+from .fastcgi_states import (
+    ABORTED,
+    ENTER_ABORTED,
+    ENTER_COMPLETE,
+    ENTER_FORGOTTEN,
+    FIRST_STATE,
+    ON_DATA,
+    ON_PARAMS,
+    ON_PARAMS_END,
+    ON_STDIN,
+    ROLES,
+    STEPS,
+)
 
-__all__ = ["TRANSITIONS", "FastCGIServerProtocol"]
-
-# Records as the state machine sees them: non-empty ones by type, the empty
-# record that ends a stream by the negated type.  ABORT_REQUEST has no content.
-END_PARAMS: Final = -PARAMS
-END_STDIN: Final = -STDIN
-END_DATA: Final = -DATA
-ABORT: Final = -ABORT_REQUEST
-
-# Per-request states.
-RESPONDER_PARAMS: Final = "responder params"
-AUTHORIZER_PARAMS: Final = "authorizer params"
-FILTER_PARAMS: Final = "filter params"
-STDIN_AND_DATA: Final = "stdin and data"  # FILTER: both streams open
-READING_STDIN: Final = "stdin"
-READING_DATA: Final = "data"  # FILTER: STDIN ended first
-COMPLETE: Final = "complete"  # every input stream ended; the response is owed
-AUTHORIZED: Final = "authorizer complete"  # COMPLETE, but STDIN is still dropped
-ABORTED: Final = "aborted"  # FCGI_ABORT_REQUEST seen; only END_REQUEST is owed
-FORGOTTEN: Final = "forgotten"  # aborted before RequestReceived: answered at once
-
-#: The per-request state machine; anything missing is a protocol error.
-TRANSITIONS: Final[dict[tuple[str, int], str]] = {
-    (RESPONDER_PARAMS, PARAMS): RESPONDER_PARAMS,
-    (RESPONDER_PARAMS, END_PARAMS): READING_STDIN,
-    (RESPONDER_PARAMS, ABORT): FORGOTTEN,
-    (AUTHORIZER_PARAMS, PARAMS): AUTHORIZER_PARAMS,
-    (AUTHORIZER_PARAMS, END_PARAMS): AUTHORIZED,
-    (AUTHORIZER_PARAMS, ABORT): FORGOTTEN,
-    (FILTER_PARAMS, PARAMS): FILTER_PARAMS,
-    (FILTER_PARAMS, END_PARAMS): STDIN_AND_DATA,
-    (FILTER_PARAMS, ABORT): FORGOTTEN,
-    (STDIN_AND_DATA, STDIN): STDIN_AND_DATA,
-    (STDIN_AND_DATA, DATA): STDIN_AND_DATA,
-    (STDIN_AND_DATA, END_STDIN): READING_DATA,
-    (STDIN_AND_DATA, END_DATA): READING_STDIN,
-    (STDIN_AND_DATA, ABORT): ABORTED,
-    (READING_STDIN, STDIN): READING_STDIN,
-    (READING_STDIN, END_STDIN): COMPLETE,
-    (READING_STDIN, ABORT): ABORTED,
-    (READING_DATA, DATA): READING_DATA,
-    (READING_DATA, END_DATA): COMPLETE,
-    (READING_DATA, ABORT): ABORTED,
-    (COMPLETE, ABORT): ABORTED,
-    (AUTHORIZED, STDIN): AUTHORIZED,
-    (AUTHORIZED, END_STDIN): AUTHORIZED,
-    (AUTHORIZED, ABORT): ABORTED,
-    # The web server may still be sending input when it aborts.
-    (ABORTED, STDIN): ABORTED,
-    (ABORTED, END_STDIN): ABORTED,
-    (ABORTED, DATA): ABORTED,
-    (ABORTED, END_DATA): ABORTED,
-    (ABORTED, ABORT): ABORTED,
-}
-
-#: States whose input is read and dropped.
-DROPPING: Final = frozenset({AUTHORIZED, ABORTED})
-
-ROLES: Final = {int(role): role for role in Role}
-
-FIRST_STATE: Final = {
-    Role.RESPONDER: RESPONDER_PARAMS,
-    Role.AUTHORIZER: AUTHORIZER_PARAMS,
-    Role.FILTER: FILTER_PARAMS,
-}
+__all__ = ["FastCGIServerProtocol"]
 
 
 class _Request:
@@ -317,7 +257,7 @@ class FastCGIServerProtocol:
             elif kind == BEGIN_REQUEST:
                 self._begin(request_id, content)
             return  # any other record for an inactive id: ignored (3.3)
-        step = _STEPS[request.state].get(kind if length else -kind)
+        step = STEPS[request.state].get(kind if length else -kind)
         if step is None:
             name = RECORD_NAMES.get(kind, str(kind))
             raise RemoteProtocolError(
@@ -503,38 +443,3 @@ class FastCGIServerProtocol:
     @property
     def idle(self) -> bool:
         return not self._requests and not self._buffer
-
-
-# What a record does (unless its request's state drops input) ...
-NO_ACTION: Final = 0
-ON_PARAMS: Final = 1
-ON_PARAMS_END: Final = 2
-ON_STDIN: Final = 3
-ON_DATA: Final = 4
-_ACTIONS: Final = {PARAMS: ON_PARAMS, END_PARAMS: ON_PARAMS_END, STDIN: ON_STDIN, DATA: ON_DATA}
-
-# ... and what entering a state does.
-NO_ENTRY: Final = 0
-ENTER_COMPLETE: Final = 1
-ENTER_ABORTED: Final = 2
-ENTER_FORGOTTEN: Final = 3  # answered at once: END_REQUEST
-_ENTRY: Final = {
-    COMPLETE: ENTER_COMPLETE,
-    AUTHORIZED: ENTER_COMPLETE,
-    ABORTED: ENTER_ABORTED,
-    FORGOTTEN: ENTER_FORGOTTEN,
-}
-
-#: ``TRANSITIONS`` joined with ``_ACTIONS`` and ``_ENTRY`` once, by state, so
-#: that a record costs two lookups: state -> record -> (new state, the
-#: record's action unless the state drops input, the new state's entry unless
-#: it is the same).
-_STEPS: Final[dict[str, dict[int, tuple[str, int, int]]]] = {}
-for (_old, _token), _new in TRANSITIONS.items():
-    _STEPS.setdefault(_old, {})[_token] = (
-        _new,
-        NO_ACTION if _old in DROPPING else _ACTIONS.get(_token, NO_ACTION),
-        NO_ENTRY if _new == _old else _ENTRY.get(_new, NO_ENTRY),
-    )
-for _new in TRANSITIONS.values():  # (states no record may follow, too)
-    _STEPS.setdefault(_new, {})
