@@ -47,7 +47,6 @@ Choices the spec leaves open
 from __future__ import annotations
 
 from . import Limits
-from .cgihead import cgi_head
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     BODY_VIEW,
@@ -99,6 +98,7 @@ from .fastcgi_states import (
     ROLES,
     STEPS,
 )
+from .heads import cgi_head
 
 __all__ = ["FastCGIServerProtocol"]
 

@@ -22,18 +22,17 @@ errs.  An error in bytes that also completed requests is *held*: those
 requests are returned and the error response goes out after their responses.
 
 Responding states: idle -> (start_response) sending -> (end_response) idle,
-with one framing chosen at the start: raw (a Content-Length, or the
-close-delimited body of an HTTP/1.0 response of unknown length), chunked, or
-no body (HEAD, 1xx, 204, 304).  ``abort_response`` and ``error_response``
-break the connection: afterwards every response call writes nothing.
+with one framing chosen at the start (by :func:`.heads.framed_head`): raw (a
+Content-Length, or the close-delimited body of an HTTP/1.0 response of
+unknown length), chunked, or no body (HEAD, 1xx, 204, 304).
+``abort_response`` and ``error_response`` break the connection: afterwards
+every response call writes nothing.
 """
 
 from __future__ import annotations
 
-import email.utils
 from collections import deque
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import NoReturn
 from urllib.parse import unquote_to_bytes
 
@@ -42,6 +41,7 @@ import httptools
 from . import Limits
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import BodyReceived, Event, RequestComplete, RequestReceived
+from .heads import CHUNKED, NO_BODY, RAW, UNTIL_CLOSE, error_answer, framed_head, http_date
 
 __all__ = ["CONTINUE", "HTTPServerProtocol"]
 
@@ -54,41 +54,12 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 HEAD_SLACK = 1024
 UNLIMITED = 1 << 62
 
-# Response framings.
-_IDLE, _RAW, _CHUNKED, _NO_BODY = 0, 1, 2, 3
-# Status kinds: what the status allows of a body (RFC 9110 sections 8.6, 15.4.5).
-_BODY, _NO_CONTENT, _NOT_MODIFIED = 0, 1, 2
-# What start_response does with an application header it must look at.
-_HOP, _LENGTH, _DATE, _SERVER = 0, 1, 2, 3
-# Hop-by-hop fields (RFC 9110 section 7.6.1) are dropped: framing is ours.
-_HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding")
-_RESPONSE_FIELDS = dict.fromkeys((*_HOP_BY_HOP, "upgrade"), _HOP)
-_RESPONSE_FIELDS.update({"content-length": _LENGTH, "date": _DATE, "server": _SERVER})
-# Only names of these lengths are lowercased and looked up.
-_FIELD_LENGTHS = frozenset(len(name) for name in _RESPONSE_FIELDS)
-
+# ``_mode``: no response is being sent, else the framing framed_head chose.
+_IDLE = 0
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
-_CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
-_CLOSE_LINE = b"Connection: close\r\n"
-_KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 # Searched for as ints: ``int in bytes`` is several times faster than ``bytes in bytes``.
 _HASH, _PERCENT = ord("#"), ord("%")
-
-
-def _status_entry(status: str) -> tuple[bytes, int]:
-    code = status[:3]
-    kind = _BODY
-    if code == "204" or code[0] == "1":
-        kind = _NO_CONTENT
-    elif code == "304":
-        kind = _NOT_MODIFIED
-    return b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n", kind
-
-
-#: Status line and kind per WSGI status; the common ones precomputed.
-_STATUSES = {f"{s.value} {s.phrase}": _status_entry(f"{s.value} {s.phrase}") for s in HTTPStatus}
-_CACHE_MAX = 512
 
 
 def _cgi_name(name: bytes) -> str | None:
@@ -107,13 +78,9 @@ def _cgi_name(name: bytes) -> str | None:
     return None if key == "PROXY" else "HTTP_" + key
 
 
+#: Environ keys of the field names seen, up to _CACHE_MAX of them.
 _CGI_NAMES: dict[bytes, str | None] = {}
-
-
-def _now() -> bytes:
-    """The default Date: reads the clock on every response (the server
-    passes a cached value refreshed once a second instead)."""
-    return email.utils.formatdate(usegmt=True).encode("ascii")
+_CACHE_MAX = 512
 
 
 class _Stop(Exception):
@@ -159,7 +126,7 @@ class HTTPServerProtocol:
         self._max_head_raw = limits.max_request_line + limits.max_header_bytes + HEAD_SLACK
         self._max_body = limits.max_body or UNLIMITED
         self._max_pipelined = max_pipelined
-        self._date = date or _now
+        self._date = date or http_date
         self._server_line = b"Server: " + server + b"\r\n" if server else b""
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[Event] = []
@@ -435,75 +402,44 @@ class HTTPServerProtocol:
             return b""
         if self._mode != _IDLE:
             raise LocalProtocolError("start_response() twice for one request")
-        line, kind = _STATUSES.get(status) or _status_entry(status)
-        lines = []
-        length: str | None = None
-        date = server = True
-        for name, value in headers:
-            if len(name) in _FIELD_LENGTHS:
-                field = _RESPONSE_FIELDS.get(name.lower())
-                if field == _HOP:
-                    continue
-                if field == _LENGTH:
-                    if length is None and value.isascii() and value.isdigit():
-                        length = value
-                    continue  # written below, with the framing
-                if field == _DATE:
-                    date = False
-                elif field == _SERVER:
-                    server = False
-            lines.append(f"{name}: {value}\r\n")
         close = (
             not exchange.keep_alive
             or not exchange.complete  # the rest of its body is not worth reading
             or (not self._reading and self._error is None and len(self._queue) == 1)
             or (self._draining and len(self._queue) == 1 and not self._in_message)
         )
-        mode = _RAW
-        if kind == _NO_CONTENT:
-            mode, length = _NO_BODY, None  # RFC 9110 section 8.6
-        elif kind == _NOT_MODIFIED or exchange.head:
-            mode = _NO_BODY
-            if length is None and exchange.head and end and body:
-                length = str(len(body))  # what a GET would have said
-        elif length is None:
-            if end:
-                length = str(len(body))
-            elif not exchange.http10:
-                mode = _CHUNKED
-            else:
-                close = True  # close-delimited (RFC 9112 section 6.3, item 8)
-        if length is not None:
-            lines.append(f"Content-Length: {length}\r\n")
-        parts = [line, "".join(lines).encode("latin-1")]
-        if mode == _CHUNKED:
-            parts.append(_CHUNKED_LINE)
-        if close:
-            parts.append(_CLOSE_LINE)
-        elif exchange.http10:
-            parts.append(_KEEP_ALIVE_LINE)
-        if date:
-            parts += (b"Date: ", self._date(), b"\r\n")
-        if server:
-            parts.append(self._server_line)
-        parts.append(b"\r\n")
+        parts: list[bytes] = []
+        mode = framed_head(
+            parts,
+            status,
+            headers,
+            exchange.head,
+            exchange.http10,
+            len(body) if end else -1,
+            close,
+            self._date,
+            self._server_line,
+        )
+        if mode == UNTIL_CLOSE:  # close-delimited: raw, and the connection closes
+            mode = RAW
+            close = True
         self._mode = mode
         self._close_after = close
-        if body and mode != _NO_BODY:
-            parts.append(b"%x\r\n%b\r\n" % (len(body), body) if mode == _CHUNKED else body)
+        if body and mode != NO_BODY:
+            parts.append(b"%x\r\n%b\r\n" % (len(body), body) if mode == CHUNKED else body)
         if end:
-            if mode == _CHUNKED:
+            if mode == CHUNKED:
                 parts.append(_LAST_CHUNK)
             parts.append(self._finish())
         return b"".join(parts)
 
     def send_body(self, stream_id: int, data: bytes) -> bytes:
         mode = self._mode
-        if mode == _RAW:
+        if mode == RAW:
             return data
-        if mode == _CHUNKED:
+        if mode == CHUNKED:
             return b"%x\r\n%b\r\n" % (len(data), data) if data else b""
-        if mode == _NO_BODY or self._front(stream_id) is None:
+        if mode == NO_BODY or self._front(stream_id) is None:
             return b""
         raise LocalProtocolError("send_body() before start_response()")
 
@@ -514,7 +450,7 @@ class HTTPServerProtocol:
                 return b""
             raise LocalProtocolError("end_response() before start_response()")
         after = self._finish()
-        return _LAST_CHUNK + after if mode == _CHUNKED else after
+        return _LAST_CHUNK + after if mode == CHUNKED else after
 
     def reject(
         self, stream_id: int, status: str, headers: list[tuple[str, str]], body: bytes
@@ -538,23 +474,12 @@ class HTTPServerProtocol:
         self._break()
         if started:
             return b""
-        try:
-            reason = HTTPStatus(error.status).phrase
-        except ValueError:
-            reason = "Error"
-        body = f"{reason}\n".encode("latin-1")
-        head = (
-            f"HTTP/1.1 {error.status} {reason}\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\n"
-        ).encode("latin-1")
-        date = b"Date: " + self._date() + b"\r\n"
-        return b"".join((head, _CLOSE_LINE, date, self._server_line, b"\r\n", body))
+        return error_answer(error.status, self._date, self._server_line)
 
     def raw_body_ok(self, stream_id: int) -> bool:
         """True while the body may go out as raw bytes (``os.sendfile``):
         Content-Length or close-delimited framing, and a body is sent."""
-        return self._mode == _RAW
+        return self._mode == RAW
 
     def take_raw_body(self, stream_id: int) -> int:
         """Never: llhttp reads every byte (a length-delimited body could be

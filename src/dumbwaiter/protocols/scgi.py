@@ -13,8 +13,8 @@ value, as for FastCGI.
 
 from __future__ import annotations
 
-from .cgihead import cgi_head
 from .errors import RemoteProtocolError
+from .heads import cgi_head
 from .oneshot import OneShotServerProtocol
 
 __all__ = ["SCGIServerProtocol", "encode_request"]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from .cgihead import http_head
 from .errors import RemoteProtocolError
+from .heads import http_head
 from .oneshot import OneShotServerProtocol
 
 __all__ = ["UwsgiServerProtocol", "encode_request"]
