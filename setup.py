@@ -30,6 +30,7 @@ COMPILED = [
     "src/dumbwaiter/protocols/oneshot.py",
     "src/dumbwaiter/protocols/uwsgi.py",
     "src/dumbwaiter/protocols/scgi.py",
+    "src/dumbwaiter/protocols/http_environ.py",
     "src/dumbwaiter/request.py",
     "src/dumbwaiter/wsgi/environ.py",
     "src/dumbwaiter/wsgi/gateway.py",

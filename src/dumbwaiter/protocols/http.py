@@ -5,9 +5,10 @@ Theory of operation
 llhttp (through ``httptools.HttpRequestParser``) does the byte-level work:
 request line, field syntax, Content-Length and chunked framing (RFC 9112
 sections 3, 5, 6, 7).  Its callbacks land in the ``on_*`` methods below,
-which enforce what llhttp leaves to us -- the limits, Host (section 3.2), the
-transfer codings we implement (6.1), the HTTP versions we speak -- and derive
-the CGI environ once, when the head is complete.
+which enforce what llhttp leaves to us -- the limits, the HTTP versions we
+speak -- and, when the head is complete, have :mod:`.http_environ` derive the
+CGI environ once and check Host (section 3.2) and the transfer codings we
+implement (6.1).
 
 Every request is stream 1: requests on one connection are strictly
 sequential.  Each request whose head is complete becomes an ``_Exchange`` in
@@ -34,7 +35,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from typing import NoReturn
-from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -42,6 +42,7 @@ from . import Limits
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import BodyReceived, Event, RequestComplete, RequestReceived
 from .heads import CHUNKED, NO_BODY, RAW, UNTIL_CLOSE, error_answer, framed_head, http_date
+from .http_environ import has_body, request_environ
 
 __all__ = ["CONTINUE", "HTTPServerProtocol"]
 
@@ -58,29 +59,6 @@ UNLIMITED = 1 << 62
 _IDLE = 0
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 _LAST_CHUNK = b"0\r\n\r\n"
-# Searched for as ints: ``int in bytes`` is several times faster than ``bytes in bytes``.
-_HASH, _PERCENT = ord("#"), ord("%")
-
-
-def _cgi_name(name: bytes) -> str | None:
-    """The environ key of request field ``name``, or None to drop it.
-
-    Names with ``_`` are dropped: ``X_Foo`` would otherwise arrive as the
-    same ``HTTP_X_FOO`` as ``X-Foo`` and let a client spoof a header a front
-    server sets.  ``Proxy`` is dropped too ("httpoxy": ``HTTP_PROXY`` is read
-    as a proxy setting by some libraries).
-    """
-    if b"_" in name:
-        return None
-    key = name.decode("latin-1").upper().replace("-", "_")
-    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        return key
-    return None if key == "PROXY" else "HTTP_" + key
-
-
-#: Environ keys of the field names seen, up to _CACHE_MAX of them.
-_CGI_NAMES: dict[bytes, str | None] = {}
-_CACHE_MAX = 512
 
 
 class _Stop(Exception):
@@ -256,104 +234,25 @@ class HTTPServerProtocol:
         if protocol is None:  # llhttp takes a line without a version for HTTP/0.9
             self._fail(400 if version == "0.9" else 505, f"HTTP/{version} request")
         http10 = protocol == "HTTP/1.0"
-        environ = self._environ()
-        host = environ.get("HTTP_HOST")
-        if host is None and not http10:
-            self._fail(400, "HTTP/1.1 request without Host")  # RFC 9112 section 3.2
-        if host is not None and "," in host:
-            self._fail(400, "more than one Host")
-        has_body = False
-        length = environ.get("CONTENT_LENGTH")
-        if length is not None:  # llhttp checked the digits and refused duplicates
-            # ... and their value, not their count: int() refuses more than
-            # 4300 digits (sys.get_int_max_str_digits), and leading zeros
-            # within the header limits are valid (RFC 9110 section 8.6).
-            size = int(length.lstrip("0") or "0")
-            if size > self._max_body:
-                self._fail(413, "request body too large")
-            has_body = size > 0
-        coding = environ.pop("HTTP_TRANSFER_ENCODING", None)  # the app gets it de-chunked
-        if coding is not None:
-            self._check_coding(coding, http10)
-            has_body = True
-        if has_body and parser.should_upgrade():
-            self._fail(400, "Upgrade or CONNECT with a body")  # llhttp would skip the body
         method = parser.get_method().decode("ascii")
-        self._target(environ)
-        environ["REQUEST_METHOD"] = method
-        environ["SCRIPT_NAME"] = ""
-        environ["SERVER_PROTOCOL"] = protocol
+        fields, self._fields = self._fields, []
+        try:
+            environ = request_environ(fields, self._url, method, protocol, self._max_field_bytes)
+            body = has_body(environ, http10, self._max_body)
+        except RemoteProtocolError as error:
+            self._failure = error  # as in _fail: llhttp only says "User callback error"
+            raise
+        if body and parser.should_upgrade():
+            self._fail(400, "Upgrade or CONNECT with a body")  # llhttp would skip the body
         exchange = self._current = _Exchange(method == "HEAD", http10, parser.should_keep_alive())
         queue = self._queue
         queue.append(exchange)
-        if has_body and not http10 and environ.get("HTTP_EXPECT", "").lower() == "100-continue":
+        if body and not http10 and environ.get("HTTP_EXPECT", "").lower() == "100-continue":
             if len(queue) == 1:
                 self._send += CONTINUE
             else:  # not into the middle of an earlier response: after it
                 exchange.continue_owed = True
         self._events.append(RequestReceived(STREAM_ID, environ))
-
-    def _environ(self) -> dict[str, str]:
-        """The header fields as CGI variables; their size checked (each counts
-        as written canonically: name, ": ", value, CRLF)."""
-        fields = self._fields
-        self._fields = []
-        environ: dict[str, str] = {}
-        size = 4 * len(fields)
-        names = _CGI_NAMES
-        for name, value in fields:
-            size += len(name) + len(value)
-            try:
-                key = names[name]
-            except KeyError:
-                key = _cgi_name(name)
-                if len(names) < _CACHE_MAX:
-                    names[name] = key
-            if key is None:
-                continue
-            # llhttp strips leading whitespace only (RFC 9110 section 5.5: both go).
-            text = value.rstrip(b" \t").decode("latin-1")
-            if key in environ:  # RFC 9110 5.3; Cookie lines join with "; " (RFC 6265 5.4)
-                environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + text
-            else:
-                environ[key] = text
-        if size > self._max_field_bytes:
-            self._fail(431, "header section too large")
-        return environ
-
-    def _check_coding(self, coding: str, http10: bool) -> None:
-        """RFC 9112 section 6.1 and 6.3: chunked, last, and only in HTTP/1.1."""
-        codings = [c.strip() for c in coding.lower().split(",")]
-        if http10 or codings[-1] != "chunked":
-            self._fail(400, "bad Transfer-Encoding")
-        if len(codings) > 1:
-            self._fail(501, "transfer coding not implemented")
-
-    def _target(self, environ: dict[str, str]) -> None:
-        """PATH_INFO (percent-decoded, as latin-1), QUERY_STRING, REQUEST_URI."""
-        url = self._url
-        environ["REQUEST_URI"] = url.decode("latin-1")
-        if url[:1] != b"/" and b"://" in url:
-            # absolute-form: its authority replaces Host (RFC 9112 section 3.2.2)
-            rest = url[url.index(b"://") + 3 :]
-            cut = len(rest)
-            for separator in (b"/", b"?", b"#"):
-                found = rest.find(separator, 0, cut)
-                if found >= 0:
-                    cut = found
-            authority = rest[:cut].rpartition(b"@")[2]
-            if authority:
-                environ["HTTP_HOST"] = authority.decode("latin-1")
-            url = rest[cut:]
-            if url[:1] != b"/":
-                url = b"/" + url
-        if _HASH in url:
-            url = url[: url.index(_HASH)]
-        path, _, query = url.partition(b"?")
-        environ["QUERY_STRING"] = query.decode("latin-1")
-        if _PERCENT in path:
-            path = unquote_to_bytes(path)
-        environ["PATH_INFO"] = path.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
         self._in_fields = False
