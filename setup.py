@@ -23,7 +23,6 @@ COMPILED = [
     "src/dumbwaiter/protocols/__init__.py",
     "src/dumbwaiter/protocols/events.py",
     "src/dumbwaiter/protocols/heads.py",
-    "src/dumbwaiter/protocols/cgihead.py",
     "src/dumbwaiter/protocols/fastcgi_records.py",
     "src/dumbwaiter/protocols/fastcgi_states.py",
     "src/dumbwaiter/protocols/fastcgi.py",

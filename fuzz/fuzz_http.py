@@ -98,18 +98,21 @@ def check_cause(error: BaseException) -> None:
 
 def feed(
     server: HTTPServerProtocol, pieces: list[bytes]
-) -> tuple[list[Event], RemoteProtocolError | None]:
+) -> tuple[list[Event], RemoteProtocolError | None, bool]:
+    """The events, the error (raised, or held for after the responses owed,
+    as http.py holds one found in bytes that completed requests), and
+    whether it was held."""
     events: list[Event] = []
     try:
         for piece in pieces:
             events += server.receive_data(piece)
     except RemoteProtocolError as exc:
         check_cause(exc)
-        return events, exc
-    held = server._error  # answered after the requests before it (see http.py)
+        return events, exc, False
+    held = server.take_error()
     if held is not None:
         check_cause(held)
-    return events, held
+    return events, held, held is not None
 
 
 def merge(events: list[Event]) -> list[Event]:
@@ -160,9 +163,14 @@ def check_requests(events: list[Event], limits: Limits) -> list[tuple[str, bool]
     return complete
 
 
-def answer(server: HTTPServerProtocol, complete: list[tuple[str, bool]], held: bool) -> None:
-    """Respond to every complete request in order (alternating framings);
-    the client must read the responses back in that order."""
+def answer(
+    server: HTTPServerProtocol,
+    complete: list[tuple[str, bool]],
+    held: RemoteProtocolError | None,
+) -> None:
+    """Respond to every complete request in order (alternating framings),
+    then to the ``held`` error, as a server does; the client must read the
+    responses back in that order."""
     client = HTTPClientProtocol()
     out = []
     for i, (method, _) in enumerate(complete):
@@ -180,6 +188,8 @@ def answer(server: HTTPServerProtocol, complete: list[tuple[str, bool]], held: b
             out.append(server.start_response(1, "201 Created", sent, body[:3]))
             out.append(server.send_body(1, body[3:]))
             out.append(server.end_response(1))
+    if held is not None:
+        out.append(server.error_response(held))
     closing = server.closing
     events = client.receive_data(b"".join(out))
     if closing:
@@ -218,15 +228,15 @@ def answer(server: HTTPServerProtocol, complete: list[tuple[str, bool]], held: b
     assert len(answered) == len(complete) or last.get(b"Connection") == b"close"
     errors = [r for r in responses if b"X-N" not in r[1]]
     if errors:
-        assert held and len(errors) == 1 and responses[-1] is errors[0]
+        assert held is not None and len(errors) == 1 and responses[-1] is errors[0]
         assert errors[0][0] in STATUSES
 
 
 def server_input(config: bytes, payload: bytes) -> Hashable:
     whole, limits = make_server(config)
-    events, error = feed(whole, [payload] if payload else [])
+    events, error, held = feed(whole, [payload] if payload else [])
     cut, _ = make_server(config)
-    cut_events, cut_error = feed(cut, harness.cuts(payload, config[2] << 8 | config[3]))
+    cut_events, cut_error, _ = feed(cut, harness.cuts(payload, config[2] << 8 | config[3]))
     outcome = None if error is None else (str(error), error.status)
     cut_outcome = None if cut_error is None else (str(cut_error), cut_error.status)
     if outcome is None or cut_outcome is None:
@@ -242,7 +252,7 @@ def server_input(config: bytes, payload: bytes) -> Hashable:
     for error_ in (error, cut_error):
         if error_ is not None:
             assert error_.status in STATUSES, error_
-    raised = error is not None and whole._error is None
+    raised = error is not None and not held
     complete = check_requests(events, limits)
     check_requests(cut_events, limits)
     if raised:
@@ -252,7 +262,7 @@ def server_input(config: bytes, payload: bytes) -> Hashable:
         assert whole.receive_data(b"more") == []
         signature = re.sub(r"\d+", "N", str(error))
         return ("error", error.status, signature)
-    answer(whole, complete, held=error is not None)
+    answer(whole, complete, error if held else None)
     whole.receive_data(b"")
     kinds = tuple(type(e).__name__[7:9] for e in merge(events)[:24])
     return kinds, None if error is None else re.sub(r"\d+", "N", str(error))

@@ -20,7 +20,7 @@ from typing import IO
 
 from .config import Config
 from .protocols import Role
-from .protocols.cgihead import cgi_head
+from .protocols.heads import cgi_head
 from .request import Request
 from .typing import WSGIApp
 from .wsgi import WSGIGateway

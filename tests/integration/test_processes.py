@@ -71,7 +71,7 @@ RELOAD_SETTLES = 1.0
 #: The master takes a death this soon after the fork for a failure to start
 #: (master.QUICK_DEATH_SECONDS); the kill -9 test kills an older worker.
 QUICK_DEATH_SECONDS = 5.0
-#: What dumbwaiter answers for a request past --timeout (server/connection.py).
+#: What dumbwaiter answers for a request past --timeout (server/session.py).
 TIMEOUT_BODY = b"504 Gateway Timeout: the application did not answer in time\n"
 
 

@@ -13,7 +13,7 @@
 * every limit: at the limit accepted, one past refused with its status.
 
 ``HYPOTHESIS_PROFILE=fuzz`` multiplies every budget here by 1000 for a long
-run outside CI (see docs/robustness-fuzzing.md).
+run outside CI (see docs/robustness.md, "Fuzzing").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each target's ``one_input`` asserts its properties for one input (see the
 target's doc); here it gets its seeds, the inputs that once found a bug, and
 a few hundred inputs from hypothesis (random bytes, and its seeds mutated).
-The long runs, a million inputs or more each, are in docs/robustness-fuzzing.md.
+The long runs, a million inputs or more each, are in docs/robustness.md, "Fuzzing".
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def load(name: str) -> ModuleType:
 TARGETS: dict[str, Callable[[bytes], Hashable]] = {name: load(name).one_input for name in NAMES}
 SEEDS = {name: list(load(name).seeds()) for name in NAMES}
 
-#: Inputs that found bugs (see docs/robustness-fuzzing.md), per target.
+#: Inputs that found bugs (docs/robustness.md, "Found by fuzzing"), per target.
 REGRESSIONS: dict[str, list[bytes]] = {
     # CONTENT_LENGTH past 4300 digits: int() raised ValueError (framed mode).
     "scgi": [

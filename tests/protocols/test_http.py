@@ -231,9 +231,13 @@ def test_error_after_complete_requests_is_answered_after_them() -> None:
     events = proto.receive_data(NEXT + b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")
     assert summarize(events) == NEXT_EVENTS
     assert not proto.closing
+    error = proto.take_error()  # the server answers it after the responses owed
+    assert error is not None and error.status == 400 and proto.take_error() is None
     out = respond(proto, b"first")
-    assert b"Connection: close" not in out.split(b"first")[0]
-    assert out.split(b"first", 1)[1].startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Connection: close" not in out  # a 400 follows: the client reads on
+    assert out.endswith(b"first")
+    out = proto.error_response(error)
+    assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Connection: close" in out
     assert proto.closing and proto.receive_data(NEXT) == []
 
 

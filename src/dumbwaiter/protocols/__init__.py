@@ -139,6 +139,14 @@ class ServerProtocol(Protocol):
         """What to send, if anything, before closing after ``error``."""
         ...
 
+    def take_error(self) -> RemoteProtocolError | None:
+        """A peer error found in bytes that also completed requests: rather
+        than raise it and lose them, ``receive_data`` returned their events
+        and stopped reading.  The server answers the error
+        (``error_response``) once their responses are out, as if it had been
+        raised after them.  None when there is none; each is taken once."""
+        ...
+
     def raw_body_ok(self, stream_id: int) -> bool:
         """Whether the body of the response under way may now go out as raw
         bytes, with no framing between them (the caller may then send a file

@@ -20,7 +20,8 @@ keep-alive completes (9.6), the peer half-closes, ``max_pipelined`` requests
 are waiting (the rest of the pipeline is left unread and the connection
 closes after the owed responses; the client retries, 9.3.2), or the peer
 errs.  An error in bytes that also completed requests is *held*: those
-requests are returned and the error response goes out after their responses.
+requests are returned, the server takes the error (``take_error``) and
+answers it after their responses, none of which says ``Connection: close``.
 
 Responding states: idle -> (start_response) sending -> (end_response) idle,
 with one framing chosen at the start (by :func:`.heads.framed_head`): raw (a
@@ -120,7 +121,8 @@ class HTTPServerProtocol:
         # The connection.
         self._queue: deque[_Exchange] = deque()
         self._reading = True
-        self._error: RemoteProtocolError | None = None  # held until owed responses are out
+        self._error: RemoteProtocolError | None = None  # held for take_error()
+        self._error_follows = False  # the server answers one after the responses owed
         self._broken = False
         # The response being sent.
         self._mode = _IDLE
@@ -186,6 +188,7 @@ class HTTPServerProtocol:
             raise error
         del events[done:]
         self._error = error
+        self._error_follows = True
         return events
 
     def _drop_partial(self) -> None:
@@ -304,7 +307,7 @@ class HTTPServerProtocol:
         close = (
             not exchange.keep_alive
             or not exchange.complete  # the rest of its body is not worth reading
-            or (not self._reading and self._error is None and len(self._queue) == 1)
+            or (not self._reading and not self._error_follows and len(self._queue) == 1)
             or (self._draining and len(self._queue) == 1 and not self._in_message)
         )
         parts: list[bytes] = []
@@ -375,6 +378,10 @@ class HTTPServerProtocol:
             return b""
         return error_answer(error.status, self._date, self._server_line)
 
+    def take_error(self) -> RemoteProtocolError | None:
+        error, self._error = self._error, None
+        return error
+
     def raw_body_ok(self, stream_id: int) -> bool:
         """True while the body may go out as raw bytes (``os.sendfile``):
         Content-Length or close-delimited framing, and a body is sent."""
@@ -424,10 +431,6 @@ class HTTPServerProtocol:
             if following.continue_owed and not following.complete:
                 following.continue_owed = False
                 return CONTINUE
-            return b""
-        if self._error is not None:
-            error, self._error = self._error, None
-            return self.error_response(error)
         return b""
 
     def _break(self) -> None:

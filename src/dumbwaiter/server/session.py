@@ -20,11 +20,9 @@ linger, reset, run this request).  So everything that decides is here, once:
   passes; what follows each response (:meth:`Session.after_response`);
 * what is reported (the access log and metrics, :mod:`.reporting`).
 
-Ownership: a session is used by one thread at a time, its driver's (the loop
-thread, or the application thread serving the connection directly; a kept
-connection may pass from the second to the first).  The exceptions are
-named where they occur: ``ExchangeBase.cancel`` and
-:meth:`Session.timeout_answer`, for ``--timeout``, under the driver's lock.
+Ownership: one thread at a time uses a session, its driver's (a kept
+connection may pass from an application thread to the loop); the exceptions,
+for ``--timeout``, take the driver's lock (:meth:`Session.timeout_answer`).
 """
 
 from __future__ import annotations
@@ -61,9 +59,8 @@ TIMEOUT_BODY: Final = b"504 Gateway Timeout: the application did not answer in t
 class Session(Deadline):
     """The decisions of one connection (see the module doc)."""
 
-    # Plain values start as class attributes: one session is made per
-    # connection (per request, behind lighttpd), and an instance stores only
-    # what changes.
+    # Class attributes: an instance stores only what changes (one session
+    # is made per connection: per request, behind lighttpd).
     #: Requests handed to the application so far.
     dispatched = 0
     #: Answering a peer's error: reading only to drop.
@@ -103,9 +100,8 @@ class Session(Deadline):
 
     # -- receiving ---------------------------------------------------------------
     def receive(self, data: bytes) -> None:
-        """Feed bytes the driver read (not ``b""``: see :meth:`eof`).
-        Complete requests go to ``Wire.dispatch``; replies the protocol owes
-        (GET_VALUES answers, 100 Continue) are written."""
+        """Bytes the driver read (not ``b""``: see :meth:`eof`).  Complete
+        requests go to ``Wire.dispatch``; the protocol's replies are written."""
         if self.lingering or self.pending_error is not None:
             return
         try:
@@ -143,6 +139,9 @@ class Session(Deadline):
         reply = self.proto.data_to_send()
         if reply and not self.closed:
             self.wire.write(reply)
+        error = self.proto.take_error()  # found after the requests just completed
+        if error is not None:
+            self.protocol_error(error)
         if self.waiting and not self.closed:
             # Bound pipelining: read on only once the queue is served.
             self.wire.pause_reading()
@@ -151,9 +150,7 @@ class Session(Deadline):
     def eof(self) -> bool:
         """The peer closed its side.  Returns whether to keep ours open:
         while responses are owed (a client may half-close after its last
-        request)."""
-        # A request partly received (not one complete and waiting for its
-        # response).
+        request).  One log line if a request was partly received."""
         partial = bool(self.receiving) or not (self.proto.idle or self.running or self.waiting)
         try:
             self.proto.receive_data(b"")
@@ -346,15 +343,14 @@ class Session(Deadline):
         if self.closed:
             exchange.cancel()
             return
-        started = exchange.started
         answer = self.timeout_answer(exchange)
         exchange.cancel()
-        if started:
+        if answer:
+            self.send(answer)
+            self.after_response(stream_id)
+        else:  # its head went out: a broken response
             self.send(self.proto.abort_response(stream_id))
             self.wire.reset()
-            return
-        self.send(answer)
-        self.after_response(stream_id)
 
     def protocol_error(self, exc: RemoteProtocolError) -> None:
         """The peer broke the protocol: log one line, answer once the
@@ -416,11 +412,10 @@ class Session(Deadline):
         return True
 
     def drain(self) -> bool:
-        """Graceful stop.  Returns whether the connection may close now (an
-        idle kept-alive one).  A request in flight, queued or partly
-        received is finished first (:meth:`after_response` closes once it is
-        answered); a connection that has not sent its first request may have
-        it on the way: it gets :data:`DRAIN_GRACE`."""
+        """Graceful stop: whether the connection may close now (an idle
+        kept-alive one).  Else what is in flight or partly received is
+        finished first (then ``after_response`` closes), and a connection
+        yet to send its first request gets :data:`DRAIN_GRACE`."""
         self.draining = True
         self.proto.drain()
         if self.running or self.waiting or self.receiving or not self.proto.idle:
