@@ -6,6 +6,9 @@ A run with base twins (run.py --base REF) gets a before/after table first
 (every workload but overload), and its report goes next to its JSON
 (run-DATE.md) unless --doc is given.
 
+The page ends with bench/history.md, the measurements behind the design's
+decisions as they were taken (kept by hand).
+
 A (target, workload) cell is the median over its *clean* points (valid and
 not disturbed); when every point of it was disturbed, the disturbed ones are
 used and the cell says so; invalid points (a failed byte-exact check, a dead
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
+#: Appended to the page: how the request path got to its cost (kept by hand).
+HISTORY = Path(__file__).resolve().parent / "history.md"
 DASH = "\N{EN DASH}"  # for a value not measured
 DUMBWAITER = "dumbwaiter-lighttpd"
 C_LIMIT = "c-nolinger-lighttpd"
@@ -719,6 +724,7 @@ def render(data: dict[str, Any]) -> str:
             overload_table(get),
         ]
     out += ["\n## Points left out (disturbed or invalid)\n", left_out_table(data)]
+    out += ["\n## History\n", HISTORY.read_text()]
     return "\n".join(out)
 
 
