@@ -18,7 +18,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .version import __version__
 from .config import Config, ConfigError, flag_of, parse_value, settings
 from .main import run, setup_logging
 from .process.arbiter import AppLoadFailed
@@ -26,6 +25,7 @@ from .process.chores import ProcessError
 from .server.sockets import ListenError
 from .server.systemd import ActivationError
 from .typing import WSGIApp
+from .version import __version__
 
 __all__ = ["AppError", "build_parser", "load_app", "main"]
 

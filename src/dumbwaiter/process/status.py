@@ -32,8 +32,8 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Protocol
 
-from ..version import __version__
 from ..config import Config
+from ..version import __version__
 from .admin import AdminServer, Response
 from .child import Worker
 from .metrics import Totals, exposition
