@@ -118,7 +118,7 @@ def test_request_finish_and_discard() -> None:
     request = Request(7, {"REQUEST_METHOD": "POST"}, Role.RESPONDER, threshold=4)
     assert request.filter_data is None
     assert request.input is EMPTY_INPUT
-    request.body.write(b"hello world")
+    request.add_body(b"hello world")
     request.finish()
     assert request.input.read() == b"hello world"
     assert request.filter_input is None
@@ -127,7 +127,7 @@ def test_request_finish_and_discard() -> None:
 def test_filter_request_has_its_own_data_stream() -> None:
     request = Request(1, {}, Role.FILTER, threshold=4)
     assert request.filter_data is not None
-    request.body.write(b"body")
+    request.add_body(b"body")
     request.filter_data.write(b"filtered data")
     request.finish()
     assert request.input.read() == b"body"
@@ -323,7 +323,7 @@ def test_socket_body_reads_lines_and_blocks() -> None:
         text = b"first line\nsecond\n" + b"x" * 100_000 + b"\nlast"
         theirs.sendall(text[12:])
         request = Request(1, {}, Role.RESPONDER, 1 << 20)
-        request.body.write(text[:12])
+        request.add_body(text[:12])
         request.read_rest_from(SocketBody(ours, len(text) - 12))
         raw = request.input
         assert request.length == len(text)

@@ -189,6 +189,7 @@ class Rig:
             settings=settings,
             reporter=self.reports,
         )
+        self.session.arm(self.clock.now)  # as a driver does with a new connection
 
     def feed(self, data: bytes, piece: int = 0) -> None:
         """``data`` as one read, or in reads of ``piece`` bytes."""

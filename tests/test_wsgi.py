@@ -59,7 +59,7 @@ class FakeStream:
         self.request = Request(1, environ, role, threshold)
         # Written in pieces, as the loop does.
         for start in range(0, len(body), 7):
-            self.request.body.write(body[start : start + 7])
+            self.request.add_body(body[start : start + 7])
         if data is not None:
             assert self.request.filter_data is not None
             self.request.filter_data.write(data)

@@ -89,7 +89,7 @@ def run_cgi(
         block = stdin.read(min(remaining, READ_BLOCK))
         if not block:
             break
-        request.body.write(block)
+        request.add_body(block)
         remaining -= len(block)
     request.finish()
     gateway = WSGIGateway(app, multithread=False)

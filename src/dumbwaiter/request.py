@@ -29,6 +29,7 @@ from .protocols import Chunk, Role
 
 __all__ = [
     "EMPTY_INPUT",
+    "NO_BODY",
     "BodyBuffer",
     "ChunkReader",
     "InputStream",
@@ -164,7 +165,7 @@ EMPTY_INPUT = InputStream(io.BytesIO(b""), 0)
 
 
 class BodyBuffer:
-    """Collects one request body on the loop; spools past ``threshold`` bytes.
+    """Collects one request body; spools past ``threshold`` bytes.
 
     The temporary file is anonymous (unlinked at creation, mode 0600), so it
     disappears with the last file descriptor, whatever happens.
@@ -298,6 +299,11 @@ class SocketBody:
         self.buffer = b""
 
 
+#: The body of a request that has none (yet): empty, and never written to
+#: (:meth:`Request.add_body` puts a buffer of its own in its place).
+NO_BODY: Final = BodyBuffer(0)
+
+
 class Request:
     """One request as the gateway sees it, whatever the wire protocol."""
 
@@ -311,9 +317,9 @@ class Request:
         "input",
         "length",
         "role",
-        "since",
         "socket_body",
         "stream_id",
+        "threshold",
     )
 
     def __init__(self, stream_id: int, environ: dict[str, str], role: Role, threshold: int) -> None:
@@ -322,7 +328,10 @@ class Request:
         #: (the gateway completes them into its environ, in place).
         self.environ = environ
         self.role = role
-        self.body = BodyBuffer(threshold)
+        #: The body as it came: NO_BODY until a piece does (most requests
+        #: have none), then a buffer spooling past ``threshold`` bytes.
+        self.body = NO_BODY
+        self.threshold = threshold
         #: The FastCGI FILTER role's FCGI_DATA stream, when there is one.
         self.filter_data: BodyBuffer | None = BodyBuffer(threshold) if role is Role.FILTER else None
         self.input: InputStream = EMPTY_INPUT
@@ -332,17 +341,24 @@ class Request:
         #: Body bytes in memory counted against --read-ahead-bytes while a
         #: thread owes this request its answer (set and cleared by the loop).
         self.held = 0
-        #: When its head was complete: on the event loop's clock (deadlines),
-        #: and on time.monotonic()'s (durations, beside the threads' times).
-        self.since = 0.0
+        #: When its head was complete (time.monotonic(): deadlines, durations).
         self.arrived = 0.0
         #: The reader of a body the app reads from the socket, if it does.
         self.socket_body: SocketBody | None = None
 
+    def add_body(self, data: Chunk) -> None:
+        """A piece of the body, as it arrived."""
+        body = self.body
+        if body is NO_BODY:
+            body = self.body = BodyBuffer(self.threshold)
+        body.write(data)
+
     def finish(self) -> None:
         """Every input stream ended: turn the buffers into readers."""
-        self.length = self.body.size
-        self.input = self.body.finish()
+        body = self.body
+        if body is not NO_BODY:  # (else: no body, EMPTY_INPUT already)
+            self.length = body.size
+            self.input = body.finish()
         if self.filter_data is not None:
             self.filter_input = self.filter_data.finish()
 
@@ -364,6 +380,7 @@ class Request:
 
     def discard(self) -> None:
         """Drop the buffers (the request will never run)."""
-        self.body.discard()
+        if self.body is not NO_BODY:
+            self.body.discard()
         if self.filter_data is not None:
             self.filter_data.discard()

@@ -25,7 +25,7 @@ from typing import IO, Final
 
 from ..request import Request
 from .deadlines import LINGER_SECONDS
-from .exchange import ExchangeBase
+from .exchange import ExchangeBase, Wire
 from .session import Session
 from .sockets import reset_on_close
 
@@ -51,12 +51,14 @@ def readable(sock: Sock, seconds: float) -> bool:
     return bool(poller.poll(int(seconds * 1000)))
 
 
-class DirectLink:
-    """One connection served by a thread: its session's
-    :class:`~dumbwaiter.server.session.Wire` over a blocking socket.
+class DirectLink(Wire):
+    """A thread's side of the connection it serves: its session's
+    :class:`~dumbwaiter.server.session.Wire` over a blocking socket.  A
+    thread keeps one, from one connection to the next (:meth:`attach`).
 
-    The thread serving it owns it; the loop's tick may read ``sending`` and
-    shut the socket (a send stalled past ``--write-timeout``, ``--timeout``).
+    The thread owns it; the loop's tick may read ``sock`` then ``sending``
+    and shut that socket (a send stalled past ``--write-timeout``), and
+    ``exchange`` under ``lock`` (``--timeout``).
     """
 
     __slots__ = ("closing", "exchange", "lock", "me", "ready", "sending", "session", "sock", "turn")
@@ -76,6 +78,12 @@ class DirectLink:
         self.sending = 0.0
         #: The session asked for the connection's end.
         self.closing = False
+
+    def attach(self, sock: Sock) -> None:
+        """Serve the connection of ``sock`` now (the last one is closed)."""
+        self.sock = sock
+        self.closing = False
+        self.ready = None
 
     # -- the session's wire -----------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -116,17 +124,23 @@ class DirectLink:
         self.closing = True
 
     def dispatch(self, request: Request) -> ExchangeBase | None:
-        exchange = DirectExchange(self, request)
+        session = self.session
+        assert session is not None
+        exchange = DirectExchange(request, session.peer, session.listener)
+        exchange.link = self
+        exchange.session = session
         self.ready = exchange
         return exchange
 
     # -- the loop's (tick) -------------------------------------------------------------
-    def shut(self) -> None:
-        """End the connection under the thread's feet: its blocked send or
-        read fails, and it closes the socket (a reset on TCP)."""
-        reset_on_close(self.sock)
+    @staticmethod
+    def shut(sock: Sock) -> None:
+        """End a connection under its thread's feet: the blocked send or
+        read fails, and the thread closes the socket (a reset on TCP); a
+        socket the thread has closed already is left alone."""
+        reset_on_close(sock)
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 class DirectExchange(ExchangeBase):
@@ -134,13 +148,10 @@ class DirectExchange(ExchangeBase):
     :class:`~dumbwaiter.typing.Exchange`, writing with blocking sends."""
 
     __slots__ = ("link", "session")
-
-    def __init__(self, link: DirectLink, request: Request) -> None:
-        session = link.session
-        assert session is not None
-        super().__init__(request, session.peer, session.listener)
-        self.link = link
-        self.session = session
+    # Set by DirectLink.dispatch, which makes it (no __init__ of its own: a
+    # call fewer per request).
+    link: DirectLink
+    session: Session
 
     def start(self, status: str, headers: list[tuple[str, str]], body: bytes, end: bool) -> None:
         lock = self.link.lock

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import IO, TYPE_CHECKING, Protocol, cast
+import time
+from typing import IO, TYPE_CHECKING, cast
 
 from ..request import Request
 from .admission import Admission
 from .deadlines import SessionSettings
-from .exchange import ExchangeBase
+from .exchange import ExchangeBase, Wire
 from .session import Session
 from .sockets import reset_on_close
 
@@ -35,9 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "Host", "LoopExchange"]
 
 
-class Host(Protocol):
-    """What a connection needs of the server that accepted it
-    (:class:`~.loop.LoopServer`)."""
+class Host:
+    """What a connection needs of the server that accepted it: the base of
+    :class:`~.loop.LoopServer` (a base class, not a protocol: compiled, a
+    call through it is a direct call)."""
 
     loop: asyncio.AbstractEventLoop
     #: Guards every connection's write-side flow control state.
@@ -47,17 +49,21 @@ class Host(Protocol):
     admission: Admission
     draining: bool
 
-    def new_session(self, conn: Connection, listener: Listener) -> Session: ...
+    def new_session(self, conn: Connection, listener: Listener) -> Session:
+        raise NotImplementedError
 
-    def refused(self, listener: Listener, peer: object) -> None: ...
+    def refused(self, listener: Listener, peer: object) -> None:
+        raise NotImplementedError
 
-    def joined(self, conn: Connection) -> None: ...
+    def joined(self, conn: Connection) -> None:
+        raise NotImplementedError
 
-    def left(self, conn: Connection) -> None: ...
+    def left(self, conn: Connection) -> None:
+        raise NotImplementedError
 
     def done(self, exchange: ExchangeBase) -> None:
         """The application is done with an exchange it was admitted for."""
-        ...
+        raise NotImplementedError
 
 
 class LoopExchange(ExchangeBase):
@@ -65,12 +71,10 @@ class LoopExchange(ExchangeBase):
     :class:`~dumbwaiter.typing.Exchange`, whose calls run on the loop."""
 
     __slots__ = ("conn", "session")
-
-    def __init__(self, conn: Connection, request: Request) -> None:
-        session = conn.session
-        super().__init__(request, session.peer, session.listener)
-        self.conn = conn
-        self.session = session
+    # Set by Connection.dispatch, which makes it (no __init__ of its own: a
+    # call fewer per request).
+    conn: Connection
+    session: Session
 
     # -- the application thread --------------------------------------------------
     def start(self, status: str, headers: list[tuple[str, str]], body: bytes, end: bool) -> None:
@@ -110,9 +114,11 @@ class LoopExchange(ExchangeBase):
         self.conn.wake_writers()
 
 
-class Connection(asyncio.Protocol):
-    """One accepted connection on the loop: asyncio's protocol, and the
-    session's wire."""
+class Connection(Wire):
+    """One accepted connection on the loop: the session's wire, and an
+    asyncio protocol (by its methods: asyncio and uvloop ask no base class
+    of a protocol, and one from outside would make the compiled class carry
+    a ``__dict__`` and its calls go by name)."""
 
     # Plain values start as class attributes: one is built per connection
     # (per request, behind lighttpd), and an instance only stores what changes.
@@ -166,6 +172,7 @@ class Connection(asyncio.Protocol):
                 self.session.closed = True
                 return
             self.session.peer = peer
+        self.session.arm(time.monotonic())  # (a new one: --keepalive-timeout)
         # The transport pauses us (pause_writing) past the configured mark.
         self.transport.set_write_buffer_limits(high=self._limit)
         server.joined(self)
@@ -281,7 +288,10 @@ class Connection(asyncio.Protocol):
         transport.abort()
 
     def dispatch(self, request: Request) -> ExchangeBase | None:
-        exchange = LoopExchange(self, request)
+        session = self.session
+        exchange = LoopExchange(request, session.peer, session.listener)
+        exchange.conn = self
+        exchange.session = session
         return exchange if self.server.admission.admit(exchange) else None
 
     # -- responses (called on the loop by LoopExchange) --------------------------------

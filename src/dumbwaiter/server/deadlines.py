@@ -9,13 +9,18 @@ seconds, read from :attr:`SessionSettings.clock` (a test may give another).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from ..protocols import ServerProtocol
 from ..request import Request
+from .exchange import Wire, peer_name
 
 __all__ = ["DRAIN_GRACE", "LINGER_SECONDS", "Deadline", "SessionSettings"]
+
+log = logging.getLogger("dumbwaiter")
 
 #: After a peer's protocol error: how long we read and drop what it still
 #: sends, so that it sees our answer rather than a reset.
@@ -68,19 +73,28 @@ class SessionSettings:
 class Deadline:
     """A connection's current deadline: when it must have made progress (0:
     no deadline now), and what it was waiting for (the log line when it
-    passes).  The base of :class:`~.session.Session`."""
+    passes); what happens when it does.  The base of
+    :class:`~.session.Session`, which sets the fields declared here."""
 
     # Class attributes: an instance stores only what changes.
     deadline = 0.0
     waiting_for = ""
     #: When the head being received began (0: none is).
     head_since = 0.0
+    #: Answering a peer's error: reading only to drop.
+    lingering = False
+    #: The connection is gone (the driver's wire can do nothing more).
+    closed = False
+    proto: ServerProtocol
+    wire: Wire
+    listener: str
+    peer: dict[str, str]
+    settings: SessionSettings
 
     def next_deadline(
         self,
         now: float,
         settings: SessionSettings,
-        *,
         busy: bool,
         idle: bool,
         dispatched: int,
@@ -133,3 +147,32 @@ class Deadline:
         when it is read."""
         self.deadline = 0.0
         self.head_since = 0.0
+
+    def timed_out(self) -> None:
+        """The deadline passed: log what was awaited (not for an idle
+        kept-alive connection), and close."""
+        if self.closed:
+            return
+        if not self.proto.idle and not self.lingering:
+            log.info(
+                "%s: %s: closing: still waiting for %s",
+                self.listener,
+                peer_name(self.peer),
+                self.waiting_for,
+            )
+        self.wire.close()
+
+    def write_stalled(self, since: float, now: float) -> bool:
+        """Whether the peer has taken nothing we wrote since ``since`` for
+        longer than ``write_timeout`` (a client that stopped reading holds
+        memory, and perhaps a thread waiting to write); logs it once."""
+        limit = self.settings.write_timeout
+        if now - since <= limit:
+            return False
+        log.info(
+            "%s: %s: the peer read nothing for %gs, dropping the connection",
+            self.listener,
+            peer_name(self.peer),
+            limit,
+        )
+        return True

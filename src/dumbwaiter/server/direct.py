@@ -107,16 +107,21 @@ class DirectServer:
         self.settings = settings
         #: Hands a kept connection to the loop (called on the loop thread).
         self.adopt = adopt
-        #: One request at a time per connection: a thread serves it.
+        #: The listeners' protocol objects (made without multiplexing: a
+        #: thread serves one request at a time; see worker.build).
         self.factories = {
             kind: ctx.factories[kind] for kind in {listener.protocol for listener in listeners}
         }
         self.batch = not ctx.config.no_batch_threads
         self.threads_per_listener = ctx.config.threads
         self.stopping = False
-        #: The connections being served (added and removed by their threads;
-        #: read by the loop).
-        self.links: set[DirectLink] = set()
+        #: Per thread: its link while it serves a connection (set and cleared
+        #: by the thread, read by the loop), the link it keeps, and its
+        #: session, kept for the next connection (a new one when the last
+        #: went on to the loop).
+        self.links: list[DirectLink | None] = []
+        self.kept: list[DirectLink | None] = []
+        self.sessions: list[Session | None] = []
         #: Requests served, per thread (each thread adds to its own slot only).
         self.counts: list[int] = []
         self.threads: list[threading.Thread] = []
@@ -138,6 +143,9 @@ class DirectServer:
             for _ in range(self.threads_per_listener):
                 number = len(self.threads)
                 self.counts.append(0)
+                self.links.append(None)
+                self.kept.append(None)
+                self.sessions.append(None)
                 thread = threading.Thread(
                     target=self.serve,
                     args=(listener, number),
@@ -163,10 +171,10 @@ class DirectServer:
         return len(self.in_flight())
 
     def in_flight(self) -> list[ExchangeBase]:
-        return [link.exchange for link in list(self.links) if link.exchange is not None]
+        return [link.exchange for link in list(self.links) if link and link.exchange]
 
     def gauges(self) -> tuple[int, int, int, int]:
-        return 0, self.owed(), len(self.threads), len(self.links)
+        return 0, self.owed(), len(self.threads), sum(1 for link in self.links if link)
 
     def sweep(self) -> None:
         """Shut the connections whose peer took nothing of a send for
@@ -174,10 +182,13 @@ class DirectServer:
         accepting."""
         now = time.monotonic()
         for link in list(self.links):
+            if link is None:
+                continue
+            sock = link.sock  # (first: the thread clears sending before moving on)
             since = link.sending
             session = link.session
             if since and session is not None and session.write_stalled(since, now):
-                link.shut()
+                link.shut(sock)
 
     def expire(self, exchange: ExchangeBase) -> None:
         """``--timeout`` passed: 504 if the response has not begun, else the
@@ -188,14 +199,17 @@ class DirectServer:
         link = exchange.link
         assert link.lock is not None  # (made with --timeout)
         with link.lock:
-            if exchange.expired:
+            # (The thread may be done with it, its session serving the next
+            # connection: it lets go of the exchange under the same lock.)
+            if exchange.expired or link.exchange is not exchange:
                 return
             answer = exchange.session.timeout_answer(exchange)
+            sock = link.sock
         if answer:
             with contextlib.suppress(OSError):
-                link.sock.send(answer, MSG_DONTWAIT)
+                sock.send(answer, MSG_DONTWAIT)
         exchange.cancel()
-        link.shut()
+        link.shut(sock)
 
     def stop(self) -> None:
         """Accept no more; each thread ends after its connection."""
@@ -273,18 +287,23 @@ class DirectServer:
             return
         peer["dumbwaiter.connection"] = f"d{self.next_number()}"
         me = number + 1
-        link = DirectLink(sock, turn, me, self.timeout_lock)
+        link = self.kept[number]
+        if link is None:
+            link = self.kept[number] = DirectLink(sock, turn, me, self.timeout_lock)
+        else:
+            link.attach(sock)
         ctx = self.ctx
-        session = link.session = Session(
-            self.factories[listener.protocol](),
-            link,
-            listener=listener.name,
-            gateway=listener.protocol,
-            peer=peer,
-            settings=self.settings,
-            reporter=ctx.reporter,
-        )
-        self.links.add(link)
+        proto = self.factories[listener.protocol]()
+        session = self.sessions[number]
+        if session is None:
+            session = Session(
+                proto, link, listener.name, listener.protocol, peer, self.settings, ctx.reporter
+            )
+            self.sessions[number] = session
+        else:
+            session.renew(proto, link, peer)
+        link.session = session
+        self.links[number] = link
         try:
             exchange = self.receive(link, session, turn, me)
             turn.give(me)
@@ -295,16 +314,16 @@ class DirectServer:
             rest = exchange.request.socket_body
             if rest is not None and rest.left and not exchange.cancelled:
                 rest.skip_rest()  # what the app left unread: the front sent it all
-            if reason := ctx.past_request_limit():
+            if ctx.request_limit and (reason := ctx.past_request_limit()):
                 ctx.loop.call_soon_threadsafe(ctx.retire, reason)
             if link.closing or session.closed or exchange.cancelled or self.stopping:
                 return
             # A kept FastCGI connection: the loop waits for its next request.
-            self.links.discard(link)
+            self.links[number] = self.sessions[number] = None
             kept = socket.socket(sock.family, sock.type, sock.proto, sock.detach())
             ctx.loop.call_soon_threadsafe(self.adopt, kept, session, listener)
         finally:
-            self.links.discard(link)
+            self.links[number] = None
             if sock.fileno() >= 0:  # (not handed over)
                 sock.close()
 
@@ -324,7 +343,10 @@ class DirectServer:
         flags = MSG_DONTWAIT
         while True:
             if not first:
-                left = session.deadline - time.monotonic()
+                now = time.monotonic()
+                if not session.deadline:  # (none yet: a new connection's)
+                    session.arm(now)
+                left = session.deadline - now
                 if left <= 0:
                     session.timed_out()
                     return None
@@ -368,7 +390,10 @@ class DirectServer:
             exchange.thread = threading.current_thread().name
         link.exchange = exchange
         try:
-            self.target(exchange)
+            self.target(exchange)  # (which ends the exchange, and its input)
         finally:
-            link.exchange = None
-            exchange.request.input.close()
+            if link.lock is None:
+                link.exchange = None
+            else:
+                with link.lock:  # see expire
+                    link.exchange = None

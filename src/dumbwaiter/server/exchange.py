@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-from typing import IO, Protocol
+from typing import IO, Final
 
 from ..request import Request
 
-__all__ = ["ExchangeBase", "Reports", "Wire", "peer_name"]
+__all__ = ["GONE", "ExchangeBase", "Reports", "Wire", "peer_name"]
 
 
 def peer_name(peer: dict[str, str]) -> str:
@@ -37,6 +37,8 @@ class ExchangeBase:
     sets.
     """
 
+    # Slots, every one set here: pure Python reads a slot fastest, and one
+    # of these is made and read over and over per request.
     __slots__ = (
         "began",
         "cancelled",
@@ -63,9 +65,9 @@ class ExchangeBase:
         self.started = False
         #: ``--timeout`` answered for the application (504, or shut).
         self.expired = False
-        #: When it was queued for a thread, and when a thread took it up
-        #: (0: not yet), and which: for ``--timeout``, ``--status`` and the
-        #: access log's queue time (set only when something reads them).
+        #: When it was queued for a thread, and when a thread took it up (0:
+        #: not yet), and which: for ``--timeout``, ``--status`` and the access
+        #: log's queue time (set only when something reads them).
         self.queued = 0.0
         self.began = 0.0
         self.thread = ""
@@ -97,46 +99,58 @@ class ExchangeBase:
         self.request.abort_input()
 
 
-class Wire(Protocol):
-    """What a session asks of its driver.  Each call is made by the thread
-    that owns the session."""
+class Wire:
+    """What a session asks of the driver that moves its bytes; each call is
+    made by the thread that owns the session.  Each driver subclasses it
+    (``Connection``, ``DirectLink``).  This base does nothing: it is the wire
+    of a session whose connection is gone (:data:`GONE`).
+
+    A base class, not a protocol: compiled, a call through it is a direct
+    call, not a lookup by name.
+    """
+
+    __slots__ = ()
 
     def write(self, data: bytes) -> None:
         """Send ``data`` (non-empty) to the peer, in order."""
-        ...
 
     def pause_reading(self) -> None:
         """Read nothing more until :meth:`resume_reading`."""
-        ...
 
-    def resume_reading(self) -> None: ...
+    def resume_reading(self) -> None:
+        """Read on."""
 
     def close(self) -> None:
         """End the connection once what was written has gone out."""
-        ...
 
     def linger(self) -> None:
         """After an error answer: end our side, read and drop what the peer
         still sends for :data:`~.deadlines.LINGER_SECONDS`, then close."""
-        ...
 
     def reset(self) -> None:
         """End the connection abnormally (a reset on TCP), so that even a
         close-delimited response is seen as broken."""
-        ...
 
     def dispatch(self, request: Request) -> ExchangeBase | None:
         """Have ``request`` (complete) answered by the application: its
         exchange, handed to a thread; None when no thread will take it (the
         session answers 503)."""
-        ...
+        return None
 
 
-class Reports(Protocol):
-    """Where responses are reported (:class:`~.reporting.Reporter`)."""
+#: The wire of every session whose connection is gone.  Giving it to a lost
+#: session also breaks the reference cycle between the session and its
+#: driver, so both are freed at once rather than by the cyclic garbage
+#: collector (a connection per request, behind lighttpd: that collector's
+#: work was a tenth of a request's cost).
+GONE: Final = Wire()
+
+
+class Reports:
+    """Where responses are reported (:class:`~.reporting.Reporter`); this
+    base reports nothing."""
 
     def report(self, exchange: ExchangeBase, gateway: str) -> None:
         """Once per response, from the thread that owns the connection (or
         the one answering for it past ``--timeout``); ``gateway``: the
         protocol it came over."""
-        ...

@@ -38,13 +38,12 @@ class Listener:
     trusted: AddressList | None = None
     #: A unix socket (known once: asking each connection costs system calls).
     unix: bool = field(init=False, default=False)
+    #: "fastcgi unix:/run/app.sock": for log lines and reports (made once).
+    name: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
         self.unix = self.sock.family == socket.AF_UNIX
-
-    @property
-    def name(self) -> str:
-        return f"{self.protocol} {self.address.text}"
+        self.name = f"{self.protocol} {self.address.text}"
 
     def peer_environ(self, peer: object, local: Callable[[], Any]) -> dict[str, str] | None:
         """CGI variables only the socket knows, used where the protocol gave

@@ -17,10 +17,11 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from .admission import Admission
-from .connection import Connection, LoopExchange
+from .connection import Connection, Host, LoopExchange
 from .exchange import ExchangeBase
 from .pool import ThreadPool
 from .session import Session
@@ -34,7 +35,7 @@ __all__ = ["LoopServer"]
 log = logging.getLogger("dumbwaiter")
 
 
-class LoopServer:
+class LoopServer(Host):
     """The connections the event loop serves (see the module doc).  Loop thread only."""
 
     def __init__(self, ctx: ServerContext, listeners: list[Listener]) -> None:
@@ -72,7 +73,7 @@ class LoopServer:
         socket itself open for the next start."""
         for listener in self.listeners:
             server = await self.loop.create_server(
-                lambda listener=listener: Connection(self, listener),  # type: ignore[misc]
+                self.factory(listener),
                 sock=listener.sock.dup(),
                 backlog=self.backlog,
             )
@@ -81,6 +82,18 @@ class LoopServer:
                 return
             self.servers.append(server)
 
+    def factory(
+        self, listener: Listener, session: Session | None = None
+    ) -> Callable[[], asyncio.Protocol]:
+        """What asyncio calls to make a connection's protocol: a
+        :class:`Connection`, which is one by its methods, not by its base
+        class (see its docstring)."""
+
+        def make() -> Connection:
+            return Connection(self, listener, session)
+
+        return cast("Callable[[], asyncio.Protocol]", make)
+
     def stop_accepting(self) -> None:
         for server in self.servers:
             server.close()
@@ -88,14 +101,11 @@ class LoopServer:
 
     def new_session(self, conn: Connection, listener: Listener) -> Session:
         ctx = self.ctx
+        # (listener, gateway, peer, settings, reporter: positional, one
+        # connection per request behind lighttpd)
+        proto = ctx.factories[listener.protocol]()
         return Session(
-            ctx.factories[listener.protocol](),
-            conn,
-            listener=listener.name,
-            gateway=listener.protocol,
-            peer={},
-            settings=self.settings,
-            reporter=ctx.reporter,
+            proto, conn, listener.name, listener.protocol, {}, self.settings, ctx.reporter
         )
 
     def refused(self, listener: Listener, peer: object) -> None:
@@ -145,7 +155,7 @@ class LoopServer:
             return
         sock.setblocking(False)
         self.loop.create_task(
-            self.loop.connect_accepted_socket(lambda: Connection(self, listener, session), sock)
+            self.loop.connect_accepted_socket(self.factory(listener, session), sock)
         )
 
     # -- requests ---------------------------------------------------------------------

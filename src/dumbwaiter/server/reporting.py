@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
+from .exchange import ExchangeBase, Reports
+
 if TYPE_CHECKING:
     from ..accesslog import AccessLog
-    from .exchange import ExchangeBase
     from .stats import WorkerStats
 
 __all__ = ["Reporter"]
@@ -27,7 +28,7 @@ INFLIGHT_SHOWN: Final = 50
 INFLIGHT_PATH: Final = 200
 
 
-class Reporter:
+class Reporter(Reports):
     """The access log and the metrics of one worker (either may be off)."""
 
     def __init__(self, access_log: AccessLog | None, stats: WorkerStats | None) -> None:

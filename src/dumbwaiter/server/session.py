@@ -28,7 +28,6 @@ for ``--timeout``, take the driver's lock (:meth:`Session.timeout_answer`).
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Final
 
 from ..protocols import (
@@ -40,9 +39,9 @@ from ..protocols import (
     RequestReceived,
     ServerProtocol,
 )
-from ..request import Receiver, Request, SocketBody
+from ..request import EMPTY_INPUT, Receiver, Request, SocketBody
 from .deadlines import DRAIN_GRACE, LINGER_SECONDS, Deadline, SessionSettings
-from .exchange import ExchangeBase, Reports, Wire, peer_name
+from .exchange import GONE, ExchangeBase, Reports, Wire, peer_name
 
 __all__ = ["BUSY_BODY", "TIMEOUT_BODY", "Session"]
 
@@ -60,13 +59,10 @@ class Session(Deadline):
     """The decisions of one connection (see the module doc)."""
 
     # Class attributes: an instance stores only what changes (one session
-    # is made per connection: per request, behind lighttpd).
+    # is made per connection: per request, behind lighttpd; ``lingering``
+    # and ``closed`` are the base's).
     #: Requests handed to the application so far.
     dispatched = 0
-    #: Answering a peer's error: reading only to drop.
-    lingering = False
-    #: The connection is gone (the driver's wire can do nothing more).
-    closed = False
     #: The server is stopping: close once what is owed is answered.
     draining = False
     #: A peer error waiting for the responses owed before it to go out.
@@ -76,7 +72,6 @@ class Session(Deadline):
         self,
         proto: ServerProtocol,
         wire: Wire,
-        *,
         listener: str,
         gateway: str,
         peer: dict[str, str],
@@ -95,8 +90,7 @@ class Session(Deadline):
         self.receiving: dict[int, Request] = {}
         self.running: dict[int, ExchangeBase] = {}
         #: Complete requests behind a response owed on the same stream.
-        self.waiting: deque[Request] = deque()
-        self.deadline = settings.clock() + settings.fresh_timeout
+        self.waiting: list[Request] = []
 
     # -- receiving ---------------------------------------------------------------
     def receive(self, data: bytes) -> None:
@@ -121,7 +115,7 @@ class Session(Deadline):
                 self.receiving[event.stream_id] = request
             elif kind is BodyReceived:
                 assert isinstance(event, BodyReceived)
-                self.receiving[event.stream_id].body.write(event.data)
+                self.receiving[event.stream_id].add_body(event.data)
             elif kind is RequestComplete:
                 request = self.receiving.pop(event.stream_id)
                 request.finish()
@@ -139,13 +133,15 @@ class Session(Deadline):
         reply = self.proto.data_to_send()
         if reply and not self.closed:
             self.wire.write(reply)
-        error = self.proto.take_error()  # found after the requests just completed
-        if error is not None:
-            self.protocol_error(error)
+        if events and (error := self.proto.take_error()) is not None:
+            self.protocol_error(error)  # found after the requests just completed
         if self.waiting and not self.closed:
             # Bound pipelining: read on only once the queue is served.
             self.wire.pause_reading()
-        self.arm(now)
+        if self.running:  # (the common case: no deadline while the app has it)
+            self.deadline = self.head_since = 0.0
+        else:
+            self.arm(now)
 
     def eof(self) -> bool:
         """The peer closed its side.  Returns whether to keep ours open:
@@ -166,6 +162,7 @@ class Session(Deadline):
     def lost(self) -> None:
         """The connection is gone: nothing owed can be sent any more."""
         self.closed = True
+        self.wire = GONE  # (and the driver may be freed)
         for request in self.receiving.values():
             request.discard()
         self.receiving.clear()
@@ -240,8 +237,9 @@ class Session(Deadline):
         exchange.started = True
         exchange.status = status
         exchange.sent += len(body)
-        stream_id = exchange.request.stream_id
-        self.send(self.proto.start_response(stream_id, status, headers, body, end))
+        data = self.proto.start_response(exchange.request.stream_id, status, headers, body, end)
+        if not self.closed:  # (a head is never empty)
+            self.wire.write(data)
         if end:
             self.finish(exchange)
 
@@ -270,9 +268,12 @@ class Session(Deadline):
 
     def finish(self, exchange: ExchangeBase) -> None:
         """The application is done with ``exchange``: report it and move on."""
-        exchange.request.input.close()
-        self.report(exchange)
-        stream_id = exchange.request.stream_id
+        request = exchange.request
+        if request.input is not EMPTY_INPUT:  # (shared by every request without a body)
+            request.input.close()
+        if self.reporter is not None:
+            self.report(exchange)
+        stream_id = request.stream_id
         if self.running.get(stream_id) is exchange:  # not already answered (abort)
             del self.running[stream_id]
             self.after_response(stream_id)
@@ -281,24 +282,27 @@ class Session(Deadline):
         """A response is complete: run what waited for it, read on, or close."""
         if self.closed:
             return
-        if self.proto.closing:
+        closing = self.proto.closing
+        if closing:
             # Nothing more may be sent on this connection (an abort, a
             # close-delimited body, Connection: close): drop what waits.
             for queued in self.waiting:
                 queued.discard()
             self.waiting.clear()
-        for queued in self.waiting:
-            if queued.stream_id == stream_id:
-                self.waiting.remove(queued)
-                self.begin(queued)
-                break
+        elif self.waiting:
+            for queued in self.waiting:
+                if queued.stream_id == stream_id:
+                    self.waiting.remove(queued)
+                    self.begin(queued)
+                    break
+            closing = self.proto.closing
         if self.running or self.waiting:
             if not self.waiting and self.pending_error is None:
                 self.wire.resume_reading()  # (paused while requests waited)
         elif self.pending_error is not None:
             self.send(self.proto.error_response(self.pending_error))
             self.linger()
-        elif self.proto.closing or self.draining:
+        elif closing or self.draining:
             self.wire.close()
         else:
             self.wire.resume_reading()
@@ -372,44 +376,13 @@ class Session(Deadline):
     def arm(self, now: float) -> None:
         """Set the deadline of the connection's current state (see
         :meth:`Deadline.next_deadline`); lingering keeps its own."""
-        if not self.lingering:
-            self.next_deadline(
-                now,
-                self.settings,
-                busy=bool(self.running or self.waiting),
-                idle=self.proto.idle,
-                dispatched=self.dispatched,
-                receiving=self.receiving.values(),
-            )
-
-    def timed_out(self) -> None:
-        """The deadline passed: log what was awaited (not for an idle
-        kept-alive connection), and close."""
-        if self.closed:
-            return
-        if not self.proto.idle and not self.lingering:
-            log.info(
-                "%s: %s: closing: still waiting for %s",
-                self.listener,
-                peer_name(self.peer),
-                self.waiting_for,
-            )
-        self.wire.close()
-
-    def write_stalled(self, since: float, now: float) -> bool:
-        """Whether the peer has taken nothing we wrote since ``since`` for
-        longer than ``write_timeout`` (a client that stopped reading holds
-        memory, and perhaps a thread waiting to write); logs it once."""
-        limit = self.settings.write_timeout
-        if now - since <= limit:
-            return False
-        log.info(
-            "%s: %s: the peer read nothing for %gs, dropping the connection",
-            self.listener,
-            peer_name(self.peer),
-            limit,
-        )
-        return True
+        if self.running:  # (the common case, without the call)
+            self.deadline = self.head_since = 0.0
+        elif not self.lingering:
+            busy = bool(self.waiting)
+            idle = self.proto.idle
+            receiving = self.receiving.values()
+            self.next_deadline(now, self.settings, busy, idle, self.dispatched, receiving)
 
     def drain(self) -> bool:
         """Graceful stop: whether the connection may close now (an idle
@@ -424,6 +397,17 @@ class Session(Deadline):
             self.deadline = min(self.deadline, self.settings.clock() + DRAIN_GRACE)
             return False
         return True
+
+    def renew(self, proto: ServerProtocol, wire: Wire, peer: dict[str, str]) -> None:
+        """Serve a new connection of the same listener, as a new session
+        would (a thread keeps its session from one connection to the next)."""
+        self.proto, self.wire, self.peer = proto, wire, peer
+        self.dispatched = 0
+        self.lingering = self.closed = self.draining = False
+        self.pending_error = None
+        self.deadline = self.head_since = 0.0
+        if self.receiving or self.running or self.waiting:  # (after an error)
+            self.receiving, self.running, self.waiting = {}, {}, []
 
     def adopted(self, wire: Wire, settings: SessionSettings) -> None:
         """Another driver serves the connection from now on (a kept
