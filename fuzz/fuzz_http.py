@@ -45,6 +45,7 @@ with harness.instrumented(__name__ == "__main__"):
         BodyReceived,
         Event,
         Limits,
+        PeerError,
         RemoteProtocolError,
         RequestComplete,
         RequestReceived,
@@ -109,10 +110,11 @@ def feed(
     except RemoteProtocolError as exc:
         check_cause(exc)
         return events, exc, False
-    held = server.take_error()
-    if held is not None:
+    if events and isinstance(events[-1], PeerError):  # always the last
+        held = events.pop().error
         check_cause(held)
-    return events, held, held is not None
+        return events, held, True
+    return events, None, False
 
 
 def merge(events: list[Event]) -> list[Event]:

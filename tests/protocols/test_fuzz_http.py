@@ -31,6 +31,7 @@ from dumbwaiter.protocols import (
     BodyReceived,
     Event,
     Limits,
+    PeerError,
     RemoteProtocolError,
     RequestComplete,
     RequestReceived,
@@ -91,8 +92,9 @@ def feed(
     except RemoteProtocolError as exc:
         no_hidden_bug(exc)
         return events, exc
-    held = proto.take_error()  # to be answered after the responses owed
-    if held is not None:
+    held = None
+    if events and isinstance(events[-1], PeerError):  # answered after the responses owed
+        held = events.pop().error
         no_hidden_bug(held)
     return events, held
 

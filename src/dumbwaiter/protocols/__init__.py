@@ -52,6 +52,7 @@ from .events import (
     Chunk,
     Event,
     FilterDataReceived,
+    PeerError,
     RequestAborted,
     RequestComplete,
     RequestReceived,
@@ -65,6 +66,7 @@ __all__ = [
     "FilterDataReceived",
     "Limits",
     "LocalProtocolError",
+    "PeerError",
     "ProtocolError",
     "RemoteProtocolError",
     "RequestAborted",
@@ -137,14 +139,6 @@ class ServerProtocol(Protocol):
 
     def error_response(self, error: RemoteProtocolError) -> bytes:
         """What to send, if anything, before closing after ``error``."""
-        ...
-
-    def take_error(self) -> RemoteProtocolError | None:
-        """A peer error found in bytes that also completed requests: rather
-        than raise it and lose them, ``receive_data`` returned their events
-        and stopped reading.  The server answers the error
-        (``error_response``) once their responses are out, as if it had been
-        raised after them.  None when there is none; each is taken once."""
         ...
 
     def raw_body_ok(self, stream_id: int) -> bool:

@@ -22,12 +22,15 @@ from __future__ import annotations
 import enum
 from typing import ClassVar, Final
 
+from .errors import RemoteProtocolError
+
 __all__ = [
     "BODY_VIEW",
     "BodyReceived",
     "Chunk",
     "Event",
     "FilterDataReceived",
+    "PeerError",
     "RequestAborted",
     "RequestComplete",
     "RequestReceived",
@@ -147,4 +150,27 @@ class RequestAborted(_Event):
         self.stream_id = stream_id
 
 
-Event = RequestReceived | BodyReceived | FilterDataReceived | RequestComplete | RequestAborted
+class PeerError(_Event):
+    """The peer broke the protocol in bytes that also completed the requests
+    before this event (HTTP pipelining): rather than raise and lose them,
+    the protocol returns them, then this, and reads nothing more.  The
+    server answers ``error`` (``error_response``) once their responses are
+    out, as if it had been raised after them.  Always the last event;
+    ``stream_id`` is the one the bad bytes came on."""
+
+    __slots__ = ("error", "stream_id")
+    _fields = ("stream_id", "error")
+
+    def __init__(self, stream_id: int, error: RemoteProtocolError) -> None:
+        self.stream_id = stream_id
+        self.error = error
+
+
+Event = (
+    RequestReceived
+    | BodyReceived
+    | FilterDataReceived
+    | RequestComplete
+    | RequestAborted
+    | PeerError
+)

@@ -424,10 +424,6 @@ class FastCGIServerProtocol:
             return end_tail(stream_id, protocol_status)
         return end_request(stream_id, protocol_status)
 
-    def take_error(self) -> RemoteProtocolError | None:
-        """Never: an error is raised, and what came with it is dropped."""
-        return None
-
     def raw_body_ok(self, stream_id: int) -> bool:
         """Never: every piece of a body goes in ``FCGI_STDOUT`` records."""
         return False

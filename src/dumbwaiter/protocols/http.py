@@ -20,8 +20,8 @@ keep-alive completes (9.6), the peer half-closes, ``max_pipelined`` requests
 are waiting (the rest of the pipeline is left unread and the connection
 closes after the owed responses; the client retries, 9.3.2), or the peer
 errs.  An error in bytes that also completed requests is *held*: those
-requests are returned, the server takes the error (``take_error``) and
-answers it after their responses, none of which says ``Connection: close``.
+requests are returned, then a ``PeerError`` with it, which the server
+answers after their responses (none of which says ``Connection: close``).
 
 Responding states: idle -> (start_response) sending -> (end_response) idle,
 with one framing chosen at the start (by :func:`.heads.framed_head`): raw (a
@@ -41,7 +41,7 @@ import httptools
 
 from . import Limits
 from .errors import LocalProtocolError, RemoteProtocolError
-from .events import BodyReceived, Event, RequestComplete, RequestReceived
+from .events import BodyReceived, Event, PeerError, RequestComplete, RequestReceived
 from .heads import CHUNKED, NO_BODY, RAW, UNTIL_CLOSE, error_answer, framed_head, http_date
 from .http_environ import has_body, request_environ
 
@@ -121,7 +121,6 @@ class HTTPServerProtocol:
         # The connection.
         self._queue: deque[_Exchange] = deque()
         self._reading = True
-        self._error: RemoteProtocolError | None = None  # held for take_error()
         self._error_follows = False  # the server answers one after the responses owed
         self._broken = False
         # The response being sent.
@@ -178,7 +177,7 @@ class HTTPServerProtocol:
 
     def _failed(self, events: list[Event], error: RemoteProtocolError) -> list[Event]:
         """Stop reading; raise ``error`` unless requests completed in this batch,
-        which are returned and answered before it (see the module doc)."""
+        which are returned, then it as a ``PeerError`` (see the module doc)."""
         self._reading = False
         self._drop_partial()
         done = len(events)
@@ -187,7 +186,7 @@ class HTTPServerProtocol:
         if not done:
             raise error
         del events[done:]
-        self._error = error
+        events.append(PeerError(STREAM_ID, error))
         self._error_follows = True
         return events
 
@@ -377,10 +376,6 @@ class HTTPServerProtocol:
         if started:
             return b""
         return error_answer(error.status, self._date, self._server_line)
-
-    def take_error(self) -> RemoteProtocolError | None:
-        error, self._error = self._error, None
-        return error
 
     def raw_body_ok(self, stream_id: int) -> bool:
         """True while the body may go out as raw bytes (``os.sendfile``):

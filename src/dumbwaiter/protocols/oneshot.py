@@ -171,10 +171,6 @@ class OneShotServerProtocol:
             + reason
         )
 
-    def take_error(self) -> RemoteProtocolError | None:
-        """Never: an error is raised, and what came with it is dropped."""
-        return None
-
     def raw_body_ok(self, stream_id: int) -> bool:
         """The body follows the head as it is, until we close."""
         return self._responding and not self._ended

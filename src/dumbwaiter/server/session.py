@@ -33,6 +33,7 @@ from typing import Final
 from ..protocols import (
     BodyReceived,
     FilterDataReceived,
+    PeerError,
     RemoteProtocolError,
     RequestAborted,
     RequestComplete,
@@ -104,6 +105,7 @@ class Session(Deadline):
             self.protocol_error(exc)
             return
         now = self.settings.clock()
+        error = None
         for event in events:
             kind = type(event)
             if kind is RequestReceived:
@@ -130,11 +132,14 @@ class Session(Deadline):
                 filter_data.write(event.data)
             elif kind is RequestAborted:
                 self.aborted(event.stream_id)
+            elif kind is PeerError:  # after the requests just completed
+                assert isinstance(event, PeerError)
+                error = event.error
         reply = self.proto.data_to_send()
         if reply and not self.closed:
             self.wire.write(reply)
-        if events and (error := self.proto.take_error()) is not None:
-            self.protocol_error(error)  # found after the requests just completed
+        if error is not None:
+            self.protocol_error(error)
         if self.waiting and not self.closed:
             # Bound pipelining: read on only once the queue is served.
             self.wire.pause_reading()
@@ -283,7 +288,7 @@ class Session(Deadline):
         if self.closed:
             return
         closing = self.proto.closing
-        if closing:
+        if closing and self.waiting:
             # Nothing more may be sent on this connection (an abort, a
             # close-delimited body, Connection: close): drop what waits.
             for queued in self.waiting:

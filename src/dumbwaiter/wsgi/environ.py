@@ -116,7 +116,8 @@ def fix_paths(environ: dict[str, Any], script_name: str | None) -> None:
             return
         path = _request_path(environ)
         script: str = environ.get("SCRIPT_NAME", "")
-        proxied = _apache_proxy_path(environ.get("SCRIPT_FILENAME", ""))
+        filename: str = environ.get("SCRIPT_FILENAME", "")
+        proxied = _apache_proxy_path(filename) if filename.startswith("proxy:") else None
         if proxied is not None and path.endswith(proxied) and proxied.startswith("/"):
             # Apache mod_proxy_fcgi/scgi: SCRIPT_NAME is the whole path, and
             # only SCRIPT_FILENAME ("proxy:fcgi://host:port/rest") tells
@@ -144,8 +145,6 @@ def fix_paths(environ: dict[str, Any], script_name: str | None) -> None:
 
 def _apache_proxy_path(filename: str) -> str | None:
     """The backend-relative path in Apache's ``proxy:SCHEME://AUTHORITY/path``."""
-    if not filename.startswith("proxy:"):
-        return None
     rest = filename.partition("://")[2]
     slash = rest.find("/")
     if slash < 0:
