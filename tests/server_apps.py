@@ -1,4 +1,5 @@
-"""WSGI apps for the server tests (tests/test_server*.py), routed by PATH_INFO.
+"""WSGI apps for the tests that run a real server (tests/functional,
+tests/integration), routed by PATH_INFO.
 
 Cross-process coordination goes through files in the directory named by the
 ``DW_TEST_DIR`` environment variable, so a test can hold a request in the app

@@ -14,130 +14,16 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
+from clients import FCGI, params
 from dumbwaiter.protocols import Role
 from dumbwaiter.protocols.fastcgi_client import (
-    EndRequest,
-    FastCGIClientProtocol,
     GetValuesResult,
-    Stdout,
     UnknownType,
-    parse_cgi_response,
 )
 from serving import TESTS, Server, connect, free_port, short_tmpdir, until
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    app_status: int = 0
-    protocol_status: int = 0
-    raw: bytes = b""
-
-    @classmethod
-    def of(cls, stdout: bytes, end: EndRequest | None) -> Reply:
-        status, _reason, headers, body = parse_cgi_response(stdout)
-        return cls(
-            status,
-            {k.lower(): v for k, v in headers},
-            body,
-            end.app_status if end else -1,
-            end.protocol_status if end else -1,
-            stdout,
-        )
-
-
-@dataclass
-class FCGI:
-    """A FastCGI connection: the sans-IO client plus a real socket."""
-
-    sock: socket.socket
-    client: FastCGIClientProtocol = field(default_factory=FastCGIClientProtocol)
-    stdout: dict[int, bytearray] = field(default_factory=dict)
-    ended: dict[int, EndRequest] = field(default_factory=dict)
-    other: list[object] = field(default_factory=list)
-    closed: bool = False
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def start(
-        self,
-        params: dict[str, str],
-        body: bytes = b"",
-        *,
-        role: Role = Role.RESPONDER,
-        keep_conn: bool = False,
-        data: bytes | None = None,
-        stdin: bool = True,
-    ) -> int:
-        rid = self.client.begin_request(role, keep_conn=keep_conn)
-        out = [
-            self.client.send_begin(rid),
-            self.client.send_params(rid, params),
-            self.client.send_params(rid, {}),
-        ]
-        if stdin:
-            if body:
-                out.append(self.client.send_stdin(rid, body))
-            out.append(self.client.send_stdin(rid, b""))
-        if data is not None:
-            if data:
-                out.append(self.client.send_data(rid, data))
-            out.append(self.client.send_data(rid, b""))
-        self.send(b"".join(out))
-        self.stdout[rid] = bytearray()
-        return rid
-
-    def pump(self, until: callable, timeout: float = 10.0) -> None:  # type: ignore[valid-type]
-        deadline = time.monotonic() + timeout
-        while not until():
-            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                raise AssertionError("no answer in time") from None
-            except ConnectionResetError:
-                data = b""
-            if not data:
-                self.closed = True
-                return
-            for event in self.client.receive_data(data):
-                if isinstance(event, Stdout):
-                    self.stdout.setdefault(event.request_id, bytearray()).extend(event.data)
-                elif isinstance(event, EndRequest):
-                    self.ended[event.request_id] = event
-                else:
-                    self.other.append(event)
-
-    def reply(self, rid: int, timeout: float = 10.0) -> Reply:
-        self.pump(lambda: rid in self.ended, timeout)
-        return Reply.of(bytes(self.stdout[rid]), self.ended.get(rid))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def params(path: str, method: str = "GET", query: str = "", **extra: str) -> dict[str, str]:
-    base = {
-        "REQUEST_METHOD": method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "REQUEST_URI": path + ("?" + query if query else ""),
-        "SERVER_NAME": "example.org",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "192.0.2.7",
-        "GATEWAY_INTERFACE": "CGI/1.1",
-    }
-    base.update(extra)
-    return base
 
 
 @pytest.fixture(scope="module", params=["loop", "direct"])

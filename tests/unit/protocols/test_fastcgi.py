@@ -45,6 +45,7 @@ from dumbwaiter.protocols.fastcgi_client import (
 )
 from dumbwaiter.protocols.fastcgi_records import decode_pairs, encode_pairs
 from dumbwaiter.protocols.fastcgi_states import TRANSITIONS
+from sans_io import merge
 
 CORPUS = Path(__file__).parent / "corpus" / "fastcgi"
 HEADER = struct.Struct(">BBHHBx")
@@ -100,21 +101,6 @@ def request_bytes(
             out.append(client.send_data(rid, data))
         out.append(client.send_data(rid, b""))
     return rid, b"".join(out)
-
-
-def merge(events: list[Event]) -> list[Event]:
-    """Join consecutive input pieces so that different feedings compare equal;
-    every piece as bytes (the protocol may hand over views)."""
-    merged: list[Event] = []
-    for event in events:
-        last = merged[-1] if merged else None
-        if isinstance(event, BodyReceived | FilterDataReceived):
-            if isinstance(last, type(event)) and last.stream_id == event.stream_id:
-                merged[-1] = type(event)(event.stream_id, bytes(last.data) + bytes(event.data))
-                continue
-            event = type(event)(event.stream_id, bytes(event.data))
-        merged.append(event)
-    return merged
 
 
 NEXT_RECORD = begin(99)[:5]  # the start of a record that is not whole yet

@@ -1,15 +1,14 @@
-"""The demo app, through wsgiref's validator and through a real server."""
+"""The demo app, through wsgiref's validator (through a real server:
+tests/functional/test_demo.py)."""
 
 from __future__ import annotations
 
-import http.client
 import io
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import validator
 
 from dumbwaiter.demo import app
-from serving import Server, free_port
 
 
 def call(
@@ -59,14 +58,3 @@ def test_upload_reports_fields_and_files() -> None:
     assert b"Ada" in data
     assert b"a.txt: 5 bytes" in data
     assert b"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" in data
-
-
-def test_demo_streams_through_the_server() -> None:
-    port = free_port()
-    with Server(["--http", f"127.0.0.1:{port}"], "dumbwaiter.demo:app"):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/stream")
-        response = conn.getresponse()
-        first = response.read1(65536)
-        assert b"Ten lines" in first and b"line 10" not in first
-        assert b"line 10" in response.read()

@@ -1,6 +1,7 @@
 """The access log (--access-log, --access-log-format) and the error log
-(--error-log): formats, fields, several workers sharing a file, and SIGUSR1
-reopening both after logrotate moved them."""
+(--error-log) of a real server: formats, fields, several workers sharing a
+file, and SIGUSR1 reopening both after logrotate moved them.  The formats
+alone, in-process, are in tests/unit/test_accesslog.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from dumbwaiter.accesslog import AccessLog, check_format
+from dumbwaiter.accesslog import check_format
 from serving import Server, free_port, run_cli, short_tmpdir
 
 COMBINED = re.compile(
@@ -49,38 +50,6 @@ def get(port: int, path: str, **headers: str) -> int:
     response.read()
     conn.close()
     return response.status
-
-
-def test_formats_offline() -> None:
-    folder = short_tmpdir()
-    environ = {
-        "REMOTE_ADDR": "192.0.2.7",
-        "REQUEST_METHOD": "GET",
-        "REQUEST_URI": "/a?b=1",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_USER_AGENT": "curl/8",
-    }
-    for fmt, expected in [
-        ("common", '192.0.2.7 - - [X] "GET /a?b=1 HTTP/1.1" 200 12'),
-        ("combined", '192.0.2.7 - - [X] "GET /a?b=1 HTTP/1.1" 200 12 "-" "curl/8"'),
-        ("{gateway} {listener} {status} {bytes} {uri}", "scgi scgi :9 200 12 /a?b=1"),
-    ]:
-        path = os.path.join(folder, f"{len(fmt)}.log")
-        log = AccessLog(path, fmt)
-        log.write(
-            environ,
-            200,
-            12,
-            listener="scgi :9",
-            gateway="scgi",
-            connection="1",
-            request_time=0.5,
-            queue_time=0.0,
-        )
-        log.close()
-        with open(path) as f:
-            line = f.read().rstrip("\n")
-        assert re.sub(r"\[[^]]*\]", "[X]", line) == expected
 
 
 def test_a_bad_format_is_a_usage_error() -> None:

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
+FUZZ_DIR = Path(__file__).resolve().parents[3] / "fuzz"  # tests/unit/protocols/ -> the repo
 #: Under HYPOTHESIS_PROFILE=fuzz every budget grows by FUZZ_SCALE (default 1000).
 FUZZ = os.environ.get("HYPOTHESIS_PROFILE") == "fuzz"
 SCALE = int(os.environ.get("FUZZ_SCALE", "1000")) if FUZZ else 1

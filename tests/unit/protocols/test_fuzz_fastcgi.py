@@ -33,7 +33,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from test_fastcgi import merge
 
 from dumbwaiter.protocols import (
     BodyReceived,
@@ -57,6 +56,7 @@ from dumbwaiter.protocols.fastcgi_client import (
     parse_cgi_response,
 )
 from dumbwaiter.protocols.fastcgi_records import encode_pairs
+from sans_io import merge
 
 #: Under HYPOTHESIS_PROFILE=fuzz every budget grows by FUZZ_SCALE (default 1000).
 FUZZ = os.environ.get("HYPOTHESIS_PROFILE") == "fuzz"

@@ -8,34 +8,9 @@ import http.client
 import signal
 import threading
 import time
-from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from clients import scrape, total
 from serving import Server, free_port, run_cli, until
-
-
-def scrape(port: int) -> dict[str, Any]:
-    """Samples by name, as (labels, value) lists."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/metrics")
-    response = conn.getresponse()
-    assert response.status == 200
-    assert response.getheader("Content-Type", "").startswith("text/plain; version=0.0.4")
-    text = response.read().decode()
-    samples: dict[str, Any] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return samples
-
-
-def total(samples: dict[str, Any], name: str, **labels: str) -> float:
-    return sum(
-        value
-        for got, value in samples.get(name, [])
-        if all(got.get(k) == v for k, v in labels.items())
-    )
 
 
 def get(port: int, path: str) -> int:

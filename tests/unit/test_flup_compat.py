@@ -1,14 +1,8 @@
-"""dumbwaiter.flup: flup's WSGIServer arguments, and the seed's script for real."""
+"""dumbwaiter.flup: flup's WSGIServer arguments (the seed's script for real, behind
+lighttpd, is in tests/integration/test_flup_compat.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from typing import Any
 
 import pytest
@@ -16,7 +10,6 @@ import pytest
 import dumbwaiter.flup
 from dumbwaiter.flup import FCGI_AUTHORIZER, FCGI_RESPONDER, WSGIServer
 from dumbwaiter.protocols import Role
-from serving import TESTS, free_port, short_tmpdir
 
 
 def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -74,35 +67,3 @@ def test_pool_arguments_warn_and_unknown_ones_fail() -> None:
         WSGIServer(app, minSpare=1)
     with pytest.raises(TypeError, match="nonsense"):
         WSGIServer(app, nonsense=1)
-
-
-def test_the_seed_script_behind_lighttpd() -> None:
-    from dumbwaiter import frontconf
-    from integration.fronts import lighttpd, lighttpd_conf
-
-    root = short_tmpdir()
-    sock = os.path.join(root, "fcgi.sock")
-    env = dict(os.environ, PYTHONPATH=str(TESTS))
-    proc = subprocess.Popen(
-        [sys.executable, str(TESTS / "apps" / "seed_flup_style.py"), sock],
-        env=env,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while not os.path.exists(sock):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        port = free_port()
-        config = lighttpd_conf(root, port, frontconf.lighttpd("fastcgi", f"unix:{sock}"))
-        url = f"http://127.0.0.1:{port}/some/page"
-        with lighttpd(root, port, config), urllib.request.urlopen(url, timeout=10) as reply:
-            assert reply.read() == b"Hello World!\n/some/page"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    assert proc.returncode == 0
-    assert not os.path.exists(sock)  # cleaned up on SIGTERM

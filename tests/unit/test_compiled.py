@@ -16,7 +16,7 @@ import pytest
 
 from dumbwaiter.server.worker import compiled
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # tests/unit/ -> the repo
 EXPECTED = os.environ.get("DUMBWAITER_EXPECT_COMPILED") == "1"
 
 

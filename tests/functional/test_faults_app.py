@@ -2,9 +2,10 @@
 
 A 128 MiB upload in bounded memory; 20,000 requests with flat memory,
 descriptors, threads and spool; an application whose ``close()`` raises; an
-application that never returns, with and without ``--timeout``.  Helpers and
-the connection faults are in ``test_faults.py``; the figures each test prints
-(``-s``) are the ones quoted in ``docs/robustness.md``.
+application that never returns, with and without ``--timeout``.  The
+harness is tests/faults.py, the connection faults are in ``test_faults.py``;
+the figures each test prints (``-s``) are the ones quoted in
+``docs/robustness.md``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import threading
 import time
 from collections.abc import Iterator
 
+from clients import FCGI, params
+from faults import MiB, Probe, get, marks, report, serve, until
 from serving import Server, alive, children, connect, free_port
-from test_faults import MiB, Probe, get, marks, report, serve, until
-from test_server_fastcgi import FCGI, params
 
 # -- 5. a 128 MiB upload -------------------------------------------------------------
 

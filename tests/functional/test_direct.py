@@ -284,7 +284,7 @@ def test_bodies_are_read_from_the_socket_as_the_app_asks() -> None:
 def test_metrics_count_direct_requests_from_every_thread() -> None:
     """The threads count into the worker's metrics (under its lock): 4
     threads, 200 requests from 8 clients at once, every one counted."""
-    from test_metrics import scrape, total
+    from clients import scrape, total
 
     folder = short_tmpdir()
     address = f"unix:{folder}/uwsgi.sock"

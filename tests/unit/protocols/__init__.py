@@ -1,0 +1,1 @@
+"""The sans-IO protocol state machines: bytes in, events out (see tests/README.md)."""
