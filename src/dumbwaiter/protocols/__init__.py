@@ -1,8 +1,8 @@
 """Sans-IO wire protocols: bytes in, events out; response calls in, bytes out.
 
 Nothing in this package imports socket, asyncio, threading, selectors or
-logging (``tests/test_layering.py`` checks it).  Each module implements one
-wire protocol behind the same :class:`ServerProtocol` contract, and produces
+logging (``tests/unit/test_layering.py`` checks it).  Each module implements
+one wire protocol behind the same :class:`ServerProtocol` contract, and produces
 the events of :mod:`dumbwaiter.protocols.events`.
 
 The response vocabulary
