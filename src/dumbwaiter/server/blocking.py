@@ -25,7 +25,7 @@ from typing import IO, Final
 
 from ..request import Request
 from .deadlines import LINGER_SECONDS
-from .exchange import ExchangeBase, Wire
+from .exchange import ExchangeBase
 from .session import Session
 from .sockets import reset_on_close
 
@@ -51,7 +51,7 @@ def readable(sock: Sock, seconds: float) -> bool:
     return bool(poller.poll(int(seconds * 1000)))
 
 
-class DirectLink(Wire):
+class DirectLink:
     """A thread's side of the connection it serves: its session's
     :class:`~dumbwaiter.server.session.Wire` over a blocking socket.  A
     thread keeps one, from one connection to the next (:meth:`attach`).

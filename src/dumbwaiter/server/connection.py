@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, cast
 from ..request import Request
 from .admission import Admission
 from .deadlines import SessionSettings
-from .exchange import ExchangeBase, Wire
+from .exchange import ExchangeBase
 from .session import Session
 from .sockets import reset_on_close
 
@@ -114,11 +114,11 @@ class LoopExchange(ExchangeBase):
         self.conn.wake_writers()
 
 
-class Connection(Wire):
+class Connection:
     """One accepted connection on the loop: the session's wire, and an
     asyncio protocol (by its methods: asyncio and uvloop ask no base class
     of a protocol, and one from outside would make the compiled class carry
-    a ``__dict__`` and its calls go by name)."""
+    a ``__dict__``)."""
 
     # Plain values start as class attributes: one is built per connection
     # (per request, behind lighttpd), and an instance only stores what changes.

@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-from typing import IO, Final
+from typing import IO, Final, Protocol
 
 from ..request import Request
 
-__all__ = ["GONE", "ExchangeBase", "Reports", "Wire", "peer_name"]
+__all__ = ["GONE", "ExchangeBase", "Gone", "Reports", "Wire", "peer_name"]
 
 
 def peer_name(peer: dict[str, str]) -> str:
@@ -99,42 +99,67 @@ class ExchangeBase:
         self.request.abort_input()
 
 
-class Wire:
+class Wire(Protocol):
     """What a session asks of the driver that moves its bytes; each call is
-    made by the thread that owns the session.  Each driver subclasses it
-    (``Connection``, ``DirectLink``).  This base does nothing: it is the wire
-    of a session whose connection is gone (:data:`GONE`).
-
-    A base class, not a protocol: compiled, a call through it is a direct
-    call, not a lookup by name.
-    """
-
-    __slots__ = ()
+    made by the thread that owns the session (``Connection``, ``DirectLink``;
+    :data:`GONE` for a connection that is gone).  A protocol, so that a test
+    may hand a session any object with these methods, compiled or not."""
 
     def write(self, data: bytes) -> None:
         """Send ``data`` (non-empty) to the peer, in order."""
+        ...
 
     def pause_reading(self) -> None:
         """Read nothing more until :meth:`resume_reading`."""
+        ...
 
     def resume_reading(self) -> None:
         """Read on."""
+        ...
 
     def close(self) -> None:
         """End the connection once what was written has gone out."""
+        ...
 
     def linger(self) -> None:
         """After an error answer: end our side, read and drop what the peer
         still sends for :data:`~.deadlines.LINGER_SECONDS`, then close."""
+        ...
 
     def reset(self) -> None:
         """End the connection abnormally (a reset on TCP), so that even a
         close-delimited response is seen as broken."""
+        ...
 
     def dispatch(self, request: Request) -> ExchangeBase | None:
         """Have ``request`` (complete) answered by the application: its
         exchange, handed to a thread; None when no thread will take it (the
         session answers 503)."""
+        ...
+
+
+class Gone:
+    """The wire of a session whose connection is gone: it does nothing."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def linger(self) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def dispatch(self, request: Request) -> ExchangeBase | None:
         return None
 
 
@@ -143,14 +168,14 @@ class Wire:
 #: driver, so both are freed at once rather than by the cyclic garbage
 #: collector (a connection per request, behind lighttpd: that collector's
 #: work was a tenth of a request's cost).
-GONE: Final = Wire()
+GONE: Final = Gone()
 
 
-class Reports:
-    """Where responses are reported (:class:`~.reporting.Reporter`); this
-    base reports nothing."""
+class Reports(Protocol):
+    """Where responses are reported (:class:`~.reporting.Reporter`)."""
 
     def report(self, exchange: ExchangeBase, gateway: str) -> None:
         """Once per response, from the thread that owns the connection (or
         the one answering for it past ``--timeout``); ``gateway``: the
         protocol it came over."""
+        ...

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from .exchange import ExchangeBase, Reports
+from .exchange import ExchangeBase
 
 if TYPE_CHECKING:
     from ..accesslog import AccessLog
@@ -28,7 +28,7 @@ INFLIGHT_SHOWN: Final = 50
 INFLIGHT_PATH: Final = 200
 
 
-class Reporter(Reports):
+class Reporter:
     """The access log and the metrics of one worker (either may be off)."""
 
     def __init__(self, access_log: AccessLog | None, stats: WorkerStats | None) -> None:
