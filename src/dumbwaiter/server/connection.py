@@ -172,7 +172,7 @@ class Connection:
                 self.session.closed = True
                 return
             self.session.peer = peer
-        self.session.arm(time.monotonic())  # (a new one: --keepalive-timeout)
+            self.session.fresh(time.monotonic(), server.settings)
         # The transport pauses us (pause_writing) past the configured mark.
         self.transport.set_write_buffer_limits(high=self._limit)
         server.joined(self)

@@ -91,6 +91,11 @@ class Deadline:
     peer: dict[str, str]
     settings: SessionSettings
 
+    def fresh(self, now: float, settings: SessionSettings) -> None:
+        """A new connection: silent for ``fresh_timeout`` at most (the rule
+        of :meth:`next_deadline` for it, without its questions)."""
+        self.deadline = now + settings.fresh_timeout
+
     def next_deadline(
         self,
         now: float,

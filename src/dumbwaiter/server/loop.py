@@ -163,7 +163,8 @@ class LoopServer(Host):
         """The application is done with ``exchange`` (before its session
         moves on: the freed thread may take the next request at once)."""
         self.admission.release(exchange)
-        self.ctx.count_served()
+        if self.ctx.request_limit:
+            self.ctx.count_served()
 
     # -- the Driver interface (the tick's) --------------------------------------------
     def served(self) -> int:
