@@ -25,7 +25,7 @@ from .process.chores import ProcessError
 from .server.sockets import ListenError
 from .server.systemd import ActivationError
 from .typing import WSGIApp
-from .version import __version__
+from .version import __version__, build
 
 __all__ = ["AppError", "build_parser", "load_app", "main"]
 
@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"{help_text} (default: {shown})",
                 default=argparse.SUPPRESS,
             )
-    parser.add_argument("--version", action="version", version=f"dumbwaiter {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"dumbwaiter {__version__} ({build()})"
+    )
     return parser
 
 

@@ -208,13 +208,16 @@ class Config:
         "they run as SCHED_BATCH: the same CPU share, but a woken thread does not preempt "
         "the event loop; processes the app starts inherit it).",
     )
+    loop_only: bool = setting(
+        False,
+        "Serve every connection from the event loop, which hands each request to a thread "
+        "(more CPU per request; for comparison and debugging). By default the threads accept and "
+        "serve FastCGI, SCGI and uwsgi connections themselves while one is free, and the "
+        "loop takes over when none is, or when a peer is slow to send its request.",
+    )
     direct: bool = setting(
         False,
-        "Application threads serve the FastCGI, SCGI and uwsgi listeners themselves: "
-        "each such listener gets --threads threads that accept, read, answer and close, with "
-        "no event loop between (less CPU per request). For a front server's socket only: a "
-        "slow peer holds a thread, and a busy worker leaves connections in the backlog "
-        "instead of answering 503. Kept FastCGI connections and HTTP stay on the loop.",
+        "Accepted for older command lines: what it did is now the default (see --loop-only).",
     )
     queue_size: int = setting(
         1024,
@@ -488,8 +491,8 @@ class Config:
                 raise ConfigError(f"--{name} is served by the master: not with --no-master")
         if self.metrics and self.metrics == self.status:
             raise ConfigError("--status serves /metrics too: give --metrics another address")
-        if self.direct and not (self.fastcgi or self.scgi or self.uwsgi):
-            raise ConfigError("--direct serves FastCGI, SCGI or uwsgi listeners: there are none")
+        if self.direct and self.loop_only:
+            raise ConfigError("--direct and --loop-only: choose one (--direct is the default)")
         if self.no_master and self.workers > 1:
             raise ConfigError("--no-master serves in one process: --workers must be 1")
         if self.reload and (self.no_master or self.preload):

@@ -69,7 +69,7 @@ def test_allow_from_refuses_other_peers_on_tcp() -> None:
     with Server(["--scgi", f"127.0.0.1:{port}", "--allow-from", "127.0.0.1/32"]) as server:
         assert scgi_status(port, "127.0.0.1") == b"Status: 200 OK"
         assert scgi_status(port, "127.0.0.2") == b""
-        assert "refused connection from ('127.0.0.2'" in server.log()
+        assert "refused connection from 127.0.0.2 " in server.log()
         assert scgi_status(port, "127.0.0.1") == b"Status: 200 OK"
 
 

@@ -1,6 +1,9 @@
-"""``--direct``: application threads accept and serve the gateway listeners
-themselves.  Real processes, real sockets; the protocols' own suites
-(test_server_fastcgi.py, test_server_oneshot.py) run in this mode too."""
+"""The default mode: application threads accept and serve the gateway
+listeners' connections themselves, and the loop takes over what a thread
+should not hold (a slow peer, a kept connection) and the connections that
+come while no thread is free.  Real processes, real sockets; the protocols'
+own suites (test_server_fastcgi.py, test_server_oneshot.py) run in this mode
+and with --loop-only."""
 
 from __future__ import annotations
 
@@ -52,20 +55,27 @@ def lines_in(path: str) -> int:
     return pathlib.Path(path).read_text().count("\n")
 
 
-def test_direct_needs_a_gateway_listener() -> None:
-    result = run_cli(["--direct", "--http", f"127.0.0.1:{free_port()}", "server_apps:app"])
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--direct" in lines[0], result.stderr
-
-
-def test_a_slow_peer_holds_one_thread_and_is_cut_off_at_header_timeout() -> None:
-    """A peer that sends half a head keeps one thread, for --header-timeout
-    at most; the other thread accepts and serves meanwhile (the accept turn
-    is given back before a read that waits)."""
+def test_direct_is_an_accepted_alias() -> None:
+    """--direct still starts (one log line says it is the default now);
+    with --loop-only it is a contradiction: one line, exit 2."""
     folder = short_tmpdir()
     address = f"unix:{folder}/uwsgi.sock"
-    args = ["--direct", "--threads", "2", "--header-timeout", "2", "--uwsgi", address]
+    with Server(["--direct", "--uwsgi", address], workdir=folder) as server:
+        assert ask(address, "/hello") == (200, b"Hello world\n")
+        assert until(lambda: "--direct: what it asked for is the default now" in server.log())
+    result = run_cli(["--direct", "--loop-only", "--uwsgi", address, "server_apps:app"])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--loop-only" in lines[0], result.stderr
+
+
+def test_a_slow_peer_holds_no_thread_and_is_cut_off_at_header_timeout() -> None:
+    """A peer that sends half a head is handed to the loop: the one thread
+    serves others meanwhile; the loop cuts the slow one off at
+    --header-timeout."""
+    folder = short_tmpdir()
+    address = f"unix:{folder}/uwsgi.sock"
+    args = ["--threads", "1", "--header-timeout", "2", "--uwsgi", address]
     log_file = os.path.join(folder, "access.log")
     with Server([*args, "--access-log", log_file], workdir=folder) as server:
         slow = connect(address)
@@ -84,12 +94,75 @@ def test_a_slow_peer_holds_one_thread_and_is_cut_off_at_header_timeout() -> None
         assert len(lines) == 20 and all('"GET /hello HTTP/1.1" 200 12' in line for line in lines)
 
 
+def test_a_slow_upload_holds_no_thread() -> None:
+    """A body that trickles in goes on on the loop: the one thread serves
+    others meanwhile, and the app gets the whole body once it is in."""
+    folder = short_tmpdir()
+    address = f"unix:{folder}/uwsgi.sock"
+    with Server(["--threads", "1", "--uwsgi", address], workdir=folder):
+        body = os.urandom(64 * 1024)
+        request = uwsgi.encode_request(
+            {**environ("/digest"), "REQUEST_METHOD": "POST", "CONTENT_TYPE": "x/y"}, body
+        )
+        slow = connect(address)
+        head = len(request) - len(body)
+        slow.sendall(request[: head + 1000])
+        for _ in range(10):  # the thread is free for others
+            assert ask(address, "/hello", timeout=2) == (200, b"Hello world\n")
+        slow.sendall(request[head + 1000 :])
+        data = b""
+        while chunk := slow.recv(65536):
+            data += chunk
+        slow.close()
+        answer = json.loads(data.partition(b"\r\n\r\n")[2])
+        assert answer == {"body_length": len(body), "body_sha256": hashlib.sha256(body).hexdigest()}
+
+
+def test_a_full_worker_answers_503_at_once_from_the_loop() -> None:
+    """Every thread held, the queue full: the loop accepts the next
+    connection and answers 503 at once, without calling the app; the queued
+    ones run once a thread frees."""
+    folder = short_tmpdir()
+    address = f"unix:{folder}/uwsgi.sock"
+    args = ["--threads", "2", "--queue-size", "1", "--no-master", "--uwsgi", address]
+    with Server(args, workdir=folder) as server:
+        results: dict[str, tuple[int, bytes]] = {}
+
+        def call(name: str, query: str) -> threading.Thread:
+            def run() -> None:
+                results[name] = ask(address, "/block", query, timeout=15)
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            return thread
+
+        def started() -> int:
+            path = server.path("started")
+            return path.read_text().count("\n") if path.exists() else 0
+
+        held = [call(f"held-{n}", "go") for n in range(2)]
+        assert until(lambda: started() == 2)
+        queued = call("queued", "go")
+        time.sleep(0.3)  # (read by the loop, waiting for a thread)
+        began = time.monotonic()
+        assert ask(address, "/block", "refused", timeout=5)[0] == 503
+        assert time.monotonic() - began < 0.5
+        assert "block refused" not in server.path("calls").read_text()
+        server.path("go").write_text("")
+        for thread in [*held, queued]:
+            thread.join(15)
+        assert [results[name] for name in ("held-0", "held-1", "queued")] == [
+            (200, b"released\n")
+        ] * 3
+        assert ask(address, "/hello") == (200, b"Hello world\n")
+
+
 def test_threads_serve_concurrently_and_a_timeout_answers_504() -> None:
     """Two requests in the app at once, each on its own thread; one held past
     --timeout is answered 504 by the loop, and the worker is replaced."""
     folder = short_tmpdir()
     address = f"unix:{folder}/uwsgi.sock"
-    args = ["--direct", "--threads", "3", "--timeout", "2", "--graceful-timeout", "2"]
+    args = ["--threads", "3", "--timeout", "2", "--graceful-timeout", "2"]
     with Server([*args, "--uwsgi", address], workdir=folder) as server:
         assert until(lambda: len(children(server.proc.pid)) == 1)
         first_worker = children(server.proc.pid)[0]
@@ -125,7 +198,7 @@ def test_threads_serve_concurrently_and_a_timeout_answers_504() -> None:
 def test_graceful_stop_finishes_the_request_in_flight() -> None:
     folder = short_tmpdir()
     address = f"unix:{folder}/uwsgi.sock"
-    server = Server(["--direct", "--no-master", "--uwsgi", address], workdir=folder)
+    server = Server(["--no-master", "--uwsgi", address], workdir=folder)
     with server:
         results: dict[str, tuple[int, bytes]] = {}
         thread = threading.Thread(
@@ -151,7 +224,7 @@ def test_graceful_stop_finishes_the_request_in_flight() -> None:
 def test_max_requests_replaces_the_worker() -> None:
     folder = short_tmpdir()
     address = f"unix:{folder}/uwsgi.sock"
-    args = ["--direct", "--max-requests", "5", "--max-requests-jitter", "0", "--uwsgi", address]
+    args = ["--max-requests", "5", "--max-requests-jitter", "0", "--uwsgi", address]
     with Server(args, workdir=folder) as server:
         pids: set[int] = set()
         deadline = time.monotonic() + 20
@@ -172,7 +245,6 @@ def test_tcp_allow_from_and_the_access_log() -> None:
 
     def args(allowed: str) -> list[str]:
         return [
-            "--direct",
             "--uwsgi",
             f"127.0.0.1:{port}",
             "--allow-from",
@@ -198,7 +270,7 @@ def test_a_reset_on_tcp_tells_a_broken_response() -> None:
     """The app fails after its response began: over TCP the close-delimited
     uwsgi response ends with a reset, not a clean FIN."""
     port = free_port()
-    with Server(["--direct", "--uwsgi", f"127.0.0.1:{port}"]):
+    with Server(["--uwsgi", f"127.0.0.1:{port}"]):
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         sock.sendall(uwsgi.encode_request(environ("/error-late")))
         data = b""
@@ -217,7 +289,7 @@ def test_a_front_that_stops_reading_is_dropped_at_write_timeout() -> None:
     --write-timeout; the app's iterable is closed, the other thread serves on."""
     folder = short_tmpdir()
     address = f"unix:{folder}/uwsgi.sock"
-    args = ["--direct", "--threads", "2", "--write-timeout", "2", "--no-master", "--uwsgi", address]
+    args = ["--threads", "2", "--write-timeout", "2", "--no-master", "--uwsgi", address]
     with Server(args, workdir=folder) as server:
         stalled = connect(address)
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -257,13 +329,13 @@ def upload(address: str, path: str, body: bytes, cut: int = 0) -> tuple[int, byt
     return int(head[9:12]), answer
 
 
-def test_bodies_are_read_from_the_socket_as_the_app_asks() -> None:
-    """A uwsgi body larger than the first read reaches the app through
-    SocketBody: whole (read()), in blocks, or not at all, byte-exact; a peer
-    gone mid-body costs only its own request."""
+def test_large_bodies_reach_the_app_whole() -> None:
+    """A uwsgi body larger than the first read reaches the app whole (read()),
+    in blocks, or not at all, byte-exact; a peer gone mid-body costs only its
+    own request."""
     folder = short_tmpdir()
     address = f"unix:{folder}/uwsgi.sock"
-    args = ["--direct", "--threads", "2", "--uwsgi", address, "--read-timeout", "2"]
+    args = ["--threads", "2", "--uwsgi", address, "--read-timeout", "2"]
     with Server(args, workdir=folder) as server:
         body = os.urandom(5 * 1024 * 1024 + 7)
         digest = hashlib.sha256(body).hexdigest()
@@ -277,7 +349,7 @@ def test_bodies_are_read_from_the_socket_as_the_app_asks() -> None:
         # Not read by the app: drained, then a clean close and the next one.
         assert upload(address, "/hello", body) == (200, b"Hello world\n")
         assert upload(address, "/digest", body, cut=3 * 1024 * 1024) == (0, b"")
-        assert until(lambda: "closed in the middle of the request body" in server.log())
+        assert until(lambda: "uwsgi request cut short" in server.log())
         assert upload(address, "/digest", b"x" * 300_000)[0] == 200
 
 
@@ -289,7 +361,7 @@ def test_metrics_count_direct_requests_from_every_thread() -> None:
     folder = short_tmpdir()
     address = f"unix:{folder}/uwsgi.sock"
     metrics = free_port()
-    args = ["--direct", "--threads", "4", "--uwsgi", address, "--metrics", f"127.0.0.1:{metrics}"]
+    args = ["--threads", "4", "--uwsgi", address, "--metrics", f"127.0.0.1:{metrics}"]
     with Server(args, workdir=folder):
         failures: list[int] = []
 

@@ -26,17 +26,16 @@ from dumbwaiter.protocols.fastcgi_client import (
 from serving import TESTS, Server, connect, free_port, short_tmpdir, until
 
 
-@pytest.fixture(scope="module", params=["loop", "direct"])
+@pytest.fixture(scope="module", params=["default", "loop-only"])
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """Served by the event loop, and by threads directly (--direct: the
-    first request of each connection; a kept one goes on on the loop)."""
+    """Served as by default (threads serve a connection's one request
+    themselves, kept connections go on on the loop), and by the loop only."""
     folder = short_tmpdir()
     address = f"unix:{folder}/fcgi.sock"
     port = free_port()
-    direct = ["--direct"] if request.param == "direct" else []
     with Server(
         [
-            *direct,
+            *(["--loop-only"] if request.param == "loop-only" else []),
             "--fastcgi",
             address,
             "--fastcgi",
@@ -54,7 +53,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     ) as srv:
         srv.address = address  # type: ignore[attr-defined]
         srv.tcp = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
-        srv.direct = bool(direct)  # type: ignore[attr-defined]
         yield srv
 
 
@@ -101,12 +99,6 @@ def test_keep_conn_serves_many_on_one_connection(server: Server) -> None:
 
 
 def test_multiplexed_requests_run_concurrently(server: Server) -> None:
-    if server.direct:  # type: ignore[attr-defined]
-        # No multiplexing (FCGI_MPXS_CONNS is 0): concurrency is per connection.
-        first, second = open_fcgi(server), open_fcgi(server)
-        ids = first.start(params("/barrier")), second.start(params("/barrier"))
-        assert first.reply(ids[0]).body == second.reply(ids[1]).body == b"together\n"
-        return
     conn = open_fcgi(server)
     first = conn.start(params("/barrier"), keep_conn=True)
     second = conn.start(params("/barrier"), keep_conn=True)
@@ -127,7 +119,7 @@ def test_get_values(server: Server) -> None:
     assert result.values == {
         "FCGI_MAX_CONNS": "1028",
         "FCGI_MAX_REQS": "1028",
-        "FCGI_MPXS_CONNS": "0" if server.direct else "1",  # type: ignore[attr-defined]
+        "FCGI_MPXS_CONNS": "1",
     }
     conn.close()
 
@@ -168,8 +160,6 @@ def test_filter_role_gets_the_data_stream(server: Server) -> None:
 
 
 def test_abort_closes_the_app_and_ends_the_request(server: Server) -> None:
-    if server.direct:  # type: ignore[attr-defined]
-        pytest.skip("--direct reads nothing while the app runs: an abort is seen at a write")
     conn = open_fcgi(server)
     rid = conn.start(params("/stream", query="never-released"), keep_conn=True)
     conn.pump(lambda: b"first" in conn.stdout[rid])

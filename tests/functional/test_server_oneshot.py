@@ -20,13 +20,14 @@ ENCODERS: dict[str, Callable[..., bytes]] = {
 }
 
 
-@pytest.fixture(scope="module", params=["loop", "direct"])
+@pytest.fixture(scope="module", params=["default", "loop-only"])
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """Served by the event loop, and by threads directly (--direct)."""
+    """Served as by default (threads serve connections themselves), and by
+    the loop only."""
     folder = short_tmpdir()
     with Server(
         [
-            *(["--direct"] if request.param == "direct" else []),
+            *(["--loop-only"] if request.param == "loop-only" else []),
             "--scgi",
             f"unix:{folder}/scgi.sock",
             "--uwsgi",

@@ -91,10 +91,10 @@ CELLS: list[Cell] = [
     Cell(
         "lighttpd",
         "fastcgi",
-        "--direct, unix socket",
+        "--loop-only, unix socket",
         "unix",
         {"reuse": LIGHTTPD_REUSE},
-        serve=("--direct",),
+        serve=("--loop-only",),
     ),
     Cell(
         "lighttpd",
@@ -127,19 +127,19 @@ CELLS: list[Cell] = [
     Cell(
         "nginx",
         "uwsgi",
-        "--direct, unix socket",
+        "--loop-only, unix socket",
         "unix",
         _oneshot("uwsgi", NGINX_AUTH),
         script_name=True,
-        serve=("--direct",),
+        serve=("--loop-only",),
     ),
     Cell(
         "nginx",
         "fastcgi",
-        "--direct, keep_conn + keepalive, unix socket",
+        "--loop-only, keep_conn + keepalive, unix socket",
         "unix",
         {"authorizer": NGINX_AUTH},
-        serve=("--direct",),
+        serve=("--loop-only",),
     ),
     Cell(
         "nginx",
@@ -150,7 +150,7 @@ CELLS: list[Cell] = [
         script_name=True,
     ),
     Cell("apache", "fastcgi", "mod_proxy_fcgi, TCP", "tcp"),
-    Cell("apache", "fastcgi", "mod_proxy_fcgi, --direct, TCP", "tcp", serve=("--direct",)),
+    Cell("apache", "fastcgi", "mod_proxy_fcgi, --loop-only, TCP", "tcp", serve=("--loop-only",)),
     Cell(
         "apache",
         "fastcgi",

@@ -143,7 +143,9 @@ class Worker:
 
     def __init__(self, app: Callable[..., Iterable[bytes]], **settings: Any) -> None:
         self.loop = asyncio.new_event_loop()
-        self.config = Config(**settings)
+        # The loop's driver only (by default the threads would accept on
+        # the gateway listeners too).
+        self.config = Config(loop_only=True, **settings)
         self.gates: list[threading.Event] = []
         self.listeners: dict[str, Listener] = {}
         for kind in KINDS:

@@ -159,6 +159,14 @@ class ServerProtocol(Protocol):
         (after ``RequestReceived``, before ``RequestComplete``)."""
         ...
 
+    def keeps_connection(self, stream_id: int) -> bool:
+        """Whether the connection may carry another request after this one
+        (FastCGI's ``FCGI_KEEP_CONN``, HTTP keep-alive; never for SCGI and
+        uwsgi).  A driver that serves one request per connection hands the
+        others to one that keeps connections.  Once ``RequestComplete`` was
+        received for ``stream_id``."""
+        ...
+
     def drain(self) -> None:
         """The server is stopping gracefully: finish what was received and
         tell the peer that the connection ends after it (HTTP says

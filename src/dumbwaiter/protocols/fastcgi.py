@@ -432,6 +432,11 @@ class FastCGIServerProtocol:
         """Never: the body comes in ``FCGI_STDIN`` records."""
         return 0
 
+    def keeps_connection(self, stream_id: int) -> bool:
+        """As the front asked in ``FCGI_BEGIN_REQUEST`` (``FCGI_KEEP_CONN``)."""
+        request = self._requests.get(stream_id)
+        return request is not None and request.keep_conn
+
     def drain(self) -> None:
         """Nothing to do: the connection closes once its requests are
         answered, which front servers handle even with FCGI_KEEP_CONN."""

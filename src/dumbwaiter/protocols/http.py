@@ -387,6 +387,10 @@ class HTTPServerProtocol:
         taken, but the parser would then have to be told to skip it)."""
         return 0
 
+    def keeps_connection(self, stream_id: int) -> bool:
+        """While requests are read after the last one (keep-alive)."""
+        return self._reading and not self._broken
+
     def drain(self) -> None:
         """The server is stopping: the last response owed says
         ``Connection: close`` and nothing is read after it."""

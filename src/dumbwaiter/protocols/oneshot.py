@@ -183,6 +183,10 @@ class OneShotServerProtocol:
         self._state = DONE
         return left
 
+    def keeps_connection(self, stream_id: int) -> bool:
+        """Never: one request per connection."""
+        return False
+
     def drain(self) -> None:
         """Nothing to do: one request per connection already."""
 

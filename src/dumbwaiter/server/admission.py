@@ -71,10 +71,11 @@ class Admission:
         half of it, one at a time: each may bring a large body)."""
         room = 1
         if self.read_ahead:
-            room = self.pool.threads + self.read_ahead - self.pool.pending - self.resuming
+            room = self.pool.threads + self.read_ahead - self.pool.owed() - self.resuming
         budget = self.read_ahead_bytes
-        if budget and self.body_bytes * 2 > budget:
-            if self.body_bytes > budget or self.resuming:
+        held = self.body_bytes + (sum(self.pool.held) if self.pool.idle is not None else 0)
+        if budget and held * 2 > budget:
+            if held > budget or self.resuming:
                 return 0
             return min(room, 1)
         return room
@@ -82,7 +83,7 @@ class Admission:
     def waiting(self) -> int:
         """Requests owed an answer that no thread has yet, wherever they wait;
         with the running ones, at most the pool's capacity (then 503)."""
-        return self.pool.pending + len(self.deferred) + self.resuming
+        return self.pool.owed() + len(self.deferred) + self.resuming
 
     def should_defer(self) -> bool:
         """At a connection's first bytes: leave them unread for now?"""

@@ -61,7 +61,18 @@ class DirectLink:
     ``exchange`` under ``lock`` (``--timeout``).
     """
 
-    __slots__ = ("closing", "exchange", "lock", "me", "ready", "sending", "session", "sock", "turn")
+    __slots__ = (
+        "closing",
+        "exchange",
+        "lock",
+        "me",
+        "more",
+        "ready",
+        "sending",
+        "session",
+        "sock",
+        "turn",
+    )
 
     def __init__(self, sock: Sock, turn: Turn, me: int, lock: threading.Lock | None) -> None:
         self.sock = sock
@@ -73,6 +84,9 @@ class DirectLink:
         self.session: Session | None = None
         #: The exchange the session handed over to run, and the one running.
         self.ready: DirectExchange | None = None
+        #: Requests complete in the same read after ``ready`` (a front that
+        #: multiplexes): left with it to the loop.
+        self.more: list[DirectExchange] = []
         self.exchange: DirectExchange | None = None
         #: Since when a send has been blocked (time.monotonic(); 0: none is).
         self.sending = 0.0
@@ -84,6 +98,8 @@ class DirectLink:
         self.sock = sock
         self.closing = False
         self.ready = None
+        if self.more:
+            self.more = []
 
     # -- the session's wire -----------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -129,7 +145,10 @@ class DirectLink:
         exchange = DirectExchange(request, session.peer, session.listener)
         exchange.link = self
         exchange.session = session
-        self.ready = exchange
+        if self.ready is None:
+            self.ready = exchange
+        else:
+            self.more.append(exchange)
         return exchange
 
     # -- the loop's (tick) -------------------------------------------------------------

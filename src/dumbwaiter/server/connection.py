@@ -52,9 +52,6 @@ class Host:
     def new_session(self, conn: Connection, listener: Listener) -> Session:
         raise NotImplementedError
 
-    def refused(self, listener: Listener, peer: object) -> None:
-        raise NotImplementedError
-
     def joined(self, conn: Connection) -> None:
         raise NotImplementedError
 
@@ -133,20 +130,28 @@ class Connection:
     fresh = True
     deferred = False
     unread = b""
+    #: (An adopted connection's: the requests its thread left to us.)
+    handed: list[Request]
     _paused = False
     _queued = 0
 
-    def __init__(self, server: Host, listener: Listener, session: Session | None = None) -> None:
+    def __init__(
+        self,
+        server: Host,
+        listener: Listener,
+        session: Session | None = None,
+        handed: list[Request] | None = None,
+    ) -> None:
         self.server = server
         self.listener = listener
         self.loop = server.loop
-        #: Given when a thread that served the connection's first request
-        #: hands the connection over (its peer known already).
+        #: Given when an application thread hands the connection over (its
+        #: peer known already), with the requests it leaves to us.
         if session is None:
             session = server.new_session(self, listener)
         else:
             self.fresh = False
-            session.adopted(self, server.settings)
+            self.handed = handed or []
         self.session = session
         # Write-side flow control, shared with the application threads.  One
         # condition serves every connection of the process (a waiter rechecks
@@ -165,8 +170,7 @@ class Connection:
                 None if listener.unix else transport.get_extra_info("peername"),
                 lambda: transport.get_extra_info("sockname"),
             )
-            if peer is None:
-                server.refused(listener, transport.get_extra_info("peername"))
+            if peer is None:  # (logged)
                 self.transport.abort()
                 self.transport = None
                 self.session.closed = True
@@ -176,6 +180,9 @@ class Connection:
         # The transport pauses us (pause_writing) past the configured mark.
         self.transport.set_write_buffer_limits(high=self._limit)
         server.joined(self)
+        if not self.fresh:
+            handed, self.handed = self.handed, []
+            self.session.adopted(self, server.settings, handed)
         if server.draining:  # accepted as the stop came: served, within the grace
             self.shutdown()
 

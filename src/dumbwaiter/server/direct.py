@@ -1,5 +1,5 @@
-"""The blocking-socket driver (``--direct``): application threads serve
-gateway connections themselves.
+"""Application threads that serve gateway connections themselves: the
+default for FastCGI, SCGI and uwsgi listeners.
 
 Why
 ---
@@ -15,41 +15,43 @@ decisions: deadlines, answers, reports) and the same gateway.
 
 Theory of operation
 -------------------
-Each listener served directly gets ``--threads`` threads of its own, which
-take turns (:class:`~.blocking.Turn`) to accept and read: the thread holding
-the turn blocks in ``accept()`` (``SO_RCVTIMEO`` on the listener wakes it every
-:data:`ACCEPT_WAKE` seconds to see whether the worker is stopping), reads the
-request into the connection's session, and gives the turn back before it
-runs the application, or before any read that must wait.  Then it:
+The pool's threads (:class:`~.pool.ThreadPool`) take the loop's queued
+requests first; with none queued, a thread calls :meth:`DirectServer.idle`.
+The threads take turns (:class:`~.blocking.Turn`) to accept and read: the
+one holding the turn accepts on the shared listeners (non-blocking), or waits
+in ``poll()`` for a connection or for the pool's wake-up (something was
+queued, or the worker stops), for :data:`ACCEPT_WAKE` at most.  With a
+connection, it reads the request into the connection's session, gives the
+turn back before it runs the application (or before any read that must
+wait), and then:
 
-1. reads on until the session hands it a complete request, within the
-   session's deadline (``SO_RCVTIMEO``, set per read off the common path,
-   where a front server's request is there at the first read); an SCGI or
-   uwsgi body past the first read is left in the socket for the app to read
-   as it asks (:class:`~dumbwaiter.request.SocketBody`);
-2. runs the gateway with a :class:`~.blocking.DirectExchange`, whose
-   writes are blocking sends (:mod:`.blocking` has the connection's side);
-   the loop's tick shuts a connection whose send has taken nothing for
-   ``--write-timeout``;
-3. closes, or, when the front keeps a FastCGI connection
-   (``FCGI_KEEP_CONN``), hands the socket and its session to the event loop, which serves it from
-   then on like any kept connection.
+1. reads on until the session hands it a complete request (head and body).
+   A peer that has not sent it all within :data:`HANDOFF_AFTER` is handed
+   to the event loop with its session, which reads the rest under the
+   usual timeouts and queues the request: a slow client holds no thread;
+2. hands a request after which the connection stays open (FastCGI's
+   ``FCGI_KEEP_CONN``) to the loop as well, which serves kept connections;
+3. otherwise runs the gateway with a :class:`~.blocking.DirectExchange`,
+   whose writes are blocking sends (the loop's tick shuts a connection whose
+   send has taken nothing for ``--write-timeout``), and closes.
 
-What it gives up, which is why it is opt-in and meant for a front server's
-socket: a slow peer holds a thread for as long as the timeouts allow (a new
-connection may stay silent for ``--header-timeout``, not the keep-alive
-timeout); a busy worker answers no 503 (it accepts nothing, and connections
-wait in the kernel's backlog, or go to a worker with a free thread); and a
-client that leaves (or a FastCGI abort) is noticed at the next write, not
-while the app runs.  ``--timeout`` is answered from the loop (504, or the
-connection shut if the response began), under a lock that orders it against
-the response's start.
+When no thread is free to accept (each runs an application or serves a
+connection), the pool says so (``ThreadPool.full``) and the event loop
+accepts on the same listeners until one is (:meth:`.loop.LoopServer.take_over`):
+it reads the requests and queues them, and past ``--threads +
+--queue-size`` answers 503 (``FCGI_OVERLOADED``'s equivalent) at once,
+without calling the application.  So the loop's guarantees hold, and a
+request costs a thread's blocking calls while threads are free.
+
+What the loop sees that a thread does not: a client that leaves (or a
+FastCGI abort) while the application runs is noticed at its next write.
+``--timeout`` is answered from the loop (504, or the connection shut if the
+response began), under a lock that orders it against the response's start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import logging
 import os
@@ -60,13 +62,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from .blocking import RECV_SIZE, DirectExchange, DirectLink, Sock, Turn, readable, timeval
-from .deadlines import SessionSettings
+from .blocking import RECV_SIZE, DirectExchange, DirectLink, Sock, Turn, readable
 from .exchange import ExchangeBase
-from .pool import batch_scheduling
+from .pool import FREE, OWN, QUEUED
 from .session import Session
 
 if TYPE_CHECKING:
+    from ..request import Request
     from ..typing import Exchange
     from .context import ServerContext
     from .listeners import Listener
@@ -76,92 +78,82 @@ __all__ = ["DIRECT_PROTOCOLS", "DirectServer"]
 log = logging.getLogger("dumbwaiter")
 
 #: The listener kinds a thread can serve directly (HTTP stays on the loop:
-#: its clients may be anyone, at any pace).
+#: its clients may be anyone, at any pace, and keep their connections).
 DIRECT_PROTOCOLS = ("fastcgi", "scgi", "uwsgi")
 
-#: How long the first read of a connection may wait while its thread holds
-#: the accept turn (a front server writes its request as it connects; one
-#: that is slower gives the turn to the next thread after this).
-FIRST_WAIT: Final = 0.02
-#: How often an idle thread wakes from accept() to see a stop.
+#: How long the first wait for a connection's bytes may last while its
+#: thread holds the accept turn (a front server writes its request as it
+#: connects; one that is slower lets the next thread accept).
+FIRST_WAIT: Final = 0.002
+#: How long a thread waits for a connection's whole request before handing
+#: the connection to the event loop.
+HANDOFF_AFTER: Final = 0.02
+#: How often a thread waiting for a connection looks whether the worker stops.
 ACCEPT_WAKE: Final = 0.5
 #: (an int once: the flag is an enum member)
 MSG_DONTWAIT: Final = int(socket.MSG_DONTWAIT)
 
+#: Hands a connection to the loop: the socket, its session, its listener,
+#: the requests the loop is to run (called on the loop thread).
+Adopt = Callable[[socket.socket, Session, "Listener", "list[Request]"], None]
+
 
 class DirectServer:
-    """The threads serving the direct listeners of one worker; a
-    :class:`~.context.Driver` for the tick."""
+    """What the pool's threads do when its queue is empty (see the module
+    doc); a :class:`~.context.Driver` for the tick."""
 
     def __init__(
         self,
         ctx: ServerContext,
         listeners: list[Listener],
         target: Callable[[Exchange], None],
-        settings: SessionSettings,
-        adopt: Callable[[socket.socket, Session, Listener], None],
+        adopt: Adopt,
     ) -> None:
         self.ctx = ctx
+        self.pool = ctx.pool
         self.listeners = listeners
         self.target = target
-        self.settings = settings
-        #: Hands a kept connection to the loop (called on the loop thread).
+        self.settings = ctx.settings
         self.adopt = adopt
-        #: The listeners' protocol objects (made without multiplexing: a
-        #: thread serves one request at a time; see worker.build).
+        #: The listeners' protocol objects (the loop's: a thread runs one
+        #: request per connection, and hands the others to the loop).
         self.factories = {
             kind: ctx.factories[kind] for kind in {listener.protocol for listener in listeners}
         }
-        self.batch = not ctx.config.no_batch_threads
-        self.threads_per_listener = ctx.config.threads
         self.stopping = False
+        threads = self.pool.threads
         #: Per thread: its link while it serves a connection (set and cleared
         #: by the thread, read by the loop), the link it keeps, and its
         #: session, kept for the next connection (a new one when the last
         #: went on to the loop).
-        self.links: list[DirectLink | None] = []
-        self.kept: list[DirectLink | None] = []
-        self.sessions: list[Session | None] = []
+        self.links: list[DirectLink | None] = [None] * threads
+        self.kept: list[DirectLink | None] = [None] * threads
+        self.sessions: list[Session | None] = [None] * threads
         #: Requests served, per thread (each thread adds to its own slot only).
-        self.counts: list[int] = []
-        self.threads: list[threading.Thread] = []
-        self.turns = {listener.address.text: Turn() for listener in listeners}
+        self.counts = [0] * threads
+        #: Per thread: it saw the stop and accepts no more; its request ran
+        #: past --timeout (answered for: a graceful stop does not wait for it).
+        self.stopped = [False] * threads
+        self.abandoned = [False] * threads
+        self.turn = Turn()
+        self.poller = select.poll()
         #: Orders a response's start against --timeout's 504 (see DirectExchange).
         self.timeout_lock = threading.Lock() if ctx.config.timeout else None
         #: The next connection's number (for the access log's connection id).
         self.next_number: Callable[[], int] = itertools.count(1).__next__
         #: When the app took a request up, and which thread.
         self.timed = ctx.timed
-        self.read_wait = timeval(settings.read_timeout)
 
     def start(self) -> None:
-        wake = timeval(ACCEPT_WAKE)
+        """Before the pool starts: its threads call :meth:`idle` from then on."""
+        pool = self.pool
+        pool.wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.poller.register(pool.wake, select.POLLIN)
         for listener in self.listeners:
-            # Blocking accept; the listener's timeout bounds each wait.
-            listener.sock.setblocking(True)
-            listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, wake)
-            for _ in range(self.threads_per_listener):
-                number = len(self.threads)
-                self.counts.append(0)
-                self.links.append(None)
-                self.kept.append(None)
-                self.sessions.append(None)
-                thread = threading.Thread(
-                    target=self.serve,
-                    args=(listener, number),
-                    name=f"dumbwaiter-direct-{number}",
-                    daemon=True,
-                )
-                thread.start()
-                self.threads.append(thread)
-
-    def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for every thread to end; whether they did
-        (then no thread waits in accept() on the listeners any more)."""
-        deadline = time.monotonic() + timeout
-        for thread in self.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for thread in self.threads)
+            # Non-blocking: the loop accepts on it too, when no thread is free.
+            listener.sock.setblocking(False)
+            self.poller.register(listener.sock.fileno(), select.POLLIN)
+        pool.idle = self.idle
 
     # -- the Driver interface (the loop thread's) ---------------------------------------
     def served(self) -> int:
@@ -174,7 +166,9 @@ class DirectServer:
         return [link.exchange for link in list(self.links) if link and link.exchange]
 
     def gauges(self) -> tuple[int, int, int, int]:
-        return 0, self.owed(), len(self.threads), sum(1 for link in self.links if link)
+        """(queued, busy, threads, connections): the threads are the pool's,
+        counted by the loop's driver."""
+        return 0, self.owed(), 0, sum(1 for link in self.links if link)
 
     def sweep(self) -> None:
         """Shut the connections whose peer took nothing of a send for
@@ -210,16 +204,27 @@ class DirectServer:
                 sock.send(answer, MSG_DONTWAIT)
         exchange.cancel()
         link.shut(sock)
+        self.abandoned[link.me - 1] = True
 
     def stop(self) -> None:
         """Accept no more; each thread ends after its connection."""
         self.stopping = True
+        if self.pool.wake >= 0:
+            self.pool.nudge()
 
     def drain(self) -> None:
         """Nothing more to do: each thread finishes its connection."""
 
     def finished(self) -> bool:
-        return not any(thread.is_alive() for thread in self.threads)
+        """Every thread saw the stop, or runs a request of the loop's (the
+        loop's to wait for), or is stuck in one answered for."""
+        states = self.pool.state
+        return all(
+            self.abandoned[number]
+            or states[number] == QUEUED
+            or (self.stopped[number] and states[number] == FREE)
+            for number in range(len(states))
+        )
 
     def busy(self) -> int:
         return self.owed()
@@ -228,65 +233,71 @@ class DirectServer:
         """Stop now: the threads are daemons, left to the process's end."""
         self.stopping = True
 
-    # -- one thread ------------------------------------------------------------------------
-    def serve(self, listener: Listener, number: int) -> None:
-        if self.batch:
-            batch_scheduling()
-        # The C accept, (fd, address): socket.accept() would wrap the fd in
-        # a socket.socket, through Python code.
-        accept: Callable[[], tuple[int, object]] = getattr(listener.sock, "_accept")  # noqa: B009
-        family, kind, proto = listener.sock.family, listener.sock.type, listener.sock.proto
-        turn = self.turns[listener.address.text]
+    # -- a thread's -------------------------------------------------------------------------
+    def idle(self, number: int) -> bool:
+        """Accept and serve one connection, or wait for one (or for the
+        queue); False once the worker stops (see ThreadPool._work).  After
+        the stop, each thread accepts once more: a connection that was in
+        the backlog as the stop came is served, not cut off."""
+        stopping = self.stopping
         me = number + 1
-        while not self.stopping:
-            if not turn.take(me, ACCEPT_WAKE):
-                continue
-            try:
-                fd, _ = accept()
-            except (BlockingIOError, TimeoutError, InterruptedError):
-                turn.give(me)
-                # The wake-up: see whether we stop.  Or the socket was made
-                # non-blocking by another process sharing it (a worker of
-                # another generation serving it from its loop): wait here.
-                if fcntl.fcntl(listener.sock.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK:
-                    with contextlib.suppress(OSError):
-                        select.select([listener.sock], [], [], ACCEPT_WAKE)
-                continue
-            except OSError as exc:
-                turn.give(me)
-                if self.stopping:
-                    break
-                log.error("%s: accept failed: %s", listener.name, exc)
-                time.sleep(0.1)  # EMFILE and the like: do not spin
-                continue
-            sock = Sock(family, kind, proto, fd)
-            try:
-                self.connection(sock, listener, number, turn)
-            except Exception:  # the gateway handles app errors; this is our bug
-                log.exception("internal error serving %s directly", listener.name)
-                sock.close()
-            finally:
-                turn.give(me)
+        turn = self.turn
+        if not turn.take(me, ACCEPT_WAKE):
+            return True
+        pool = self.pool
+        try:
+            if pool.queued and not stopping:
+                return True
+            for listener in self.listeners:
+                try:
+                    # (C accept: socket.accept() would wrap the fd in Python code)
+                    fd, _ = listener.sock._accept()  # type: ignore[attr-defined]
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:
+                    log.error("%s: accept failed: %s", listener.name, exc)
+                    time.sleep(0.1)  # EMFILE and the like: do not spin
+                    return True
+                sock = listener.sock
+                pool.busy(number, OWN)
+                try:
+                    self.connection(Sock(sock.family, sock.type, sock.proto, fd), listener, number)
+                except Exception:  # the gateway handles app errors; this is our bug
+                    log.exception("internal error serving %s directly", listener.name)
+                finally:
+                    pool.state[number] = FREE
+                    self.stopped[number] = stopping
+                return not stopping
+            if stopping:
+                self.stopped[number] = True
+                return False
+            # Nothing to accept: wait for a connection, the queue or the stop.
+            pool.waiting = True
+            if not pool.queued:  # (looked at after saying so: see try_submit)
+                for fd, _ in self.poller.poll(ACCEPT_WAKE * 1000):
+                    if fd == pool.wake:
+                        with contextlib.suppress(OSError):
+                            os.eventfd_read(fd)
+            pool.waiting = False
+            return True
+        finally:
+            turn.give(me)
 
-    def connection(self, sock: Sock, listener: Listener, number: int, turn: Turn) -> None:
+    def connection(self, sock: Sock, listener: Listener, number: int) -> None:
         """Serve one accepted connection; closes it, or hands it to the loop.
-        The thread holds ``turn`` until the request is read."""
+        The thread holds the turn until the request is read."""
         try:
             address = None if listener.unix else sock.getpeername()
             peer = listener.peer_environ(address, sock.getsockname)
         except OSError:  # gone already (ENOTCONN): nothing to answer
             sock.close()
             return
-        if peer is None:
-            log.warning(
-                "%s: refused connection from %s (not an allowed web server)",
-                listener.name,
-                address[0] if isinstance(address, tuple) else address,
-            )
+        if peer is None:  # (logged)
             sock.close()
             return
         peer["dumbwaiter.connection"] = f"d{self.next_number()}"
         me = number + 1
+        turn = self.turn
         link = self.kept[number]
         if link is None:
             link = self.kept[number] = DirectLink(sock, turn, me, self.timeout_lock)
@@ -301,87 +312,80 @@ class DirectServer:
             )
             self.sessions[number] = session
         else:
-            session.renew(proto, link, peer)
+            session.renew(proto, link, listener.name, listener.protocol, peer)
         link.session = session
         self.links[number] = link
         try:
-            exchange = self.receive(link, session, turn, me)
+            got = self.receive(link, session, me)
             turn.give(me)
-            if exchange is None:
+            handed: list[Request] = []
+            if got is False:  # closed, or nothing to run
                 return
-            self.run(link, exchange)
-            self.counts[number] += 1
-            rest = exchange.request.socket_body
-            if rest is not None and rest.left and not exchange.cancelled:
-                rest.skip_rest()  # what the app left unread: the front sent it all
-            if ctx.request_limit and (reason := ctx.past_request_limit()):
-                ctx.loop.call_soon_threadsafe(ctx.retire, reason)
-            if link.closing or session.closed or exchange.cancelled or self.stopping:
-                return
-            # A kept FastCGI connection: the loop waits for its next request.
+            if isinstance(got, DirectExchange):
+                if link.more or session.proto.keeps_connection(got.request.stream_id):
+                    # Kept (or multiplexed): the loop's.
+                    handed = [session.take_back(each) for each in (got, *link.more)]
+                    link.more = []
+                else:
+                    request = got.request
+                    held = request.body.in_memory
+                    if request.filter_data is not None:
+                        held += request.filter_data.in_memory
+                    self.pool.held[number] = held
+                    try:
+                        self.run(link, got)
+                    finally:
+                        self.pool.held[number] = 0
+                    self.counts[number] += 1
+                    if ctx.request_limit and (reason := ctx.past_request_limit()):
+                        ctx.loop.call_soon_threadsafe(ctx.retire, reason)
+                    if link.closing or session.closed or got.cancelled or self.stopping:
+                        return
+            # Kept, or slow to send its request: the loop serves it on.
             self.links[number] = self.sessions[number] = None
             kept = socket.socket(sock.family, sock.type, sock.proto, sock.detach())
-            ctx.loop.call_soon_threadsafe(self.adopt, kept, session, listener)
+            ctx.loop.call_soon_threadsafe(self.adopt, kept, session, listener, handed)
         finally:
             self.links[number] = None
+            self.abandoned[number] = False
             if sock.fileno() >= 0:  # (not handed over)
                 sock.close()
+                if session.receiving or session.waiting:  # (their spool files closed now)
+                    session.lost()
 
-    def receive(
-        self, link: DirectLink, session: Session, turn: Turn, me: int
-    ) -> DirectExchange | None:
-        """Read until the session hands over a request; None when there is
-        none to answer.  The turn is given back before any read that may
-        wait (a front sends its request at once: usually it is all there
-        when we accept)."""
+    def receive(self, link: DirectLink, session: Session, me: int) -> DirectExchange | bool:
+        """Read until the session hands over a request; False when there is
+        none to run (the connection is done), True when the peer is slow to
+        send it (for the loop).  The turn is given back before any read that
+        may wait longer than :data:`FIRST_WAIT` (a front sends its request at
+        once: usually it is all there when we accept)."""
         sock = link.sock
-        # The first read does not wait; if it must, FIRST_WAIT at most while
-        # holding the turn.  Later reads wait with SO_RCVTIMEO for no longer
-        # than the session's deadline (set per read: it costs two system
-        # calls, only off the common path).
-        first = True
-        flags = MSG_DONTWAIT
+        until = 0.0
         while True:
-            if not first:
-                now = time.monotonic()
-                if not session.deadline:  # (none yet: a new connection's)
-                    session.arm(now)
-                left = session.deadline - now
-                if left <= 0:
-                    session.timed_out()
-                    return None
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(max(left, 0.001)))
             try:
-                data = sock.recv(RECV_SIZE, flags)
-            except (BlockingIOError, TimeoutError):  # not there yet, or silent till the deadline
-                if first:
-                    first = False
-                    flags = 0
-                    if not readable(sock, FIRST_WAIT):
-                        turn.give(me)  # wait on, but let another thread accept
+                data = sock.recv(RECV_SIZE, MSG_DONTWAIT)
+            except BlockingIOError:  # not there yet
+                if not until:
+                    until = time.monotonic() + HANDOFF_AFTER
+                    if readable(sock, FIRST_WAIT):
+                        continue
+                self.turn.give(me)  # wait on, but let another thread accept
+                if not readable(sock, max(0.0, until - time.monotonic())):
+                    return True
                 continue
             except OSError:
                 session.lost()
-                return None
+                return False
             if not data:
                 session.eof()
-                return None
+                return False
             session.receive(data)
             exchange = link.ready
             if exchange is not None:
                 link.ready = None
                 return exchange
             if link.closing or session.closed:
-                return None
-            if session.receiving and session.read_body_from(sock):
-                # SCGI, uwsgi: the app reads the rest of the body as it asks.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.read_wait)
-                exchange = link.ready
-                link.ready = None
-                return exchange
-            first = False
-            flags = 0
-            turn.give(me)
+                return False
 
     def run(self, link: DirectLink, exchange: DirectExchange) -> None:
         """The application's turn (the session reports the response)."""

@@ -10,6 +10,7 @@ zero-argument constructor of a listener's sans-IO protocol from the settings.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from ..typing import FORWARDED
 from .sockets import Address
 
 __all__ = ["PROTOCOLS", "Listener", "import_ahead", "protocol_factory"]
+
+log = logging.getLogger("dumbwaiter")
 
 
 @dataclass(eq=False)
@@ -47,13 +50,16 @@ class Listener:
 
     def peer_environ(self, peer: object, local: Callable[[], Any]) -> dict[str, str] | None:
         """CGI variables only the socket knows, used where the protocol gave
-        none; None for a peer ``--allow-from`` refuses.  ``peer`` is the
-        peer's address (None on a unix socket), ``local`` gives ours."""
+        none; None for a peer ``--allow-from`` refuses (logged).  ``peer``
+        is the peer's address (None on a unix socket), ``local`` gives ours."""
         if not isinstance(peer, tuple):
             # The front server says who; over HTTP, in its forwarding headers
             # (only it can connect: the socket file's permissions say so).
             return {FORWARDED: "1"} if self.trusted is not None else {}
         if self.allowed is not None and peer[0] not in self.allowed:
+            log.warning(
+                "%s: refused connection from %s (not an allowed web server)", self.name, peer[0]
+            )
             return None
         local_address = local()
         environ = {
@@ -84,15 +90,13 @@ def protocol_factory(
     ctx_date: Callable[[], bytes],
     config: Config,
     capacity: int,
-    *,
-    multiplex: bool = True,
 ) -> Callable[[], ServerProtocol]:
     """A zero-argument constructor of the server protocol for one listener."""
     limits = config.limits()
     if kind == "fastcgi":
         from ..protocols.fastcgi import FastCGIServerProtocol
 
-        multiplex = multiplex and config.fastcgi_multiplex
+        multiplex = config.fastcgi_multiplex
         roles = config.fastcgi_roles
 
         def make_fastcgi() -> ServerProtocol:

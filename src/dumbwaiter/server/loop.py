@@ -13,6 +13,7 @@ and does the loop's part of the worker's once-a-second duties behind the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -23,10 +24,11 @@ from typing import TYPE_CHECKING, cast
 from .admission import Admission
 from .connection import Connection, Host, LoopExchange
 from .exchange import ExchangeBase
-from .pool import ThreadPool
+from .pool import FREE, ThreadPool
 from .session import Session
 
 if TYPE_CHECKING:
+    from ..request import Request
     from .context import ServerContext
     from .listeners import Listener
 
@@ -38,12 +40,20 @@ log = logging.getLogger("dumbwaiter")
 class LoopServer(Host):
     """The connections the event loop serves (see the module doc).  Loop thread only."""
 
-    def __init__(self, ctx: ServerContext, listeners: list[Listener]) -> None:
+    def __init__(
+        self, ctx: ServerContext, listeners: list[Listener], shared: list[Listener]
+    ) -> None:
         config = ctx.config
         self.ctx = ctx
         self.loop = ctx.loop
         self.settings = ctx.settings
         self.listeners = listeners
+        #: The listeners the pool's threads accept on, which the loop takes
+        #: over while no thread is free (see direct.py).
+        self.shared = shared
+        #: Whether the loop accepts on them now; guarded by ``overflow_lock``.
+        self.overflowing = False
+        self.overflow_lock = threading.Lock()
         self.pool: ThreadPool[ExchangeBase] = ctx.pool
         self.admission = Admission(
             ctx.pool,
@@ -63,6 +73,8 @@ class LoopServer(Host):
         self.draining = False
         #: Connections accepted so far (each one's number, for the logs).
         self.accepted = 0
+        #: Connections handed over by the threads, not joined yet.
+        self.adopting = 0
         #: Threads lost to requests past --timeout.
         self.stuck = 0
 
@@ -83,14 +95,17 @@ class LoopServer(Host):
             self.servers.append(server)
 
     def factory(
-        self, listener: Listener, session: Session | None = None
+        self,
+        listener: Listener,
+        session: Session | None = None,
+        handed: list[Request] | None = None,
     ) -> Callable[[], asyncio.Protocol]:
         """What asyncio calls to make a connection's protocol: a
         :class:`Connection`, which is one by its methods, not by its base
         class (see its docstring)."""
 
         def make() -> Connection:
-            return Connection(self, listener, session)
+            return Connection(self, listener, session, handed)
 
         return cast("Callable[[], asyncio.Protocol]", make)
 
@@ -98,6 +113,61 @@ class LoopServer(Host):
         for server in self.servers:
             server.close()
         self.servers.clear()
+        self.stop_taking_over()
+
+    # -- the shared listeners, while no thread is free ---------------------------------
+    def full(self) -> None:
+        """No application thread is free to accept (any thread): accept on
+        the shared listeners from the loop until one is."""
+        with self.overflow_lock:
+            if self.overflowing:
+                return
+            self.overflowing = True
+        self.loop.call_soon_threadsafe(self.take_over_shared)
+
+    def take_over_shared(self) -> None:
+        if self.thread_free():
+            return
+        for listener in self.shared:
+            self.loop.add_reader(listener.sock.fileno(), self.take_over, listener)
+
+    def thread_free(self) -> bool:
+        """Whether a thread is free to accept (then the loop leaves the
+        shared listeners to the threads), or the loop may not accept."""
+        with self.overflow_lock:
+            if not self.overflowing:
+                return True
+            if (
+                FREE not in self.pool.state
+                and not self.draining
+                and len(self.connections) < self.max_connections
+            ):
+                return False
+        self.stop_taking_over()
+        return True
+
+    def stop_taking_over(self) -> None:
+        with self.overflow_lock:
+            self.overflowing = False
+        for listener in self.shared:
+            with contextlib.suppress(ValueError, OSError):  # (closed)
+                self.loop.remove_reader(listener.sock.fileno())
+
+    def take_over(self, listener: Listener) -> None:
+        """A connection waits on a shared listener, and no thread is free:
+        the loop serves it (its request queued, or answered 503)."""
+        if self.thread_free():
+            return
+        try:
+            sock, _ = listener.sock.accept()
+        except (BlockingIOError, InterruptedError):  # a thread took it
+            return
+        except OSError as exc:  # EMFILE and the like: the threads retry
+            log.error("%s: accept failed: %s", listener.name, exc)
+            self.stop_taking_over()
+            return
+        sock.setblocking(False)
+        self.loop.create_task(self.loop.connect_accepted_socket(self.factory(listener), sock))
 
     def new_session(self, conn: Connection, listener: Listener) -> Session:
         ctx = self.ctx
@@ -108,12 +178,9 @@ class LoopServer(Host):
             proto, conn, listener.name, listener.protocol, {}, self.settings, ctx.reporter
         )
 
-    def refused(self, listener: Listener, peer: object) -> None:
-        log.warning(
-            "%s: refused connection from %s (not an allowed web server)", listener.name, peer
-        )
-
     def joined(self, conn: Connection) -> None:
+        if not conn.fresh:
+            self.adopting -= 1
         self.connections.add(conn)
         self.accepted += 1
         # Which connection a request came on: for logs, and for checking that
@@ -147,16 +214,24 @@ class LoopServer(Host):
         self.loop.create_task(self.start())
         log.info("%d connections: accepting again", len(self.connections))
 
-    def adopt(self, sock: socket.socket, session: Session, listener: Listener) -> None:
-        """Serve from now on a kept connection that an application thread
-        served first (loop thread)."""
-        if self.draining:
-            sock.close()
-            return
+    def adopt(
+        self, sock: socket.socket, session: Session, listener: Listener, handed: list[Request]
+    ) -> None:
+        """Serve from now on a connection an application thread took first:
+        kept after its first request, or slow to send it; and run
+        ``handed`` (loop thread).  Stopping, it is served as the others
+        are (Session.drain)."""
         sock.setblocking(False)
-        self.loop.create_task(
-            self.loop.connect_accepted_socket(self.factory(listener, session), sock)
-        )
+        self.adopting += 1
+        self.loop.create_task(self.adopted(sock, self.factory(listener, session, handed)))
+
+    async def adopted(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol]) -> None:
+        try:
+            await self.loop.connect_accepted_socket(factory, sock)
+        except OSError as exc:  # (the connection_made that counts it is not called)
+            self.adopting -= 1
+            sock.close()
+            log.info("a connection handed to the loop was lost: %s", exc)
 
     # -- requests ---------------------------------------------------------------------
     def done(self, exchange: ExchangeBase) -> None:
@@ -232,7 +307,7 @@ class LoopServer(Host):
             conn.shutdown()
 
     def finished(self) -> bool:
-        return not self.connections
+        return not self.connections and not self.adopting
 
     def busy(self) -> int:
         return sum(len(conn.session.running) for conn in self.connections)

@@ -403,10 +403,13 @@ class Session(Deadline):
             return False
         return True
 
-    def renew(self, proto: ServerProtocol, wire: Wire, peer: dict[str, str]) -> None:
-        """Serve a new connection of the same listener, as a new session
-        would (a thread keeps its session from one connection to the next)."""
+    def renew(
+        self, proto: ServerProtocol, wire: Wire, listener: str, gateway: str, peer: dict[str, str]
+    ) -> None:
+        """Serve a new connection, as a new session would (a thread keeps
+        its session from one connection to the next)."""
         self.proto, self.wire, self.peer = proto, wire, peer
+        self.listener, self.gateway = listener, gateway
         self.dispatched = 0
         self.lingering = self.closed = self.draining = False
         self.pending_error = None
@@ -414,11 +417,21 @@ class Session(Deadline):
         if self.receiving or self.running or self.waiting:  # (after an error)
             self.receiving, self.running, self.waiting = {}, {}, []
 
-    def adopted(self, wire: Wire, settings: SessionSettings) -> None:
-        """Another driver serves the connection from now on (a kept
-        connection an application thread hands to the loop)."""
+    def take_back(self, exchange: ExchangeBase) -> Request:
+        """The driver will not run ``exchange`` (handed to it, not started):
+        its request, for the next driver (:meth:`adopted`)."""
+        del self.running[exchange.request.stream_id]
+        self.dispatched -= 1
+        return exchange.request
+
+    def adopted(self, wire: Wire, settings: SessionSettings, requests: list[Request]) -> None:
+        """Another driver serves the connection from now on (one an
+        application thread hands to the loop: kept, or slow to send its
+        request), and runs ``requests`` (see :meth:`take_back`)."""
         self.wire = wire
         self.settings = settings
+        for request in requests:
+            self.begin(request)
         self.arm(settings.clock())
 
     # -- helpers -----------------------------------------------------------------

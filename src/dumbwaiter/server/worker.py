@@ -9,9 +9,10 @@ together; what a request goes through is theirs:
 
 * :class:`~.loop.LoopServer`: the listeners the event loop serves, and any
   kept connection the threads hand over;
-* :class:`~.direct.DirectServer` (``--direct``): threads serving the gateway
-  listeners themselves;
-* :class:`~.pool.ThreadPool`: the loop's application threads;
+* :class:`~.direct.DirectServer` (unless ``--loop-only``): what the pool's
+  threads do between the loop's requests: accept and serve the gateway
+  listeners' connections themselves;
+* :class:`~.pool.ThreadPool`: the application threads;
 * :class:`~.watch.Watch`: the once-a-second duties (deadlines, ``--timeout``,
   the heartbeat to the master, recycling limits);
 * :class:`~.reporting.Reporter`: the access log and the metrics.
@@ -36,6 +37,7 @@ from ..access import AddressList
 from ..accesslog import AccessLog
 from ..config import Config
 from ..typing import Exchange, WSGIApp
+from ..version import build as which_build
 from ..wsgi import WSGIGateway
 from . import systemd
 from .channel import WorkerChannel, resident_bytes
@@ -56,11 +58,8 @@ log = logging.getLogger("dumbwaiter")
 
 
 def compiled() -> bool:
-    """Whether the request path runs compiled (setup.py, DUMBWAITER_COMPILE=1):
-    a mypyc-compiled module is an extension, its ``__file__`` no ``.py``."""
-    from .. import request
-
-    return not request.__file__.endswith(".py")
+    """Whether the request path runs compiled (see version.build)."""
+    return which_build() == "compiled"
 
 
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -112,12 +111,11 @@ def gateway_for(app: WSGIApp, config: Config) -> Callable[[Exchange], None]:
     )
 
 
-def session_settings(config: Config, *, direct: bool = False) -> SessionSettings:
-    """What sessions read per request; a thread serving a connection
-    directly waits for a new one's request no longer than for a head."""
+def session_settings(config: Config) -> SessionSettings:
+    """What sessions read per request."""
     return SessionSettings(
         keepalive_timeout=config.keepalive_timeout,
-        fresh_timeout=config.header_timeout if direct else config.keepalive_timeout,
+        fresh_timeout=config.keepalive_timeout,
         read_timeout=config.read_timeout,
         header_timeout=config.header_timeout,
         min_body_rate=config.min_body_rate,
@@ -162,20 +160,21 @@ def build(
     def date() -> bytes:
         return ctx.date
 
-    direct = [each for each in listeners if config.direct and each.protocol in DIRECT_PROTOCOLS]
     for kind in {listener.protocol for listener in listeners}:
-        # One request at a time on a connection a thread serves.
-        multiplex = not any(listener.protocol == kind for listener in direct)
-        ctx.factories[kind] = protocol_factory(
-            kind, date, config, pool.capacity, multiplex=multiplex
-        )
-    looped = LoopServer(ctx, [listener for listener in listeners if listener not in direct])
+        ctx.factories[kind] = protocol_factory(kind, date, config, pool.capacity)
+    shared = (
+        []
+        if config.loop_only
+        else [listener for listener in listeners if listener.protocol in DIRECT_PROTOCOLS]
+    )
+    own = [listener for listener in listeners if listener not in shared]
+    looped = LoopServer(ctx, own, shared)
     ctx.drivers.append(looped)
     threads = None
-    if direct:
-        direct_settings = session_settings(config, direct=True)
-        threads = DirectServer(ctx, direct, gateway, direct_settings, looped.adopt)
+    if shared:
+        threads = DirectServer(ctx, shared, gateway, looped.adopt)
         ctx.drivers.append(threads)
+        pool.full = looped.full
     return ctx, looped, threads, Watch(ctx, reporter, access_log, stats)
 
 
@@ -201,11 +200,12 @@ async def _serve(
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs, access_log)
     await looped.start()
     for listener in listeners:
-        direct = threads is not None and listener in threads.listeners
-        log.info("listening: %s%s", listener.name, " (direct)" if direct else "")
-    ctx.pool.start()
+        log.info("listening: %s", listener.name)
+    if config.direct:
+        log.info("--direct: what it asked for is the default now (see --loop-only)")
     if threads is not None:
         threads.start()
+    ctx.pool.start()
     ticker = loop.create_task(watch.tick())
     log.info(
         "ready: %d threads, queue of %d (pid %d)%s",
@@ -226,8 +226,8 @@ async def _serve(
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             loop.remove_signal_handler(signum)
     await _stop(ctx, how, ticker)
-    if threads is not None and threads.join(0.0 if how == "fast" else 1.0):
-        for listener in threads.listeners:  # no thread waits in accept() on them any more
+    if threads is not None:  # (the pool's threads are gone, or left to the process's end)
+        for listener in threads.listeners:
             listener.sock.close()
     if access_log is not None:
         access_log.flush()
