@@ -11,6 +11,8 @@ import ast
 import importlib
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -43,3 +45,14 @@ def test_each_module_is_what_this_run_expects(name: str) -> None:
     assert module.__file__ is not None
     assert module.__file__.endswith(".py") is not EXPECTED, module.__file__
     assert compiled() is EXPECTED
+
+
+def test_the_version_says_which_build_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dumbwaiter", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    build = "compiled" if EXPECTED else "pure Python"
+    assert result.stdout.strip().endswith(f"({build})"), result.stdout
