@@ -111,7 +111,8 @@ class DirectServer:
     ) -> None:
         self.ctx = ctx
         self.pool = ctx.pool
-        self.listeners = listeners
+        #: (Reordered: the one that gave the last connection first.)
+        self.listeners = list(listeners)
         self.target = target
         self.settings = ctx.settings
         self.adopt = adopt
@@ -137,6 +138,11 @@ class DirectServer:
         self.abandoned = [False] * threads
         self.turn = Turn()
         self.poller = select.poll()
+        self.by_fd = {listener.sock.fileno(): listener for listener in listeners}
+        #: The last accept found no connection: the next thread to take the
+        #: turn waits in poll() before trying (an accept that fails costs a
+        #: system call and an exception).
+        self.drained = False
         #: Orders a response's start against --timeout's 504 (see DirectExchange).
         self.timeout_lock = threading.Lock() if ctx.config.timeout else None
         #: The next connection's number (for the access log's connection id).
@@ -246,42 +252,70 @@ class DirectServer:
             return True
         pool = self.pool
         try:
-            if pool.queued and not stopping:
-                return True
-            for listener in self.listeners:
-                try:
-                    # (C accept: socket.accept() would wrap the fd in Python code)
-                    fd, _ = listener.sock._accept()  # type: ignore[attr-defined]
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError as exc:
-                    log.error("%s: accept failed: %s", listener.name, exc)
-                    time.sleep(0.1)  # EMFILE and the like: do not spin
+            # Under load a connection waits: accept at once.  Else look
+            # first (poll() is cheaper than a failed accept and its exception).
+            ready = self.listeners
+            if self.drained and (ready := self.wait(0)):
+                self.drained = False
+            while True:
+                if pool.queued and not stopping:
                     return True
-                sock = listener.sock
-                pool.busy(number, OWN)
-                try:
-                    self.connection(Sock(sock.family, sock.type, sock.proto, fd), listener, number)
-                except Exception:  # the gateway handles app errors; this is our bug
-                    log.exception("internal error serving %s directly", listener.name)
-                finally:
-                    pool.state[number] = FREE
-                    self.stopped[number] = stopping
-                return not stopping
-            if stopping:
-                self.stopped[number] = True
-                return False
-            # Nothing to accept: wait for a connection, the queue or the stop.
-            pool.waiting = True
-            if not pool.queued:  # (looked at after saying so: see try_submit)
-                for fd, _ in self.poller.poll(ACCEPT_WAKE * 1000):
-                    if fd == pool.wake:
-                        with contextlib.suppress(OSError):
-                            os.eventfd_read(fd)
-            pool.waiting = False
-            return True
+                for listener in ready:
+                    if self.accept(listener, number, stopping):
+                        return not stopping
+                self.drained = True
+                if stopping:
+                    self.stopped[number] = True
+                    return False
+                ready = self.wait(ACCEPT_WAKE)
+                if not ready:  # the queue, the stop, or ACCEPT_WAKE passed
+                    return True
         finally:
             turn.give(me)
+
+    def wait(self, seconds: float) -> list[Listener]:
+        """Wait in ``poll()`` for a connection on the listeners, for the
+        pool's wake-up or for ``seconds``; the listeners with one waiting."""
+        pool = self.pool
+        pool.waiting = True
+        ready: list[Listener] = []
+        if not pool.queued:  # (looked at after saying so: see try_submit)
+            for fd, _ in self.poller.poll(seconds * 1000):
+                if fd == pool.wake:
+                    with contextlib.suppress(OSError):
+                        os.eventfd_read(fd)
+                    ready = []
+                    break
+                ready.append(self.by_fd[fd])
+        pool.waiting = False
+        return ready
+
+    def accept(self, listener: Listener, number: int, stopping: bool) -> bool:
+        """Accept a connection on ``listener`` and serve it; False if there
+        was none."""
+        sock = listener.sock
+        try:
+            # (C accept: socket.accept() would wrap the fd in Python code)
+            fd, _ = sock._accept()  # type: ignore[attr-defined]
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            log.error("%s: accept failed: %s", listener.name, exc)
+            time.sleep(0.1)  # EMFILE and the like: do not spin
+            return False
+        if self.listeners[0] is not listener:  # (tried first next time)
+            self.listeners.remove(listener)
+            self.listeners.insert(0, listener)
+        pool = self.pool
+        pool.busy(number, OWN)
+        try:
+            self.connection(Sock(sock.family, sock.type, sock.proto, fd), listener, number)
+        except Exception:  # the gateway handles app errors; this is our bug
+            log.exception("internal error serving %s directly", listener.name)
+        finally:
+            pool.state[number] = FREE
+            self.stopped[number] = stopping
+        return True
 
     def connection(self, sock: Sock, listener: Listener, number: int) -> None:
         """Serve one accepted connection; closes it, or hands it to the loop.
