@@ -111,8 +111,7 @@ class DirectServer:
     ) -> None:
         self.ctx = ctx
         self.pool = ctx.pool
-        #: (Reordered: the one that gave the last connection first.)
-        self.listeners = list(listeners)
+        self.listeners = listeners
         self.target = target
         self.settings = ctx.settings
         self.adopt = adopt
@@ -139,10 +138,6 @@ class DirectServer:
         self.turn = Turn()
         self.poller = select.poll()
         self.by_fd = {listener.sock.fileno(): listener for listener in listeners}
-        #: The last accept found no connection: the next thread to take the
-        #: turn waits in poll() before trying (an accept that fails costs a
-        #: system call and an exception).
-        self.drained = False
         #: Orders a response's start against --timeout's 504 (see DirectExchange).
         self.timeout_lock = threading.Lock() if ctx.config.timeout else None
         #: The next connection's number (for the access log's connection id).
@@ -252,24 +247,26 @@ class DirectServer:
             return True
         pool = self.pool
         try:
-            # Under load a connection waits: accept at once.  Else look
-            # first (poll() is cheaper than a failed accept and its exception).
-            ready = self.listeners
-            if self.drained and (ready := self.wait(0)):
-                self.drained = False
+            # Wait first, then accept what poll() found: a failed accept and
+            # its exception cost more than the poll(), and every worker's
+            # waiting thread is woken, so that connections spread over the
+            # workers (one whose threads accepted first whenever they could
+            # took nearly all of a burst).
             while True:
                 if pool.queued and not stopping:
                     return True
-                for listener in ready:
-                    if self.accept(listener, number, stopping):
-                        return not stopping
-                self.drained = True
                 if stopping:
+                    for listener in self.listeners:
+                        if self.accept(listener, number, stopping):
+                            return False
                     self.stopped[number] = True
                     return False
                 ready = self.wait(ACCEPT_WAKE)
                 if not ready:  # the queue, the stop, or ACCEPT_WAKE passed
                     return True
+                for listener in ready:
+                    if self.accept(listener, number, stopping):
+                        return True
         finally:
             turn.give(me)
 
@@ -303,9 +300,6 @@ class DirectServer:
             log.error("%s: accept failed: %s", listener.name, exc)
             time.sleep(0.1)  # EMFILE and the like: do not spin
             return False
-        if self.listeners[0] is not listener:  # (tried first next time)
-            self.listeners.remove(listener)
-            self.listeners.insert(0, listener)
         pool = self.pool
         pool.busy(number, OWN)
         try:
