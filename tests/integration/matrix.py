@@ -43,7 +43,7 @@ class Cell:
     ``script_name``: under a prefix the front passes the path unchanged, so
     dumbwaiter is started with ``--script-name`` (as the generated config
     says).  ``options``: extra arguments of the ``frontconf`` generator.
-    ``serve``: extra dumbwaiter options (``--direct``)."""
+    ``serve``: extra dumbwaiter options (``--loop-only``)."""
 
     front: str
     protocol: str
