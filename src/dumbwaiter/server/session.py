@@ -188,11 +188,9 @@ class Session(Deadline):
         self.running[request.stream_id] = exchange
 
     def read_body_from(self, source: Receiver) -> bool:
-        """Let the application read the rest of the request being received
-        from ``source`` (the connection's blocking socket) as it asks, where
-        the protocol allows it (SCGI, uwsgi: see ``take_raw_body``): the
-        request is then handed to the driver.  False where it does not (the
-        driver reads on)."""
+        """Hand the request being received to the driver, its application to
+        read the rest of the body from ``source`` (a blocking socket) as it
+        asks, where the protocol allows (``take_raw_body``); else False."""
         for stream_id, request in self.receiving.items():
             left = self.proto.take_raw_body(stream_id)
             if not left:
@@ -418,8 +416,7 @@ class Session(Deadline):
             self.receiving, self.running, self.waiting = {}, {}, []
 
     def take_back(self, exchange: ExchangeBase) -> Request:
-        """The driver will not run ``exchange`` (handed to it, not started):
-        its request, for the next driver (:meth:`adopted`)."""
+        """The request of ``exchange``, not started, for the next driver."""
         del self.running[exchange.request.stream_id]
         self.dispatched -= 1
         return exchange.request
