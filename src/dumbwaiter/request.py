@@ -5,9 +5,7 @@ str) plus the body.  The thread that receives the request (the event loop's,
 or an application thread serving its connection directly) writes the body
 into a :class:`BodyBuffer` (memory up to a threshold, then an anonymous
 temporary file) until :meth:`Request.finish`; after that the application
-thread reads it through an :class:`InputStream`, which is ``wsgi.input``.  A
-one-shot protocol's body may instead be left in the socket for the app to
-read as it asks (:class:`SocketBody`, :meth:`Request.read_rest_from`).
+thread reads it through an :class:`InputStream`, which is ``wsgi.input``.
 
 The one thing another thread may do to a request it does not own is
 :meth:`Request.abort_input` (FastCGI ``FCGI_ABORT_REQUEST``, a client gone,
@@ -16,15 +14,12 @@ The one thing another thread may do to a request it does not own is
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import tempfile
 from collections.abc import Iterator
-from errno import EAGAIN
 from typing import IO, Final, Protocol
 
-from .errors import ClientDisconnected
 from .protocols import Chunk, Role
 
 __all__ = [
@@ -33,15 +28,10 @@ __all__ = [
     "BodyBuffer",
     "ChunkReader",
     "InputStream",
-    "Receiver",
     "Request",
-    "SocketBody",
 ]
 
 log = logging.getLogger("dumbwaiter")
-
-#: The most a :class:`SocketBody` asks of the socket at once.
-RECV_SIZE: Final = 256 * 1024
 
 
 class Reader(Protocol):
@@ -218,87 +208,6 @@ class BodyBuffer:
             self._file = None
 
 
-class Receiver(Protocol):
-    """What a :class:`SocketBody` reads from: a connected socket (blocking,
-    with its receive timeout set)."""
-
-    def recv(self, size: int, /) -> bytes: ...
-
-
-class SocketBody:
-    """``wsgi.input``'s reader for a one-shot (SCGI, uwsgi) body still in the
-    socket: each read is a ``recv`` straight into the bytes returned, where a
-    body read whole first would be copied once more on its way to the app
-    (uWSGI reads the same way).  What came with the head is read first.  A
-    read silent for the socket's timeout, or a peer gone, logs one line and
-    raises :class:`~dumbwaiter.errors.ClientDisconnected`.
-
-    Used by the thread that owns the connection only.
-    """
-
-    __slots__ = ("buffer", "left", "sock", "where")
-
-    def __init__(self, sock: Receiver, left: int, where: str = "") -> None:
-        self.sock = sock
-        #: "listener: peer", for the log line of a body cut short.
-        self.where = where
-        #: Read, not yet taken (what came with the head; a readline reads ahead).
-        self.buffer = b""
-        #: Bytes still in the socket.
-        self.left = left
-
-    def read(self, size: int = -1, /) -> bytes:
-        if size < 0:
-            size = len(self.buffer) + self.left
-        buffer = self.buffer
-        if len(buffer) >= size:
-            self.buffer = buffer[size:]
-            return buffer[:size] if size < len(buffer) else buffer
-        self.buffer = b""
-        pieces = [buffer] if buffer else []
-        need = size - len(buffer)
-        while need > 0 and self.left > 0:
-            chunk = self.recv(min(need, self.left))
-            pieces.append(chunk)
-            need -= len(chunk)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-    def readline(self, size: int = -1, /) -> bytes:
-        while True:
-            end = self.buffer.find(b"\n") + 1
-            if end or not self.left or 0 <= size <= len(self.buffer):
-                if not end or 0 <= size < end:
-                    end = len(self.buffer) if size < 0 else min(size, len(self.buffer))
-                line, self.buffer = self.buffer[:end], self.buffer[end:]
-                return line
-            self.buffer += self.recv(min(RECV_SIZE, self.left))
-
-    def recv(self, size: int) -> bytes:
-        try:
-            chunk = self.sock.recv(size)
-        except OSError as exc:  # (BlockingIOError: silent for the read timeout)
-            why = "sent nothing more of the request body" if exc.errno == EAGAIN else str(exc)
-            log.info("%s: %s", self.where, why)
-            raise ClientDisconnected(why) from None
-        if not chunk:
-            log.info("%s: closed in the middle of the request body", self.where)
-            raise ClientDisconnected("the peer closed in the middle of the request body")
-        self.left -= len(chunk)
-        return chunk
-
-    def skip_rest(self) -> None:
-        """Read and drop what the app left, so that closing does not reset
-        the connection under the front's feet (bounded by the declared length
-        and the read timeout)."""
-        with contextlib.suppress(ClientDisconnected):
-            while self.left > 0:
-                self.recv(min(RECV_SIZE, self.left))
-        self.buffer = b""
-
-    def close(self) -> None:
-        self.buffer = b""
-
-
 #: The body of a request that has none (yet): empty, and never written to
 #: (:meth:`Request.add_body` puts a buffer of its own in its place).
 NO_BODY: Final = BodyBuffer(0)
@@ -317,7 +226,6 @@ class Request:
         "input",
         "length",
         "role",
-        "socket_body",
         "stream_id",
         "threshold",
     )
@@ -343,8 +251,6 @@ class Request:
         self.held = 0
         #: When its head was complete (time.monotonic(): deadlines, durations).
         self.arrived = 0.0
-        #: The reader of a body the app reads from the socket, if it does.
-        self.socket_body: SocketBody | None = None
 
     def add_body(self, data: Chunk) -> None:
         """A piece of the body, as it arrived."""
@@ -361,16 +267,6 @@ class Request:
             self.input = body.finish()
         if self.filter_data is not None:
             self.filter_input = self.filter_data.finish()
-
-    def read_rest_from(self, rest: SocketBody) -> None:
-        """The body is received up to here; the app reads the rest (``rest.left``
-        bytes) from the socket through ``rest``, as it asks."""
-        received = self.body.finish()
-        rest.buffer = received.read()
-        received.close()
-        self.length = len(rest.buffer) + rest.left
-        self.input = InputStream(rest, self.length)
-        self.socket_body = rest
 
     def abort_input(self) -> None:
         """Make the app's further reads see EOF (the client is gone)."""

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dumbwaiter.errors import ClientDisconnected
 from dumbwaiter.protocols import Role
 from dumbwaiter.request import (
     EMPTY_INPUT,
@@ -20,7 +18,6 @@ from dumbwaiter.request import (
     ChunkReader,
     InputStream,
     Request,
-    SocketBody,
 )
 
 
@@ -312,31 +309,3 @@ def test_large_body_round_trip(threshold: int, views: bool) -> None:
     while chunk := stream.read(8192):
         parts.append(chunk)
     assert b"".join(parts) == body
-
-
-def test_socket_body_reads_lines_and_blocks() -> None:
-    """SocketBody (a one-shot body the app reads from the socket): what came
-    with the head first, then the socket; lines and blocks byte-exact; the
-    peer gone before the declared length is ClientDisconnected."""
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        text = b"first line\nsecond\n" + b"x" * 100_000 + b"\nlast"
-        theirs.sendall(text[12:])
-        request = Request(1, {}, Role.RESPONDER, 1 << 20)
-        request.add_body(text[:12])
-        request.read_rest_from(SocketBody(ours, len(text) - 12))
-        raw = request.input
-        assert request.length == len(text)
-        assert raw.readline() == b"first line\n"
-        assert raw.readline(3) == b"sec"
-        assert raw.readline() == b"ond\n"
-        assert raw.read(10) == b"x" * 10
-        assert raw.readline() == b"x" * 99_990 + b"\n"
-        assert raw.read() == b"last" and request.socket_body is not None
-        assert request.socket_body.left == 0
-        short = SocketBody(ours, 10)
-        theirs.sendall(b"abc")
-        theirs.shutdown(socket.SHUT_WR)
-        assert short.read(3) == b"abc"
-        with pytest.raises(ClientDisconnected):
-            short.read(5)

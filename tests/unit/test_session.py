@@ -45,7 +45,7 @@ from dumbwaiter.server.session import BUSY_BODY, TIMEOUT_BODY, Session
 
 START = 1000.0
 #: Distinct values, so that a deadline tells which rule set it.
-KEEPALIVE, FRESH, READ, HEADER_CAP, WRITE = 5.0, 7.0, 3.0, 10.0, 4.0
+KEEPALIVE, READ, HEADER_CAP, WRITE = 5.0, 3.0, 10.0, 4.0
 PEER = {"REMOTE_ADDR": "192.0.2.1", "REMOTE_PORT": "5555"}
 PEER_NAME = "192.0.2.1:5555"
 TEXT = [("Content-Type", "text/plain")]
@@ -172,7 +172,6 @@ class Rig:
         self.reports = Recorder()
         settings = SessionSettings(
             keepalive_timeout=KEEPALIVE,
-            fresh_timeout=FRESH,
             read_timeout=READ,
             header_timeout=HEADER_CAP,
             min_body_rate=min_body_rate,
@@ -649,9 +648,9 @@ def test_timeout_answer_after_the_head_is_nothing_and_reports_what_was_sent() ->
 
 
 # -- the deadlines (Deadline.next_deadline through Session.arm) ------------------------------------
-def test_a_fresh_connection_may_stay_silent_for_the_fresh_timeout() -> None:
+def test_a_fresh_connection_may_stay_silent_for_the_keepalive_timeout() -> None:
     rig = Rig("http")
-    assert rig.session.deadline == START + FRESH
+    assert rig.session.deadline == START + KEEPALIVE
     assert rig.session.waiting_for == ""
 
 
@@ -845,67 +844,6 @@ def test_drain_waits_for_a_request_partly_received() -> None:
     rig.feed(get("/x")[:10])
     assert rig.session.drain() is False
     assert rig.session.deadline == START + READ  # its own deadline, not the grace
-
-
-# -- read_body_from -------------------------------------------------------------------------------
-class Receiver:
-    """A blocking socket's ``recv``, from bytes; records what was asked."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.asked: list[int] = []
-
-    def recv(self, size: int, /) -> bytes:
-        self.asked.append(size)
-        piece, self.data = self.data[:size], self.data[size:]
-        return piece
-
-
-@pytest.mark.parametrize("kind", ["scgi", "uwsgi"])
-def test_read_body_from_lets_the_app_read_the_rest_as_it_asks(kind: str) -> None:
-    body = bytes(range(256)) * 8
-    data = request_for(kind, "/upload", body)
-    head = len(data) - len(body)
-    rig = Rig(kind)
-    rig.feed(data[: head + 100])
-    assert rig.wire.count("dispatch") == 0
-    receiver = Receiver(data[head + 100 :])
-    assert rig.session.read_body_from(receiver) is True
-    assert rig.wire.calls == [("dispatch", "/upload")]
-    request = rig.wire.exchanges[0].request
-    assert request.length == len(body)
-    assert receiver.asked == []  # nothing read until the app asks
-    assert request.input.read(60) == body[:60]
-    assert receiver.asked == []  # what came with the head first
-    assert request.input.read(100) == body[60:160]
-    assert receiver.asked and sum(receiver.asked) == 60
-    assert request.input.read() == body[160:]
-    assert receiver.data == b"" and request.input.read() == b""
-    rig.app().start("200 OK", TEXT, b"stored", end=True)
-    assert answer_of(kind, rig.wire.out)[2] == b"stored"
-    assert rig.wire.kinds()[-1] == "close"
-
-
-@pytest.mark.parametrize("kind", ["fastcgi", "http"])
-def test_read_body_from_is_refused_where_the_body_is_framed(kind: str) -> None:
-    rig = Rig(kind)
-    if kind == "fastcgi":
-        rig.feed(fcgi_request(body=b"framed", stdin_end=False)[1])
-    else:
-        rig.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
-    assert rig.session.receiving
-    receiver = Receiver(b"x" * 100)
-    assert rig.session.read_body_from(receiver) is False
-    assert receiver.asked == [] and rig.wire.count("dispatch") == 0
-
-
-def test_read_body_from_with_nothing_being_received_is_refused() -> None:
-    rig = Rig("scgi")
-    receiver = Receiver(b"")
-    assert rig.session.read_body_from(receiver) is False
-    rig.feed(request_for("scgi", "/whole", b"all here"))
-    assert rig.session.read_body_from(receiver) is False
-    assert rig.wire.count("dispatch") == 1 and receiver.asked == []
 
 
 # -- reports, aborts, a connection lost ------------------------------------------------------------

@@ -31,10 +31,9 @@ Every protocol consumes the same five calls; each returns the bytes to write
     response, never a complete-looking truncated one: afterwards ``closing``
     is true and the connection must be closed without further bytes.
 
-Two questions a server may ask to move bytes without copying them:
-``raw_body_ok`` (may the response body now go out unframed, by sendfile?)
-and ``take_raw_body`` (may the rest of the request body be read from the
-connection by the caller instead of fed through ``receive_data``?).
+Two questions a server may ask: ``raw_body_ok`` (may the response body
+now go out unframed, by sendfile?) and ``keeps_connection`` (may another
+request follow this one on the connection?).
 
 After any of these, ``closing`` tells whether the connection must be closed
 once the written bytes are flushed (HTTP ``Connection: close``, FastCGI
@@ -147,16 +146,6 @@ class ServerProtocol(Protocol):
         with ``sendfile``): after ``start_response``, when the protocol
         delimits the body by a length or by the connection's close.  False
         when each piece must be framed (FastCGI records, HTTP chunks)."""
-        ...
-
-    def take_raw_body(self, stream_id: int) -> int:
-        """Hand the rest of this request's body to the caller, to read from
-        the connection itself as the application asks: returns its length
-        in bytes, and the protocol then counts the request as received (it
-        produces no more events for it).  0 when it cannot: the body is
-        framed (FastCGI records, HTTP chunks; HTTP's parser is fed anyway),
-        or nothing of it is left.  Only while the request is being received
-        (after ``RequestReceived``, before ``RequestComplete``)."""
         ...
 
     def keeps_connection(self, stream_id: int) -> bool:

@@ -428,10 +428,6 @@ class FastCGIServerProtocol:
         """Never: every piece of a body goes in ``FCGI_STDOUT`` records."""
         return False
 
-    def take_raw_body(self, stream_id: int) -> int:
-        """Never: the body comes in ``FCGI_STDIN`` records."""
-        return 0
-
     def keeps_connection(self, stream_id: int) -> bool:
         """As the front asked in ``FCGI_BEGIN_REQUEST`` (``FCGI_KEEP_CONN``)."""
         request = self._requests.get(stream_id)

@@ -382,11 +382,6 @@ class HTTPServerProtocol:
         Content-Length or close-delimited framing, and a body is sent."""
         return self._mode == RAW
 
-    def take_raw_body(self, stream_id: int) -> int:
-        """Never: llhttp reads every byte (a length-delimited body could be
-        taken, but the parser would then have to be told to skip it)."""
-        return 0
-
     def keeps_connection(self, stream_id: int) -> bool:
         """While requests are read after the last one (keep-alive)."""
         return self._reading and not self._broken

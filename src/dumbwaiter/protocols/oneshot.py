@@ -175,14 +175,6 @@ class OneShotServerProtocol:
         """The body follows the head as it is, until we close."""
         return self._responding and not self._ended
 
-    def take_raw_body(self, stream_id: int) -> int:
-        """The body is exactly ``CONTENT_LENGTH`` raw bytes after the head."""
-        if self._state != BODY:
-            return 0
-        left, self._remaining = self._remaining, 0
-        self._state = DONE
-        return left
-
     def keeps_connection(self, stream_id: int) -> bool:
         """Never: one request per connection."""
         return False

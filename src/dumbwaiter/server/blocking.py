@@ -1,6 +1,7 @@
-"""A connection an application thread serves itself (``--direct``): the
-blocking socket under its session, the exchange the application answers
-through, and the turn the threads take to accept.
+"""A connection an application thread serves itself (the default for the
+gateway listeners, see :mod:`.direct`): the blocking socket under its
+session, the exchange the application answers through, and the turn the
+threads take to accept.
 
 :class:`DirectLink` is the session's :class:`~.exchange.Wire` over a blocking
 socket: writes are ``sendall`` (the loop's tick shuts a send that stalls

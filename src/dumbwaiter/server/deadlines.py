@@ -36,7 +36,6 @@ class SessionSettings:
 
     __slots__ = (
         "clock",
-        "fresh_timeout",
         "header_timeout",
         "keepalive_timeout",
         "min_body_rate",
@@ -49,7 +48,6 @@ class SessionSettings:
         self,
         *,
         keepalive_timeout: float,
-        fresh_timeout: float,
         read_timeout: float,
         header_timeout: float,
         min_body_rate: int,
@@ -58,11 +56,9 @@ class SessionSettings:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clock = clock
+        #: How long a connection may stay silent between requests, and
+        #: before its first.
         self.keepalive_timeout = keepalive_timeout
-        #: How long a new connection may stay silent: the keep-alive timeout
-        #: on the loop; a thread serving it directly waits no longer than
-        #: for a head (``--header-timeout``).
-        self.fresh_timeout = fresh_timeout
         self.read_timeout = read_timeout
         self.header_timeout = header_timeout
         self.min_body_rate = min_body_rate
@@ -92,9 +88,9 @@ class Deadline:
     settings: SessionSettings
 
     def fresh(self, now: float, settings: SessionSettings) -> None:
-        """A new connection: silent for ``fresh_timeout`` at most (the rule
-        of :meth:`next_deadline` for it, without its questions)."""
-        self.deadline = now + settings.fresh_timeout
+        """A new connection: silent for ``keepalive_timeout`` at most (the
+        rule of :meth:`next_deadline` for it, without its questions)."""
+        self.deadline = now + settings.keepalive_timeout
 
     def next_deadline(
         self,
@@ -102,14 +98,13 @@ class Deadline:
         settings: SessionSettings,
         busy: bool,
         idle: bool,
-        dispatched: int,
         receiving: Iterable[Request],
     ) -> None:
         """Set the deadline of the connection's state.
 
         While the app has a request (``busy``), the client's time does not
-        count.  Idle between requests: ``keepalive_timeout``
-        (``fresh_timeout`` before the first).  A head arriving: no more than
+        count.  Idle, before a request or between two: ``keepalive_timeout``.
+        A head arriving: no more than
         ``read_timeout`` of silence, and all of it within ``header_timeout``
         of its first byte (slowloris gains nothing by trickling).  A body
         arriving: silence as for the head, and the whole body within
@@ -120,8 +115,7 @@ class Deadline:
             self.head_since = 0.0
             return
         if idle:
-            wait = settings.keepalive_timeout if dispatched else settings.fresh_timeout
-            self.deadline = now + wait
+            self.deadline = now + settings.keepalive_timeout
             self.waiting_for = ""
             self.head_since = 0.0
             return

@@ -126,14 +126,14 @@ class LoopServer(Host):
         self.loop.call_soon_threadsafe(self.take_over_shared)
 
     def take_over_shared(self) -> None:
-        if self.thread_free():
+        if self.leave_to_threads():
             return
         for listener in self.shared:
             self.loop.add_reader(listener.sock.fileno(), self.take_over, listener)
 
-    def thread_free(self) -> bool:
-        """Whether a thread is free to accept (then the loop leaves the
-        shared listeners to the threads), or the loop may not accept."""
+    def leave_to_threads(self) -> bool:
+        """Stop taking over (and say so) when a thread is free to accept,
+        or the loop may not accept (stopping, ``--max-connections``)."""
         with self.overflow_lock:
             if not self.overflowing:
                 return True
@@ -156,7 +156,7 @@ class LoopServer(Host):
     def take_over(self, listener: Listener) -> None:
         """A connection waits on a shared listener, and no thread is free:
         the loop serves it (its request queued, or answered 503)."""
-        if self.thread_free():
+        if self.leave_to_threads():
             return
         try:
             sock, _ = listener.sock.accept()
@@ -223,9 +223,9 @@ class LoopServer(Host):
         are (Session.drain)."""
         sock.setblocking(False)
         self.adopting += 1
-        self.loop.create_task(self.adopted(sock, self.factory(listener, session, handed)))
+        self.loop.create_task(self.take_in(sock, self.factory(listener, session, handed)))
 
-    async def adopted(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol]) -> None:
+    async def take_in(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol]) -> None:
         try:
             await self.loop.connect_accepted_socket(factory, sock)
         except OSError as exc:  # (the connection_made that counts it is not called)

@@ -40,7 +40,7 @@ from ..protocols import (
     RequestReceived,
     ServerProtocol,
 )
-from ..request import EMPTY_INPUT, Receiver, Request, SocketBody
+from ..request import EMPTY_INPUT, Request
 from .deadlines import DRAIN_GRACE, LINGER_SECONDS, Deadline, SessionSettings
 from .exchange import GONE, ExchangeBase, Reports, Wire, peer_name
 
@@ -186,21 +186,6 @@ class Session(Deadline):
             log.debug("%s: busy, 503 for %s", self.listener, peer_name(self.peer))
             return
         self.running[request.stream_id] = exchange
-
-    def read_body_from(self, source: Receiver) -> bool:
-        """Hand the request being received to the driver, its application to
-        read the rest of the body from ``source`` (a blocking socket) as it
-        asks, where the protocol allows (``take_raw_body``); else False."""
-        for stream_id, request in self.receiving.items():
-            left = self.proto.take_raw_body(stream_id)
-            if not left:
-                return False
-            del self.receiving[stream_id]
-            where = f"{self.listener}: {peer_name(self.peer)}"
-            request.read_rest_from(SocketBody(source, left, where))
-            self.begin(request)
-            return True
-        return False
 
     def aborted(self, stream_id: int) -> None:
         """The front gave up on ``stream_id`` (``FCGI_ABORT_REQUEST``): the
@@ -385,7 +370,7 @@ class Session(Deadline):
             busy = bool(self.waiting)
             idle = self.proto.idle
             receiving = self.receiving.values()
-            self.next_deadline(now, self.settings, busy, idle, self.dispatched, receiving)
+            self.next_deadline(now, self.settings, busy, idle, receiving)
 
     def drain(self) -> bool:
         """Graceful stop: whether the connection may close now (an idle

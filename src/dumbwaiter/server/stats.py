@@ -1,7 +1,7 @@
 """Counters a worker keeps for ``--metrics``.
 
-A worker counts on its event loop (and, with ``--direct``, in the threads
-serving directly: hence a lock): requests by listener,
+A worker counts on its event loop and in the threads serving connections
+themselves (hence a lock): requests by listener,
 protocol and status class, a latency and a queue-wait histogram, bytes in
 and out, and requests refused with 503.  Once a second it sends a snapshot
 of its cumulative counters to the master (``stats JSON`` over its

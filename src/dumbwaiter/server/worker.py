@@ -115,7 +115,6 @@ def session_settings(config: Config) -> SessionSettings:
     """What sessions read per request."""
     return SessionSettings(
         keepalive_timeout=config.keepalive_timeout,
-        fresh_timeout=config.keepalive_timeout,
         read_timeout=config.read_timeout,
         header_timeout=config.header_timeout,
         min_body_rate=config.min_body_rate,
