@@ -19,31 +19,31 @@ docs/performance.md (bench/report.py, which can also be rerun on a JSON file).
 
 Before/after (``--base REF``, REF any commit-ish of this repository: a sha,
 ``HEAD~3``, a tag): every chosen target that runs dumbwaiter -- its argv uses
-``{python}`` (this repo's .venv, pure Python) or its venv is
-``dumbwaiter-compiled`` -- gets a twin ``base-NAME`` with the same argv, front
-and workloads, run by dumbwaiter as it was at REF.  The twins' venvs are built
-from ``git archive REF`` (the working tree is not touched) under
-bench/.cache/venvs: ``dumbwaiter-base-SHA`` (``pip install 'SRC[speed]'`` into a
-venv of the .venv's interpreter, uvloop and httptools pinned to the .venv's
-versions) and ``dumbwaiter-base-compiled-SHA`` (built like
-``dumbwaiter-compiled``, ``DUMBWAITER_COMPILE=1``, with its mypy, uvloop and
-httptools versions); cached by REF's full sha and those pins, built only when
-missing.  Each twin runs right after its target in every round, with the same
-pinning, so before and after alternate within one run.  The report then starts
-with a before/after table (req/s, backend µs/request and p99 of both, and
-after ÷ before; a req/s ratio below 0.95 or a µs/request ratio above 1.05 is out
+``{python}`` (this repo's .venv, pure Python) or its venv is ``dumbwaiter``
+(the README's compiled install) -- gets a twin ``base-NAME`` with the same
+argv, front and workloads, run by dumbwaiter as it was at REF.  The twins'
+venvs are built from ``git archive REF`` (the working tree is not touched)
+under bench/.cache/venvs: ``dumbwaiter-base-SHA`` (``pip install 'SRC[speed]'``
+into a venv of the .venv's interpreter, uvloop and httptools pinned to the
+.venv's versions) and ``dumbwaiter-base-compiled-SHA``
+(``DUMBWAITER_COMPILE=1``, which every commit since the compiled build
+understands, with uvloop and httptools at the ``dumbwaiter`` venv's
+versions); cached by REF's full sha and those pins, built only when missing.
+Each twin runs right after its target in every round, with the same pinning,
+so before and after alternate within one run.  The report then starts with a
+before/after table (req/s, backend µs/request and p99 of both, and after ÷
+before; a req/s ratio below 0.95 or a µs/request ratio above 1.05 is out
 of tolerance), also stored in the JSON as "before_after".  Since the twins are
 not part of the published comparison, such a run writes its report next to its
 JSON (bench/results/run-DATE.md), not to docs/performance.md, unless ``--doc``
 is given.  The refactoring check, hello through lighttpd and nginx FastCGI,
-pure, compiled and ``--direct``, against the last commit (48 points: about 12
-minutes when no point is disturbed, 20 on a busy machine; the twins' venvs,
-when missing, take a minute or two more):
+compiled and pure, default mode and ``--loop-only``, against the last commit
+(48 points: about 12 minutes when no point is disturbed, 20 on a busy machine;
+the twins' venvs, when missing, take a minute or two more):
 
     python3 bench/run.py --base HEAD --workloads hello --rounds 3 --targets '
-        dumbwaiter-lighttpd, dumbwaiter-nginx, dumbwaiter-direct-lighttpd,
-        dumbwaiter-direct-nginx, dumbwaiter-compiled-lighttpd, dumbwaiter-compiled-nginx,
-        dumbwaiter-compiled-direct-lighttpd, dumbwaiter-compiled-direct-nginx'
+        dumbwaiter-lighttpd, dumbwaiter-nginx, dumbwaiter-pure-lighttpd,
+        dumbwaiter-pure-nginx, dumbwaiter-loop-lighttpd, dumbwaiter-loop-nginx'
 
 Needs, on Debian: wrk lighttpd nginx-light libfcgi-dev gcc (and util-linux's
 taskset, iproute2's ss); Python >= 3.11 for the harness itself.
