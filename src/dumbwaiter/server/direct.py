@@ -302,8 +302,9 @@ class DirectServer:
             return False
         pool = self.pool
         pool.busy(number, OWN)
+        family, kind, proto = listener.kind
         try:
-            self.connection(Sock(sock.family, sock.type, sock.proto, fd), listener, number)
+            self.connection(Sock(family, kind, proto, fd), listener, number)
         except Exception:  # the gateway handles app errors; this is our bug
             log.exception("internal error serving %s directly", listener.name)
         finally:

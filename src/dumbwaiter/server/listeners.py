@@ -43,9 +43,13 @@ class Listener:
     unix: bool = field(init=False, default=False)
     #: "fastcgi unix:/run/app.sock": for log lines and reports (made once).
     name: str = field(init=False, default="")
+    #: The socket's family, type and protocol as plain ints, for the sockets
+    #: accepted on it (``sock.family`` and ``sock.type`` convert to enums).
+    kind: tuple[int, int, int] = field(init=False, default=(0, 0, 0))
 
     def __post_init__(self) -> None:
         self.unix = self.sock.family == socket.AF_UNIX
+        self.kind = (int(self.sock.family), int(self.sock.type), self.sock.proto)
         self.name = f"{self.protocol} {self.address.text}"
 
     def peer_environ(self, peer: object, local: Callable[[], Any]) -> dict[str, str] | None:
