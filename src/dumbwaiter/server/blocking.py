@@ -30,7 +30,17 @@ from .exchange import ExchangeBase
 from .session import Session
 from .sockets import reset_on_close
 
-__all__ = ["RECV_SIZE", "DirectExchange", "DirectLink", "Sock", "Turn", "readable", "timeval"]
+__all__ = [
+    "OWNER",
+    "RECV_SIZE",
+    "WATCHER",
+    "DirectExchange",
+    "DirectLink",
+    "Sock",
+    "Turn",
+    "readable",
+    "timeval",
+]
 
 #: A connection's socket: the C type under socket.socket, whose methods are
 #: the system calls without the Python-level wrappers (accept() building a
@@ -123,9 +133,9 @@ class DirectLink:
 
     def linger(self) -> None:
         """Read and drop what the peer still sends after our answer, for
-        LINGER_SECONDS at most, without holding the accept turn."""
+        LINGER_SECONDS at most (the watcher may take the accept turn meanwhile)."""
         self.closing = True
-        self.turn.give(self.me)
+        self.turn.hold(self.me)
         sock = self.sock
         try:
             sock.shutdown(socket.SHUT_WR)
@@ -217,33 +227,101 @@ class DirectExchange(ExchangeBase):
 
 
 class Turn:
-    """The right to accept on a listener and read the request: one thread at
-    a time.  Why: under load the backlog is never empty, and threads that each
-    accepted a connection would contend for the GIL.  The thread holding it
-    takes it back after each short system call, and the others get it only at
-    the interpreter's forced switch (5 ms), request after request (a p99 of
-    50-90 ms at 8 threads).  With the turn, a thread that is not in the
-    application waits for the turn, off the GIL, and at most one thread has a
-    connection it has not read; while the application blocks, another thread
-    accepts."""
+    """The right to accept on the listeners and read the request: one thread
+    at a time, the *owner*.  Why one: under load the backlog is never empty,
+    and threads that each accepted a connection would contend for the GIL
+    (the thread holding it takes it back after each short system call, the
+    others get it only at the interpreter's forced switch, 5 ms: a p99 of
+    50-90 ms at 8 threads).
 
-    __slots__ = ("lock", "owner")
+    The owner keeps the turn from one connection to the next, through the
+    application: giving it to another thread for every request woke that
+    thread every time (0.75 context switches per request behind nginx,
+    where uWSGI's one thread makes 0.1).  So that an application (or a
+    peer) that blocks does not stop the accepting, the owner says when it
+    goes into such a wait (:meth:`hold`), and one other thread, the
+    *watcher*, waits in ``poll()`` on the listeners: when a connection
+    waits while the owner has been held for ``after``, the watcher takes
+    the turn (:meth:`take_over`); the old owner finds it gone when it comes
+    back (:meth:`resume`).  The other threads wait to watch, off the GIL.
+    """
+
+    __slots__ = ("held", "lock", "mutex", "owner", "watching")
 
     def __init__(self) -> None:
+        #: Held while a thread owns the turn (released by whichever owns it last).
         self.lock = threading.Lock()
+        #: Held by the watcher.
+        self.watching = threading.Lock()
+        #: Orders a take-over against the owner's resume and give.
+        self.mutex = threading.Lock()
         self.owner = 0
+        #: Since when the owner is held (0.0: it accepts and reads).
+        self.held = 0.0
 
     def take(self, me: int, timeout: float) -> bool:
-        """Take the turn for thread ``me`` (its number, from 1), waiting up
-        to ``timeout``."""
+        """Own the turn, thread ``me`` (its number, from 1), waiting up to
+        ``timeout`` for it."""
         # (A free turn is taken without the timed wait's set-up.)
         if self.lock.acquire(False) or self.lock.acquire(True, timeout):
             self.owner = me
+            self.held = 0.0
             return True
         return False
 
-    def give(self, me: int) -> None:
-        """Give the turn back, if thread ``me`` holds it."""
+    def enter(self, me: int, timeout: float) -> int:
+        """:data:`OWNER` if the turn was free (now ``me``'s), :data:`WATCHER`
+        if ``me`` watches now, 0 if neither came within ``timeout``."""
+        if self.lock.acquire(False):
+            self.owner = me
+            self.held = 0.0
+            return OWNER
+        if self.watching.acquire(False) or self.watching.acquire(True, timeout):
+            return WATCHER
+        return 0
+
+    def leave_watch(self) -> None:
+        self.watching.release()
+
+    def hold(self, me: int) -> None:
+        """The owner goes into what may block (the application, a wait for
+        its peer): from now on the watcher may take the turn."""
         if self.owner == me:
+            self.held = time.monotonic()
+
+    def resume(self, me: int) -> bool:
+        """Back from it: whether ``me`` still owns the turn."""
+        with self.mutex:
+            if self.owner != me:
+                return False
+            self.held = 0.0
+            return True
+
+    def take_over(self, me: int, after: float) -> bool:
+        """The watcher's: own the turn if it is free, or if its owner has
+        been held for ``after`` seconds."""
+        if self.lock.acquire(False):
+            self.owner = me
+            self.held = 0.0
+            return True
+        with self.mutex:
+            held = self.held
+            if not held or time.monotonic() - held < after:
+                return False
+            self.owner = me
+            self.held = 0.0
+            return True
+
+    def give(self, me: int) -> None:
+        """Give the turn back, if thread ``me`` owns it."""
+        with self.mutex:
+            if self.owner != me:
+                return
             self.owner = 0
-            self.lock.release()
+            self.held = 0.0
+        self.lock.release()
+
+
+#: What :meth:`Turn.enter` made of a thread.
+OWNER: Final = 1
+WATCHER: Final = 2

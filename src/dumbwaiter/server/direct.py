@@ -18,12 +18,14 @@ Theory of operation
 The pool's threads (:class:`~.pool.ThreadPool`) take the loop's queued
 requests first; with none queued, a thread calls :meth:`DirectServer.idle`.
 The threads take turns (:class:`~.blocking.Turn`) to accept and read: the
-one holding the turn accepts on the shared listeners (non-blocking), or waits
+one owning the turn accepts on the shared listeners (non-blocking), or waits
 in ``poll()`` for a connection or for the pool's wake-up (something was
-queued, or the worker stops), for :data:`ACCEPT_WAKE` at most.  With a
-connection, it reads the request into the connection's session, gives the
-turn back before it runs the application (or before any read that must
-wait), and then:
+queued, or the worker stops), for :data:`ACCEPT_WAKE` at most.  It keeps the
+turn from one connection to the next, through the application; one other
+thread watches, and takes the turn over when a connection waits while the
+owner has been held (in the application, or by a peer slow to send) for
+:data:`TAKE_OVER_AFTER`.  With a connection, the owner reads the request
+into the connection's session, and then:
 
 1. reads on until the session hands it a complete request (head and body).
    A peer that has not sent it all within :data:`HANDOFF_AFTER` is handed
@@ -62,7 +64,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from .blocking import RECV_SIZE, DirectExchange, DirectLink, Sock, Turn, readable
+from .blocking import RECV_SIZE, WATCHER, DirectExchange, DirectLink, Sock, Turn, readable
 from .exchange import ExchangeBase
 from .pool import FREE, OWN, QUEUED
 from .session import Session
@@ -90,6 +92,11 @@ FIRST_WAIT: Final = 0.002
 HANDOFF_AFTER: Final = 0.02
 #: How often a thread waiting for a connection looks whether the worker stops.
 ACCEPT_WAKE: Final = 0.5
+#: How long the turn's owner may be held (in the application, or waiting
+#: for its peer) while a connection waits, before the watcher takes the
+#: turn (see :class:`~.blocking.Turn`); also how long the watcher sleeps
+#: when a connection waits that the owner is free to accept.
+TAKE_OVER_AFTER: Final = 0.001
 #: (an int once: the flag is an enum member)
 MSG_DONTWAIT: Final = int(socket.MSG_DONTWAIT)
 
@@ -137,6 +144,8 @@ class DirectServer:
         self.abandoned = [False] * threads
         self.turn = Turn()
         self.poller = select.poll()
+        #: The watcher's (a poll object is not for two threads at once).
+        self.watch_poller = select.poll()
         self.by_fd = {listener.sock.fileno(): listener for listener in listeners}
         #: Orders a response's start against --timeout's 504 (see DirectExchange).
         self.timeout_lock = threading.Lock() if ctx.config.timeout else None
@@ -149,11 +158,13 @@ class DirectServer:
         """Before the pool starts: its threads call :meth:`idle` from then on."""
         pool = self.pool
         pool.wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.poller.register(pool.wake, select.POLLIN)
+        for poller in (self.poller, self.watch_poller):
+            poller.register(pool.wake, select.POLLIN)
         for listener in self.listeners:
             # Non-blocking: the loop accepts on it too, when no thread is free.
             listener.sock.setblocking(False)
-            self.poller.register(listener.sock.fileno(), select.POLLIN)
+            for poller in (self.poller, self.watch_poller):
+                poller.register(listener.sock.fileno(), select.POLLIN)
         pool.idle = self.idle
 
     # -- the Driver interface (the loop thread's) ---------------------------------------
@@ -236,14 +247,17 @@ class DirectServer:
 
     # -- a thread's -------------------------------------------------------------------------
     def idle(self, number: int) -> bool:
-        """Accept and serve one connection, or wait for one (or for the
-        queue); False once the worker stops (see ThreadPool._work).  After
-        the stop, each thread accepts once more: a connection that was in
-        the backlog as the stop came is served, not cut off."""
-        stopping = self.stopping
+        """Accept and serve connections while this thread owns the turn, or
+        watch the owner, or wait to; False once the worker stops (see
+        ThreadPool._work).  After the stop, each thread accepts once more:
+        a connection that was in the backlog as the stop came is served,
+        not cut off."""
         me = number + 1
         turn = self.turn
-        if not turn.take(me, ACCEPT_WAKE):
+        if self.stopping:
+            return self.last_round(number)
+        role = turn.enter(me, ACCEPT_WAKE)
+        if not role or (role == WATCHER and not self.watch(me)):
             return True
         pool = self.pool
         try:
@@ -252,23 +266,60 @@ class DirectServer:
             # waiting thread is woken, so that connections spread over the
             # workers (one whose threads accepted first whenever they could
             # took nearly all of a burst).
-            while True:
-                if pool.queued and not stopping:
-                    return True
-                if stopping:
-                    for listener in self.listeners:
-                        if self.accept(listener, number, stopping):
-                            return False
-                    self.stopped[number] = True
-                    return False
+            while not pool.queued and not self.stopping:
                 ready = self.wait(ACCEPT_WAKE)
                 if not ready:  # the queue, the stop, or ACCEPT_WAKE passed
                     return True
                 for listener in ready:
-                    if self.accept(listener, number, stopping):
-                        return True
+                    if self.accept(listener, number, False) and not turn.resume(me):
+                        return True  # the watcher took the turn meanwhile
+            return True
         finally:
             turn.give(me)
+
+    def last_round(self, number: int) -> bool:
+        """The worker stops: accept what waits, once, and end."""
+        me = number + 1
+        turn = self.turn
+        if not turn.take(me, ACCEPT_WAKE):
+            return True
+        try:
+            for listener in self.listeners:
+                if self.accept(listener, number, True):
+                    return False
+            self.stopped[number] = True
+            return False
+        finally:
+            turn.give(me)
+
+    def watch(self, me: int) -> bool:
+        """Wait for a connection while another thread owns the turn; True
+        once this one owns it (its owner gave it up, or was held past
+        :data:`TAKE_OVER_AFTER` with a connection waiting), False for the
+        queue, the stop, or ACCEPT_WAKE passed."""
+        pool = self.pool
+        turn = self.turn
+        try:
+            while not self.stopping:
+                pool.watching = True
+                waiting = False
+                if not pool.queued:  # (looked at after saying so: see try_submit)
+                    for fd, _ in self.watch_poller.poll(ACCEPT_WAKE * 1000):
+                        if fd == pool.wake:
+                            self.woken()
+                            waiting = False
+                            break
+                        waiting = True
+                pool.watching = False
+                if not waiting:
+                    return False
+                if turn.take_over(me, TAKE_OVER_AFTER):
+                    return True
+                time.sleep(TAKE_OVER_AFTER)  # the owner takes it, or is held that long
+            return False
+        finally:
+            pool.watching = False
+            turn.leave_watch()
 
     def wait(self, seconds: float) -> list[Listener]:
         """Wait in ``poll()`` for a connection on the listeners, for the
@@ -279,13 +330,19 @@ class DirectServer:
         if not pool.queued:  # (looked at after saying so: see try_submit)
             for fd, _ in self.poller.poll(seconds * 1000):
                 if fd == pool.wake:
-                    with contextlib.suppress(OSError):
-                        os.eventfd_read(fd)
+                    self.woken()
                     ready = []
                     break
                 ready.append(self.by_fd[fd])
         pool.waiting = False
         return ready
+
+    def woken(self) -> None:
+        """The pool's wake-up was seen: taken, unless it says the worker
+        stops (then it stays, for every thread that waits to see)."""
+        if not self.stopping:
+            with contextlib.suppress(OSError):
+                os.eventfd_read(self.pool.wake)
 
     def accept(self, listener: Listener, number: int, stopping: bool) -> bool:
         """Accept a connection on ``listener`` and serve it; False if there
@@ -346,7 +403,7 @@ class DirectServer:
         self.links[number] = link
         try:
             got = self.receive(link, session, me)
-            turn.give(me)
+            turn.hold(me)
             handed: list[Request] = []
             if got is False:  # closed, or nothing to run
                 return
@@ -398,7 +455,7 @@ class DirectServer:
                     until = time.monotonic() + HANDOFF_AFTER
                     if readable(sock, FIRST_WAIT):
                         continue
-                self.turn.give(me)  # wait on, but let another thread accept
+                self.turn.hold(me)  # wait on; the watcher may take the turn
                 if not readable(sock, max(0.0, until - time.monotonic())):
                     return True
                 continue

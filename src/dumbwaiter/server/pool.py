@@ -93,6 +93,8 @@ class ThreadPool(Generic[T]):
         #: for a connection (``waiting``); given with ``idle``.
         self.wake = -1
         self.waiting = False
+        #: The same for the thread watching the one that waits (see .blocking.Turn).
+        self.watching = False
 
     def start(self) -> None:
         for number in range(self.threads):
@@ -115,7 +117,7 @@ class ThreadPool(Generic[T]):
             return False
         self.pending += 1
         self._queue.put(item)
-        if self.waiting:  # (read after the put: see _work)
+        if self.waiting or self.watching:  # (read after the put: see _work)
             self.nudge()
         return True
 
