@@ -8,7 +8,8 @@ socket: writes are ``sendall`` (the loop's tick shuts a send that stalls
 past ``--write-timeout``), a linger reads and drops for a moment, a close is
 done by the thread once the application has returned.
 :class:`DirectExchange` is what the gateway writes to, in the same thread.
-:class:`Turn` lets one thread at a time accept and read (see
+:class:`Turn` lets one thread at a time accept and read, and
+:class:`Waiting` is where the threads wait for a connection (see
 :mod:`.direct` for the whole path).
 """
 
@@ -22,13 +23,17 @@ import socket
 import struct
 import threading
 import time
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from ..request import Request
 from .deadlines import LINGER_SECONDS
 from .exchange import ExchangeBase
 from .session import Session
 from .sockets import reset_on_close
+
+if TYPE_CHECKING:
+    from .listeners import Listener
+    from .pool import ThreadPool
 
 __all__ = [
     "OWNER",
@@ -38,6 +43,7 @@ __all__ = [
     "DirectLink",
     "Sock",
     "Turn",
+    "Waiting",
     "readable",
     "timeval",
 ]
@@ -325,3 +331,72 @@ class Turn:
 #: What :meth:`Turn.enter` made of a thread.
 OWNER: Final = 1
 WATCHER: Final = 2
+
+
+class Waiting:
+    """Where the threads wait for a connection: the shared listeners and the
+    pool's wake-up (an eventfd written when a request is queued, or when the
+    worker stops), in ``poll()``; one poll object for the turn's owner and
+    one for its watcher (a poll object is not for two threads at once)."""
+
+    __slots__ = ("by_fd", "listeners", "owner_poll", "pool", "stopping", "watcher_poll")
+
+    def __init__(self, pool: ThreadPool[Any], listeners: list[Listener]) -> None:
+        self.pool = pool
+        self.listeners = listeners
+        self.by_fd = {listener.sock.fileno(): listener for listener in listeners}
+        self.owner_poll = select.poll()
+        self.watcher_poll = select.poll()
+        #: The worker stops: the wake-up is left unread, for every thread to see.
+        self.stopping = False
+
+    def start(self) -> None:
+        pool = self.pool
+        pool.wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        pollers = (self.owner_poll, self.watcher_poll)
+        for poller in pollers:
+            poller.register(pool.wake, select.POLLIN)
+        for listener in self.listeners:
+            # Non-blocking: the loop accepts on it too, when no thread is free.
+            listener.sock.setblocking(False)
+            for poller in pollers:
+                poller.register(listener.sock.fileno(), select.POLLIN)
+
+    def owner(self, seconds: float) -> list[Listener]:
+        """The owner's wait: the listeners with a connection waiting; none
+        for the pool's wake-up, or once ``seconds`` have passed."""
+        pool = self.pool
+        pool.waiting = True
+        ready: list[Listener] = []
+        if not pool.queued:  # (looked at after saying so: see try_submit)
+            for fd, _ in self.owner_poll.poll(seconds * 1000):
+                if fd == pool.wake:
+                    self.woken()
+                    ready = []
+                    break
+                ready.append(self.by_fd[fd])
+        pool.waiting = False
+        return ready
+
+    def watcher(self, seconds: float) -> bool:
+        """The watcher's wait: whether a connection waits (False for the
+        pool's wake-up, or once ``seconds`` have passed)."""
+        pool = self.pool
+        pool.watching = True
+        waiting = False
+        if not pool.queued:  # (as in owner)
+            for fd, _ in self.watcher_poll.poll(seconds * 1000):
+                if fd == pool.wake:
+                    self.woken()
+                    waiting = False
+                    break
+                waiting = True
+        pool.watching = False
+        return waiting
+
+    def woken(self) -> None:
+        """The pool's wake-up was seen: taken, unless it says the worker
+        stops (then it stays, for every thread that waits to see)."""
+        if not self.stopping:
+            with contextlib.suppress(OSError):
+                os.eventfd_read(self.pool.wake)

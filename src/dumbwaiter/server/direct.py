@@ -56,15 +56,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
-import select
 import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from .blocking import RECV_SIZE, WATCHER, DirectExchange, DirectLink, Sock, Turn, readable
+from .blocking import RECV_SIZE, WATCHER, DirectExchange, DirectLink, Sock, Turn, Waiting, readable
 from .exchange import ExchangeBase
 from .pool import FREE, OWN, QUEUED
 from .session import Session
@@ -143,10 +141,7 @@ class DirectServer:
         self.stopped = [False] * threads
         self.abandoned = [False] * threads
         self.turn = Turn()
-        self.poller = select.poll()
-        #: The watcher's (a poll object is not for two threads at once).
-        self.watch_poller = select.poll()
-        self.by_fd = {listener.sock.fileno(): listener for listener in listeners}
+        self.waits = Waiting(self.pool, listeners)
         #: Orders a response's start against --timeout's 504 (see DirectExchange).
         self.timeout_lock = threading.Lock() if ctx.config.timeout else None
         #: The next connection's number (for the access log's connection id).
@@ -156,16 +151,8 @@ class DirectServer:
 
     def start(self) -> None:
         """Before the pool starts: its threads call :meth:`idle` from then on."""
-        pool = self.pool
-        pool.wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        for poller in (self.poller, self.watch_poller):
-            poller.register(pool.wake, select.POLLIN)
-        for listener in self.listeners:
-            # Non-blocking: the loop accepts on it too, when no thread is free.
-            listener.sock.setblocking(False)
-            for poller in (self.poller, self.watch_poller):
-                poller.register(listener.sock.fileno(), select.POLLIN)
-        pool.idle = self.idle
+        self.waits.start()
+        self.pool.idle = self.idle
 
     # -- the Driver interface (the loop thread's) ---------------------------------------
     def served(self) -> int:
@@ -220,7 +207,7 @@ class DirectServer:
 
     def stop(self) -> None:
         """Accept no more; each thread ends after its connection."""
-        self.stopping = True
+        self.stopping = self.waits.stopping = True
         if self.pool.wake >= 0:
             self.pool.nudge()
 
@@ -243,7 +230,7 @@ class DirectServer:
 
     def abort(self) -> None:
         """Stop now: the threads are daemons, left to the process's end."""
-        self.stopping = True
+        self.stopping = self.waits.stopping = True
 
     # -- a thread's -------------------------------------------------------------------------
     def idle(self, number: int) -> bool:
@@ -267,7 +254,7 @@ class DirectServer:
             # workers (one whose threads accepted first whenever they could
             # took nearly all of a burst).
             while not pool.queued and not self.stopping:
-                ready = self.wait(ACCEPT_WAKE)
+                ready = self.waits.owner(ACCEPT_WAKE)
                 if not ready:  # the queue, the stop, or ACCEPT_WAKE passed
                     return True
                 for listener in ready:
@@ -297,52 +284,17 @@ class DirectServer:
         once this one owns it (its owner gave it up, or was held past
         :data:`TAKE_OVER_AFTER` with a connection waiting), False for the
         queue, the stop, or ACCEPT_WAKE passed."""
-        pool = self.pool
         turn = self.turn
         try:
             while not self.stopping:
-                pool.watching = True
-                waiting = False
-                if not pool.queued:  # (looked at after saying so: see try_submit)
-                    for fd, _ in self.watch_poller.poll(ACCEPT_WAKE * 1000):
-                        if fd == pool.wake:
-                            self.woken()
-                            waiting = False
-                            break
-                        waiting = True
-                pool.watching = False
-                if not waiting:
+                if not self.waits.watcher(ACCEPT_WAKE):
                     return False
                 if turn.take_over(me, TAKE_OVER_AFTER):
                     return True
                 time.sleep(TAKE_OVER_AFTER)  # the owner takes it, or is held that long
             return False
         finally:
-            pool.watching = False
             turn.leave_watch()
-
-    def wait(self, seconds: float) -> list[Listener]:
-        """Wait in ``poll()`` for a connection on the listeners, for the
-        pool's wake-up or for ``seconds``; the listeners with one waiting."""
-        pool = self.pool
-        pool.waiting = True
-        ready: list[Listener] = []
-        if not pool.queued:  # (looked at after saying so: see try_submit)
-            for fd, _ in self.poller.poll(seconds * 1000):
-                if fd == pool.wake:
-                    self.woken()
-                    ready = []
-                    break
-                ready.append(self.by_fd[fd])
-        pool.waiting = False
-        return ready
-
-    def woken(self) -> None:
-        """The pool's wake-up was seen: taken, unless it says the worker
-        stops (then it stays, for every thread that waits to see)."""
-        if not self.stopping:
-            with contextlib.suppress(OSError):
-                os.eventfd_read(self.pool.wake)
 
     def accept(self, listener: Listener, number: int, stopping: bool) -> bool:
         """Accept a connection on ``listener`` and serve it; False if there
