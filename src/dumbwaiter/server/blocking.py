@@ -270,17 +270,20 @@ class Turn:
         ``timeout`` for it."""
         # (A free turn is taken without the timed wait's set-up.)
         if self.lock.acquire(False) or self.lock.acquire(True, timeout):
-            self.owner = me
-            self.held = 0.0
+            self.owned(me)
             return True
         return False
+
+    def owned(self, me: int) -> None:
+        """``me`` owns the turn now, and is not held."""
+        self.owner = me
+        self.held = 0.0
 
     def enter(self, me: int, timeout: float) -> int:
         """:data:`OWNER` if the turn was free (now ``me``'s), :data:`WATCHER`
         if ``me`` watches now, 0 if neither came within ``timeout``."""
         if self.lock.acquire(False):
-            self.owner = me
-            self.held = 0.0
+            self.owned(me)
             return OWNER
         if self.watching.acquire(False) or self.watching.acquire(True, timeout):
             return WATCHER
@@ -307,15 +310,13 @@ class Turn:
         """The watcher's: own the turn if it is free, or if its owner has
         been held for ``after`` seconds."""
         if self.lock.acquire(False):
-            self.owner = me
-            self.held = 0.0
+            self.owned(me)
             return True
         with self.mutex:
             held = self.held
             if not held or time.monotonic() - held < after:
                 return False
-            self.owner = me
-            self.held = 0.0
+            self.owned(me)
             return True
 
     def give(self, me: int) -> None:
@@ -339,60 +340,45 @@ class Waiting:
     worker stops), in ``poll()``; one poll object for the turn's owner and
     one for its watcher (a poll object is not for two threads at once)."""
 
-    __slots__ = ("by_fd", "listeners", "owner_poll", "pool", "stopping", "watcher_poll")
+    __slots__ = ("by_fd", "listeners", "pollers", "pool", "stopping")
 
     def __init__(self, pool: ThreadPool[Any], listeners: list[Listener]) -> None:
         self.pool = pool
         self.listeners = listeners
         self.by_fd = {listener.sock.fileno(): listener for listener in listeners}
-        self.owner_poll = select.poll()
-        self.watcher_poll = select.poll()
+        #: The owner's and the watcher's.
+        self.pollers = (select.poll(), select.poll())
         #: The worker stops: the wake-up is left unread, for every thread to see.
         self.stopping = False
 
     def start(self) -> None:
         pool = self.pool
         pool.wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        pollers = (self.owner_poll, self.watcher_poll)
-        for poller in pollers:
+        for poller in self.pollers:
             poller.register(pool.wake, select.POLLIN)
         for listener in self.listeners:
             # Non-blocking: the loop accepts on it too, when no thread is free.
             listener.sock.setblocking(False)
-            for poller in pollers:
+            for poller in self.pollers:
                 poller.register(listener.sock.fileno(), select.POLLIN)
 
-    def owner(self, seconds: float) -> list[Listener]:
-        """The owner's wait: the listeners with a connection waiting; none
-        for the pool's wake-up, or once ``seconds`` have passed."""
+    def wait(self, role: int, seconds: float) -> list[Listener]:
+        """Wait as the turn's :data:`OWNER` or its :data:`WATCHER`: the
+        listeners with a connection waiting; none for the pool's wake-up, or
+        once ``seconds`` have passed."""
         pool = self.pool
-        pool.waiting = True
+        slot = role - OWNER
+        pool.polling[slot] = True
         ready: list[Listener] = []
         if not pool.queued:  # (looked at after saying so: see try_submit)
-            for fd, _ in self.owner_poll.poll(seconds * 1000):
+            for fd, _ in self.pollers[slot].poll(seconds * 1000):
                 if fd == pool.wake:
                     self.woken()
                     ready = []
                     break
                 ready.append(self.by_fd[fd])
-        pool.waiting = False
+        pool.polling[slot] = False
         return ready
-
-    def watcher(self, seconds: float) -> bool:
-        """The watcher's wait: whether a connection waits (False for the
-        pool's wake-up, or once ``seconds`` have passed)."""
-        pool = self.pool
-        pool.watching = True
-        waiting = False
-        if not pool.queued:  # (as in owner)
-            for fd, _ in self.watcher_poll.poll(seconds * 1000):
-                if fd == pool.wake:
-                    self.woken()
-                    waiting = False
-                    break
-                waiting = True
-        pool.watching = False
-        return waiting
 
     def woken(self) -> None:
         """The pool's wake-up was seen: taken, unless it says the worker

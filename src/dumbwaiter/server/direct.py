@@ -62,7 +62,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from .blocking import RECV_SIZE, WATCHER, DirectExchange, DirectLink, Sock, Turn, Waiting, readable
+from .blocking import (
+    OWNER,
+    RECV_SIZE,
+    WATCHER,
+    DirectExchange,
+    DirectLink,
+    Sock,
+    Turn,
+    Waiting,
+    readable,
+)
 from .exchange import ExchangeBase
 from .pool import FREE, OWN, QUEUED
 from .session import Session
@@ -90,10 +100,9 @@ FIRST_WAIT: Final = 0.002
 HANDOFF_AFTER: Final = 0.02
 #: How often a thread waiting for a connection looks whether the worker stops.
 ACCEPT_WAKE: Final = 0.5
-#: How long the turn's owner may be held (in the application, or waiting
-#: for its peer) while a connection waits, before the watcher takes the
-#: turn (see :class:`~.blocking.Turn`); also how long the watcher sleeps
-#: when a connection waits that the owner is free to accept.
+#: How long the turn's owner may be held (in the app, or by its peer) while a
+#: connection waits before the watcher takes the turn (:class:`~.blocking.Turn`);
+#: also how long the watcher sleeps while the owner is free to accept it.
 TAKE_OVER_AFTER: Final = 0.001
 #: (an int once: the flag is an enum member)
 MSG_DONTWAIT: Final = int(socket.MSG_DONTWAIT)
@@ -254,7 +263,7 @@ class DirectServer:
             # workers (one whose threads accepted first whenever they could
             # took nearly all of a burst).
             while not pool.queued and not self.stopping:
-                ready = self.waits.owner(ACCEPT_WAKE)
+                ready = self.waits.wait(OWNER, ACCEPT_WAKE)
                 if not ready:  # the queue, the stop, or ACCEPT_WAKE passed
                     return True
                 for listener in ready:
@@ -287,7 +296,7 @@ class DirectServer:
         turn = self.turn
         try:
             while not self.stopping:
-                if not self.waits.watcher(ACCEPT_WAKE):
+                if not self.waits.wait(WATCHER, ACCEPT_WAKE):
                     return False
                 if turn.take_over(me, TAKE_OVER_AFTER):
                     return True

@@ -64,7 +64,7 @@ class ThreadPool(Generic[T]):
     queue empty calls ``idle(number)``, which accepts and serves a
     connection itself, or waits for one; it must return soon after
     something is queued: :meth:`try_submit` writes to :attr:`wake` when a
-    thread said it is waiting (:attr:`waiting`).
+    thread said it is waiting (:attr:`polling`).
     """
 
     def __init__(
@@ -90,11 +90,11 @@ class ThreadPool(Generic[T]):
         #: Called (by the thread) when one became busy and none is FREE.
         self.full: Callable[[], None] | None = None
         #: An eventfd written when an item is queued while a thread waits
-        #: for a connection (``waiting``); given with ``idle``.
+        #: for a connection (``polling``); given with ``idle``.
         self.wake = -1
-        self.waiting = False
-        #: The same for the thread watching the one that waits (see .blocking.Turn).
-        self.watching = False
+        #: Whether the accept turn's owner, and its watcher, wait in poll()
+        #: (see .blocking.Waiting; each thread writes its own slot).
+        self.polling = [False, False]
 
     def start(self) -> None:
         for number in range(self.threads):
@@ -117,7 +117,7 @@ class ThreadPool(Generic[T]):
             return False
         self.pending += 1
         self._queue.put(item)
-        if self.waiting or self.watching:  # (read after the put: see _work)
+        if True in self.polling:  # (read after the put: see _work)
             self.nudge()
         return True
 
@@ -165,7 +165,7 @@ class ThreadPool(Generic[T]):
                 item = get()
             elif not self._queue.qsize():
                 # Serve a connection of our own, or wait for one (the
-                # queue is looked at again once ``waiting`` is set).
+                # queue is looked at again once ``polling`` is set).
                 if not idle(number):
                     idle = None  # stopping: the queue's items, then the end
                 continue
