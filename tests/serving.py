@@ -88,7 +88,7 @@ class Server:
     def __init__(
         self,
         args: list[str],
-        app: str = "server_apps:app",
+        app: str | None = "server_apps:app",
         *,
         env: dict[str, str] | None = None,
         workdir: str | None = None,
@@ -104,7 +104,7 @@ class Server:
         full_env.update(env or {})
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dumbwaiter", *args, app],
+            [sys.executable, "-m", "dumbwaiter", *args, *([app] if app else [])],
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -190,11 +190,15 @@ def running(args: list[str], app: str = "server_apps:app", **kw: object) -> Iter
 
 
 def run_cli(
-    args: list[str], timeout: float = 20.0, **kw: object
+    args: list[str],
+    timeout: float = 20.0,
+    env_extra: dict[str, str] | None = None,
+    **kw: object,
 ) -> subprocess.CompletedProcess[str]:
     """Run the command line to completion (for start-up errors)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "dumbwaiter", *args],
         capture_output=True,

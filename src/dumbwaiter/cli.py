@@ -18,16 +18,19 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .config import Config, ConfigError, flag_of, parse_value, settings
+from . import configfile
+from .config import Config, ConfigError, flag_of, settings
+from .configfile import FILE_NAME, Settings
 from .main import run, setup_logging
 from .process.arbiter import AppLoadFailed
-from .process.chores import ProcessError
-from .server.sockets import ListenError
+from .process.chores import ProcessError, change_directory
+from .server.listeners import PROTOCOLS
+from .server.sockets import ListenError, parse_address
 from .server.systemd import ActivationError
 from .typing import WSGIApp
 from .version import __version__, build
 
-__all__ = ["AppError", "build_parser", "load_app", "main"]
+__all__ = ["AppError", "Invocation", "build_parser", "load_app", "main", "read_args"]
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -41,14 +44,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dumbwaiter",
         description="Serve a WSGI application over FastCGI and HTTP/1.1.",
-        epilog="Every option can also be set as DUMBWAITER_<NAME> in the environment. "
+        epilog="Every option can also be set as DUMBWAITER_<NAME> in the environment, "
+        "or as a key of the config file (docs/configuration.md). "
         "'dumbwaiter request --help': send one request to a server (health checks); "
         "'dumbwaiter config --help': print a front server's config.",
     )
     parser.add_argument(
         "app",
         metavar="MODULE[:CALLABLE]",
-        help="the WSGI application (CALLABLE defaults to 'application', then 'app')",
+        nargs="?",
+        default=None,
+        help="the WSGI application (CALLABLE defaults to 'application', then 'app'); "
+        "or app = ... in the config file",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help=f"Read settings from this TOML file (default: {FILE_NAME} in the working "
+        "directory, else [tool.dumbwaiter] in pyproject.toml; also DUMBWAITER_CONFIG).",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="Print the effective settings as TOML, each with where it came from, and exit.",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="Check every setting and import the app (serve nothing); exit 0, or 2 "
+        "with the first problem.",
     )
     for f in settings():
         if not f.metadata.get("cli"):
@@ -84,19 +109,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(argv: Sequence[str] | None) -> tuple[str, Config]:
-    """Parse ``argv`` (plus ``DUMBWAITER_*``) into the app spec and a Config."""
+@dataclasses.dataclass
+class Invocation:
+    """What the command line asks for: the settings from every source, how
+    to read them again (SIGHUP), and whether only to print or check them."""
+
+    loaded: Settings
+    reread: Callable[[], Settings]
+    print_config: bool = False
+    check_config: bool = False
+
+
+def read_args(argv: Sequence[str] | None) -> Invocation:
+    """Parse ``argv``, with the config file and ``DUMBWAITER_*``."""
     args = vars(build_parser().parse_args(argv))
     spec = args.pop("app")
-    fields = {f.name: f for f in settings()}
-    values: dict[str, Any] = {}
-    for name, raw in args.items():
-        f = fields[name]
-        if isinstance(raw, str):
-            values[name] = parse_value(f, raw)
-        else:
-            values[name] = raw
-    return spec, Config.from_env(os.environ, **values).validate()
+    config_path = args.pop("config")
+    printing_only, checking = args.pop("print_config"), args.pop("check_config")
+    environ = dict(os.environ)  # the one it started with, for SIGHUP too
+    loaded = configfile.load(args, spec, environ, config_path)
+    if loaded.path is not None:  # read again from the same file after a --chdir
+        config_path = os.path.abspath(loaded.path)
+    reread = functools.partial(configfile.load, args, spec, environ, config_path)
+    return Invocation(loaded, reread, printing_only, checking)
+
+
+def config_from_args(argv: Sequence[str] | None) -> tuple[str, Config]:
+    """The app spec and the settings of ``argv`` (and the file, and the
+    environment); a :class:`ConfigError` if no app is given anywhere."""
+    loaded = read_args(argv).loaded
+    return app_spec(loaded), loaded.config
+
+
+def app_spec(loaded: Settings) -> str:
+    if loaded.spec is None:
+        where = f"app = ... in {loaded.path}" if loaded.path else f"app = ... in {FILE_NAME}"
+        raise ConfigError(f"no application given: name it as MODULE:CALLABLE, or {where}")
+    return loaded.spec
 
 
 def load_app(spec: str) -> WSGIApp:
@@ -137,6 +186,32 @@ def import_app(spec: str) -> WSGIApp:
         raise AppError(f"importing {spec!r} raised {type(exc).__name__}: {exc}") from exc
 
 
+def settings_again(reread: Callable[[], Settings]) -> tuple[Config, Callable[[], WSGIApp]]:
+    """SIGHUP's: the settings read again, and the loader of the app they name."""
+    loaded = reread()
+    return loaded.config, functools.partial(import_app, app_spec(loaded))
+
+
+def check_config(loaded: Settings, spec: str) -> None:
+    """``--check-config``: the listeners' addresses parse, and the app (from
+    ``--chdir``, as it will be) imports; one line saying so."""
+    config = loaded.config
+    for protocol in PROTOCOLS:
+        for text in getattr(config, protocol):
+            try:
+                parse_address(text)
+            except ListenError as exc:
+                raise ConfigError(f"--{protocol}: {exc}") from None
+    if config.chdir:
+        try:
+            change_directory(config.chdir)
+        except ProcessError as exc:
+            raise ConfigError(str(exc)) from None
+    import_app(spec)
+    source = f" from {loaded.path}" if loaded.path else ""
+    print(f"dumbwaiter: configuration{source} OK; the app {spec} imports")
+
+
 def fail(message: str, code: int) -> NoReturn:
     print(f"dumbwaiter: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -174,13 +249,22 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         sys.exit(printing(config_main, args[1:]))
     try:
-        spec, config = config_from_args(args)
-    except ConfigError as exc:
+        invocation = read_args(args)
+        if invocation.print_config:
+            print(configfile.render(invocation.loaded), end="")
+            sys.exit(0)
+        spec = app_spec(invocation.loaded)
+        if invocation.check_config:
+            check_config(invocation.loaded, spec)
+            sys.exit(0)
+    except (ConfigError, AppLoadFailed) as exc:
         fail(str(exc), EXIT_USAGE)
+    config = invocation.loaded.config
     try:
         setup_logging(config.log_level, config.error_log)
         argv = [sys.executable, "-m", "dumbwaiter", *args]  # for an upgrade in place
-        code = run(config, functools.partial(import_app, spec), argv)
+        reread = functools.partial(settings_again, invocation.reread)
+        code = run(config, functools.partial(import_app, spec), argv, reread=reread)
     except AppLoadFailed as exc:
         fail(str(exc), EXIT_FAILURE)
     except (ListenError, ActivationError, ProcessError) as exc:

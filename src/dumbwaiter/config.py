@@ -2,8 +2,9 @@
 
 :class:`Config` is the one table: each field carries its default, its unit
 and its help text in ``metadata``.  The command-line parser (``cli.py``), the
-``DUMBWAITER_*`` environment loader (below) and the settings page of the docs
-are all produced from it, so no option is spelled twice.
+``DUMBWAITER_*`` variables and the config file's keys (``configfile.py``) and
+the settings page of the docs (``settingsdoc.py``, docs/settings.md) are all
+produced from it, so no option is spelled twice.
 """
 
 from __future__ import annotations
@@ -18,7 +19,19 @@ from typing import Any
 from .access import parse_address_list
 from .protocols import Limits, Role
 
-__all__ = ["SECONDS", "Config", "ConfigError", "GiB", "KiB", "MiB", "parse_size", "settings"]
+__all__ = [
+    "SECONDS",
+    "Config",
+    "ConfigError",
+    "GiB",
+    "KiB",
+    "MiB",
+    "check_value",
+    "env_name",
+    "parse_size",
+    "parse_value",
+    "settings",
+]
 
 SECONDS = 1.0
 KiB = 1024
@@ -118,8 +131,12 @@ def setting(
     check: Callable[[Any], None] | None = None,
     repeat: bool = False,
     cli: bool = True,
+    restart: bool = False,
 ) -> Any:
-    """Declare one setting: the field's default plus how to read and document it."""
+    """Declare one setting: the field's default plus how to read and document
+    it.  ``restart``: a reload (SIGHUP) cannot apply a new value (new
+    sockets, privileges, the master's own files); it needs a restart, or an
+    upgrade in place (SIGUSR2)."""
     meta = {
         "help": help,
         "flag": flag,
@@ -128,6 +145,7 @@ def setting(
         "check": check,
         "repeat": repeat,
         "cli": cli,
+        "restart": restart,
     }
     if isinstance(default, list | dict | set):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -146,32 +164,44 @@ class Config:
         "Serve FastCGI on ADDR (HOST:PORT, :PORT, [IPv6]:PORT, unix:/path or fd:N). Repeatable.",
         metavar="ADDR",
         repeat=True,
+        restart=True,
     )
     http: list[str] = setting(
         [],
         "Serve HTTP/1.1 on ADDR (same forms as --fastcgi). Repeatable.",
         metavar="ADDR",
         repeat=True,
+        restart=True,
     )
     scgi: list[str] = setting(
-        [], "Serve SCGI on ADDR (same forms as --fastcgi). Repeatable.", metavar="ADDR", repeat=True
+        [],
+        "Serve SCGI on ADDR (same forms as --fastcgi). Repeatable.",
+        metavar="ADDR",
+        repeat=True,
+        restart=True,
     )
     uwsgi: list[str] = setting(
         [],
         "Serve the uwsgi protocol (nginx uwsgi_pass) on ADDR (same forms). Repeatable.",
         metavar="ADDR",
         repeat=True,
+        restart=True,
     )
     socket_mode: int = setting(
-        0o660, "Permissions of unix sockets we create, in octal.", metavar="MODE", parse=parse_mode
+        0o660,
+        "Permissions of unix sockets we create, in octal.",
+        metavar="MODE",
+        parse=parse_mode,
+        restart=True,
     )
     socket_owner: str | None = setting(
-        None, "Owner (user name or id) of unix sockets we create.", metavar="USER"
+        None, "Owner (user name or id) of unix sockets we create.", metavar="USER", restart=True
     )
     socket_group: str | None = setting(
         None,
         "Group of unix sockets we create, e.g. the front server's (www-data).",
         metavar="GROUP",
+        restart=True,
     )
     allow_from: list[str] | None = setting(
         None,
@@ -179,6 +209,7 @@ class Config:
         "listeners; others are refused.  Default: anyone (FastCGI: FCGI_WEB_SERVER_ADDRS).",
         metavar="LIST",
         parse=_address_list,
+        restart=True,
     )
     forwarded_allow_ips: list[str] = setting(
         ["127.0.0.1", "::1"],
@@ -186,9 +217,14 @@ class Config:
         "('*' = any; unix sockets always are).",
         metavar="LIST",
         parse=_address_list,
+        restart=True,
     )
     backlog: int = setting(
-        socket.SOMAXCONN, "Length of the kernel's accept queue.", metavar="N", check=_positive
+        socket.SOMAXCONN,
+        "Length of the kernel's accept queue.",
+        metavar="N",
+        check=_positive,
+        restart=True,
     )
     # -- the application ---------------------------------------------------
     script_name: str | None = setting(
@@ -340,7 +376,7 @@ class Config:
         parse=parse_roles,
     )
     cgi: bool = setting(
-        False, "Serve one request as CGI from the environment and stdin.", cli=False
+        False, "Serve one request as CGI from the environment and stdin.", cli=False, restart=True
     )
     # -- responses ---------------------------------------------------------
     gzip: bool = setting(
@@ -363,12 +399,14 @@ class Config:
         "Serve Prometheus metrics at http://ADDR/metrics from the master (HOST:PORT or "
         "unix:/path), summed over the workers.",
         metavar="ADDR",
+        restart=True,
     )
     status: str | None = setting(
         None,
         "Serve a live status page at http://ADDR/ (its data at /status.json, plus /healthz "
         "and /metrics) from the master (HOST:PORT or unix:/path).",
         metavar="ADDR",
+        restart=True,
     )
     health_busy: float = setting(
         10 * SECONDS,
@@ -388,11 +426,13 @@ class Config:
         False,
         "Serve in this one process, without a master (for servers a web server spawns or "
         "a program embeds); recycling then ends the process and its supervisor restarts it.",
+        restart=True,
     )
     preload: bool = setting(
         False,
         "Import the app in the master before forking the workers (less memory; SIGHUP "
         "then restarts the workers without loading new code).",
+        restart=True,
     )
     max_requests: int = setting(
         0,
@@ -423,16 +463,25 @@ class Config:
         False,
         "Development: reload the workers when a *.py file under the current directory "
         "changes (watchfiles when installed, polling otherwise).",
+        restart=True,
     )
-    pid: str | None = setting(None, "Write the master's process id to FILE.", metavar="FILE")
+    pid: str | None = setting(
+        None, "Write the master's process id to FILE.", metavar="FILE", restart=True
+    )
     user: str | None = setting(
-        None, "Switch to this user (name or id) after binding the listeners.", metavar="USER"
+        None,
+        "Switch to this user (name or id) after binding the listeners.",
+        metavar="USER",
+        restart=True,
     )
     group: str | None = setting(
-        None, "Switch to this group (name or id) after binding the listeners.", metavar="GROUP"
+        None,
+        "Switch to this group (name or id) after binding the listeners.",
+        metavar="GROUP",
+        restart=True,
     )
     chdir: str | None = setting(
-        None, "Change to this directory before loading the app.", metavar="DIR"
+        None, "Change to this directory before loading the app.", metavar="DIR", restart=True
     )
     # -- runtime -----------------------------------------------------------
     loop: str = setting(
@@ -440,16 +489,23 @@ class Config:
     )
     log_level: str = setting("info", "debug, info, warning or error.", metavar="LEVEL")
     error_log: str | None = setting(
-        None, "Write the server's log to FILE instead of standard error.", metavar="FILE"
+        None,
+        "Write the server's log to FILE instead of standard error.",
+        metavar="FILE",
+        restart=True,
     )
     access_log: str | None = setting(
-        None, "Write one line per response to FILE ('-': standard output).", metavar="FILE"
+        None,
+        "Write one line per response to FILE ('-': standard output).",
+        metavar="FILE",
+        restart=True,
     )
     access_log_format: str = setting(
         "combined",
         "common, combined, json, or a template of {fields} (docs/operations.md lists them).",
         metavar="FORMAT",
         check=_log_format,
+        restart=True,
     )
 
     def limits(self) -> Limits:
@@ -507,9 +563,9 @@ class Config:
         """Settings from ``DUMBWAITER_<NAME>`` variables, then ``overrides``."""
         values: dict[str, Any] = {}
         for f in settings():
-            raw = environ.get("DUMBWAITER_" + f.name.upper())
+            raw = environ.get(env_name(f))
             if raw is not None:
-                values[f.name] = parse_value(f, raw)
+                values[f.name] = parse_value(f, raw, env_name(f))
         values.update(overrides)
         return cls(**values)
 
@@ -519,19 +575,46 @@ def settings() -> tuple[dataclasses.Field[Any], ...]:
     return dataclasses.fields(Config)
 
 
+def type_name(f: dataclasses.Field[Any]) -> str:
+    """The field's type as written: ``"int"``, ``"list[str] | None"`` ..."""
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+
+
 def flag_of(f: dataclasses.Field[Any]) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
-    """Turn one textual value (command line or environment) into the field's type."""
+def env_name(f: dataclasses.Field[Any]) -> str:
+    """The setting's environment variable."""
+    return "DUMBWAITER_" + f.name.upper()
+
+
+def check_value(f: dataclasses.Field[Any], value: Any, where: str) -> None:
+    """The setting's own check of ``value``; its error names ``where`` it
+    was set (an option, a variable, a file's key)."""
+    check = f.metadata.get("check")
+    if check is not None:
+        try:
+            check(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc} (got {value!r})") from None
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str, where: str | None = None) -> Any:
+    """Turn one textual value (command line, environment or a string in the
+    file) into the field's type; an error names ``where`` (the option by
+    default)."""
+    where = where or flag_of(f)
     parse = f.metadata.get("parse")
+    kind = type_name(f)
     try:
         if parse is not None:
             return parse(raw)
-        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
         if kind == "bool":
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+            word = raw.strip().lower()
+            if word not in BOOLEAN_WORDS:
+                raise ConfigError(f"not a yes or no: {raw!r} (use 1/0, true/false, yes/no, on/off)")
+            return BOOLEAN_WORDS[word]
         if kind == "int":
             return int(raw)
         if kind == "float":
@@ -540,6 +623,17 @@ def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
             return [item for item in raw.split(",") if item]
         return raw
     except ConfigError as exc:
-        raise ConfigError(f"{flag_of(f)}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
     except ValueError:
-        raise ConfigError(f"{flag_of(f)}: bad value {raw!r}") from None
+        expected = f" (expected {KINDS[kind]})" if kind in KINDS else ""
+        raise ConfigError(f"{where}: bad value {raw!r}{expected}") from None
+
+
+#: The words a yes-or-no setting takes in the environment ("": no).
+BOOLEAN_WORDS = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off", ""), False),
+}
+
+#: What a value of each plain type looks like, for error messages.
+KINDS = {"int": "a whole number", "float": "a number of seconds"}

@@ -47,6 +47,7 @@ from .process.chores import (
     uid_of,
     write_pidfile,
 )
+from .process.reconfigure import Reread
 from .process.upgrade import Inheritance
 from .server import systemd
 from .server.listeners import PROTOCOLS, Listener, import_ahead
@@ -122,14 +123,21 @@ def setup_logging(level: str, path: str | None = None) -> None:
         logger.propagate = False
 
 
-def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = None) -> int:
+def run(
+    config: Config,
+    load: Callable[[], WSGIApp],
+    argv: list[str] | None = None,
+    *,
+    reread: Reread | None = None,
+) -> int:
     """Serve with a validated ``config``; returns the exit status.
 
     ``load`` returns the app.  It is called here, after binding and dropping
     privileges, when one process serves (``--no-master``, CGI, a web
     server's fd 0 with one worker) or with ``--preload``; otherwise in each
     worker, so a reload (SIGHUP) loads new code.  ``argv`` starts this
-    server again, for an upgrade in place (SIGUSR2).  ``load`` raises
+    server again, for an upgrade in place (SIGUSR2); ``reread`` reads the
+    settings again, for a reload (SIGHUP).  ``load`` raises
     :class:`~dumbwaiter.process.child.AppLoadFailed` with a one-line reason.
     """
     activated = systemd.activated()  # read once, before anything forks
@@ -163,7 +171,9 @@ def run(config: Config, load: Callable[[], WSGIApp], argv: list[str] | None = No
         if mode == "alone":
             run_worker(load(), config, bound.listeners, access_log=access_log)
             return 0
-        return serve_under_arbiter(config, load, bound, access_log, argv, inherited.old_master)
+        return serve_under_arbiter(
+            config, load, bound, access_log, argv, inherited.old_master, reread
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
         bound.close()
@@ -258,6 +268,7 @@ def serve_under_arbiter(
     access_log: AccessLog | None,
     argv: list[str] | None,
     upgrade_from: int,
+    reread: Reread | None = None,
 ) -> int:
     """Fork the workers and watch them until stopped; the exit status."""
     arbiter = Arbiter(
@@ -269,6 +280,7 @@ def serve_under_arbiter(
         upgrade_from=upgrade_from,
         access_log=access_log,
         admin=bound.admin,
+        reread=reread,
     )
     code = arbiter.run()
     if arbiter.handed_over:

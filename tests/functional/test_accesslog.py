@@ -58,7 +58,8 @@ def test_a_bad_format_is_a_usage_error() -> None:
     result = run_cli(["--access-log-format", "{status} {nope}", "server_apps:app"])
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "dumbwaiter: error: --access-log-format: unknown field 'nope' in the access log format"
+        "dumbwaiter: error: --access-log-format: unknown field 'nope' in the access log "
+        "format (got '{status} {nope}')"
     )
 
 

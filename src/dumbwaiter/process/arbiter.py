@@ -16,8 +16,9 @@ ones, promote a generation that is ready, stop the replaced ones, bring the
 number to the target, then wait.
 
 Workers and generations
-    SIGHUP starts a new generation: new workers load the app afresh; once
-    all of them are ready, the older ones get SIGTERM and drain.  If a new
+    SIGHUP reads the settings again (:mod:`~dumbwaiter.process.reconfigure`)
+    and starts a new generation with them: new workers load the app afresh;
+    once all are ready, the older ones get SIGTERM and drain.  If a new
     worker fails before it is ready (a syntax error), the reload is
     abandoned and the old workers go on serving.
 Recycling
@@ -45,6 +46,7 @@ Signals (the nginx and gunicorn conventions)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import selectors
@@ -71,6 +73,7 @@ from .child import (
     fork_worker,
     reaped,
 )
+from .reconfigure import Reread, reconfigured
 from .reloader import SourceWatcher, default_roots
 from .signals import SignalQueue
 from .status import Monitor
@@ -102,7 +105,8 @@ class Arbiter:
     ``argv`` is the command that starts this server again (SIGUSR2; None:
     started from Python, no upgrade in place); ``upgrade_from`` the pid of
     the master this one replaces, 0 if none.  ``admin``: the ``--metrics``
-    and ``--status`` sockets by kind (the caller's to close).
+    and ``--status`` sockets by kind (the caller's to close).  ``reread``
+    reads the settings again, on SIGHUP (None: they stay).
     """
 
     def __init__(
@@ -116,8 +120,10 @@ class Arbiter:
         upgrade_from: int = 0,
         access_log: AccessLog | None = None,
         admin: dict[str, socket.socket] | None = None,
+        reread: Reread | None = None,
     ) -> None:
         self.config = config
+        self.reread = reread
         self.listeners = listeners
         self.setup = Setup(app, load, config, listeners, access_log, os.getpid())
         self.target = config.workers
@@ -279,9 +285,19 @@ class Arbiter:
         self._generations += 1
         self.generation = self._generations
         systemd.reloading(f"reloading: generation {self.generation}")
+        if self.reread is not None and (new := reconfigured(self.config, self.reread)):
+            self.reconfigure(*new)
         preloaded = self.setup.app is not None
         how = "(--preload: the app is not re-imported)" if preloaded else "load the app afresh"
         log.info("master: reloading: new workers %s", how)
+
+    def reconfigure(self, config: Config, load: Callable[[], WSGIApp]) -> None:
+        """The next generation's settings (see :func:`reconfigured`)."""
+        if config.workers != self.config.workers:  # (else TTIN/TTOU's count stays)
+            self.target = config.workers
+        self.config = self.monitor.config = config
+        self.setup = dataclasses.replace(self.setup, config=config, load=load)
+        logging.getLogger("dumbwaiter").setLevel(config.log_level.upper())
 
     # -- workers -------------------------------------------------------------
     def spawn_worker(self) -> None:
