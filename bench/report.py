@@ -737,6 +737,14 @@ def render(data: dict[str, Any]) -> str:
         "\n## Backend cost, hello\n",
         _backend_cost(data, get),
     ]
+    if (hooks := hooks_table(get)) is not None:
+        out += [
+            "\n## Server hooks, hello via nginx\n",
+            "A hook module whose functions are all outside the request path costs a\n"
+            "request nothing (the app is not wrapped: `Hooks.wrap` returns it as it is);\n"
+            "request hooks cost a wrapper call and two hook calls.\n\n",
+            hooks,
+        ]
     for workload, what in data["workloads"].items():
         if workload.startswith("sweep") or workload == "overload":
             continue
@@ -760,6 +768,41 @@ def render(data: dict[str, Any]) -> str:
     out += ["\n## Points left out (disturbed or invalid)\n", left_out_table(data)]
     out += ["\n## History\n", HISTORY.read_text()]
     return "\n".join(out)
+
+
+#: The server-hook twins of dumbwaiter-nginx, and what each has.
+HOOK_TWINS = {
+    "dumbwaiter-hooks-fork-nginx": "a hook module without request hooks",
+    "dumbwaiter-hooks-request-nginx": "no-op `pre_request` and `post_request`",
+}
+
+
+def hooks_table(get: Lookup) -> str | None:
+    """What --hooks costs a request, next to dumbwaiter-nginx (None when the
+    run has neither)."""
+    base = "dumbwaiter-nginx"
+    base_rps, base_us = get(base, "hello", "rps_2xx"), get(base, "hello", "backend_us_per_req")
+    rows = []
+    for target, what in HOOK_TWINS.items():
+        us = get(target, "hello", "backend_us_per_req")
+        if us is None or base_us is None:
+            continue
+        rps = get(target, "hello", "rps_2xx")
+        rows.append(
+            [
+                target,
+                what,
+                num(rps),
+                num(_ratio(rps, base_rps), 3),
+                num(us, 1),
+                num(_ratio(us, base_us), 3),
+            ]
+        )
+    if not rows:
+        return None
+    rows.insert(0, [base, "no `--hooks`", num(base_rps), "1", num(base_us, 1), "1"])
+    header = ["target", "hooks", "req/s", "÷", "backend µs/req", "÷"]
+    return _table(header, rows)
 
 
 def _backend_cost(data: dict[str, Any], get: Lookup) -> str:

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from . import configfile
 from .config import Config, ConfigError, flag_of, settings
 from .configfile import FILE_NAME, Settings
+from .hooks import HookError, Hooks
 from .main import run, setup_logging
 from .process.arbiter import AppLoadFailed
 from .process.chores import ProcessError, change_directory
@@ -208,6 +209,7 @@ def check_config(loaded: Settings, spec: str) -> None:
         except ProcessError as exc:
             raise ConfigError(str(exc)) from None
     import_app(spec)
+    Hooks.load(config.hooks)
     source = f" from {loaded.path}" if loaded.path else ""
     print(f"dumbwaiter: configuration{source} OK; the app {spec} imports")
 
@@ -257,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if invocation.check_config:
             check_config(invocation.loaded, spec)
             sys.exit(0)
-    except (ConfigError, AppLoadFailed) as exc:
+    except (ConfigError, AppLoadFailed, HookError) as exc:
         fail(str(exc), EXIT_USAGE)
     config = invocation.loaded.config
     try:
@@ -267,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = run(config, functools.partial(import_app, spec), argv, reread=reread)
     except AppLoadFailed as exc:
         fail(str(exc), EXIT_FAILURE)
-    except (ListenError, ActivationError, ProcessError) as exc:
+    except (ListenError, ActivationError, ProcessError, HookError) as exc:
         fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         code = 0

@@ -500,6 +500,12 @@ class Config:
         metavar="FILE",
         restart=True,
     )
+    hooks: str | None = setting(
+        None,
+        "A module of server hooks: its on_starting, post_fork, pre_request ... functions "
+        "(gunicorn's names and arguments) are called at those points (docs/configuration.md).",
+        metavar="MODULE",
+    )
     access_log_format: str = setting(
         "combined",
         "common, combined, json, or a template of {fields} (docs/operations.md lists them).",

@@ -24,6 +24,7 @@ case) or an :class:`~dumbwaiter.process.arbiter.Arbiter` forks the workers.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -37,7 +38,9 @@ from typing import Any, Literal
 from .access import AddressList
 from .accesslog import AccessLog
 from .config import Config
+from .hooks import Hooks, WorkerInfo
 from .process.arbiter import Arbiter
+from .process.child import Setup
 from .process.chores import (
     PidFile,
     ProcessError,
@@ -140,6 +143,7 @@ def run(
     settings again, for a reload (SIGHUP).  ``load`` raises
     :class:`~dumbwaiter.process.child.AppLoadFailed` with a one-line reason.
     """
+    hooks = Hooks.load(config.hooks)  # (a HookError says why not, in one line)
     activated = systemd.activated()  # read once, before anything forks
     inherited = Inheritance.from_environ(os.environ)
     if config.chdir:
@@ -169,16 +173,35 @@ def run(
         keep_freed_memory()  # before the user may no longer read ctypes; workers inherit it
         drop_privileges(config.user, config.group)  # bound as root, serve as the user
         if mode == "alone":
-            run_worker(load(), config, bound.listeners, access_log=access_log)
+            serve_alone(config, load, bound.listeners, access_log, hooks)
             return 0
         return serve_under_arbiter(
-            config, load, bound, access_log, argv, inherited.old_master, reread
+            config, load, bound, access_log, argv, inherited.old_master, reread, hooks
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
         bound.close()
         if pidfile is not None:
             pidfile.remove()
+
+
+def serve_alone(
+    config: Config,
+    load: Callable[[], WSGIApp],
+    listeners: list[Listener],
+    access_log: AccessLog | None,
+    hooks: Hooks,
+) -> None:
+    """Serve in this one process (no master: the master's hooks are not
+    called, the worker's are)."""
+    info = WorkerInfo(os.getpid(), os.getppid(), 1, 1)
+    app = load()
+    hooks.call_at_start("post_worker_init", info)
+    interrupted = functools.partial(hooks.call, "worker_int", info)
+    try:
+        run_worker(hooks.wrap(app, info), config, listeners, None, access_log, interrupted)
+    finally:
+        hooks.call("worker_exit", None, info)
 
 
 def choose_mode(config: Config, listening: bool, fd0: socket.socket | None) -> Mode:
@@ -269,19 +292,12 @@ def serve_under_arbiter(
     argv: list[str] | None,
     upgrade_from: int,
     reread: Reread | None = None,
+    hooks: Hooks | None = None,
 ) -> int:
     """Fork the workers and watch them until stopped; the exit status."""
-    arbiter = Arbiter(
-        config,
-        bound.listeners,
-        load,
-        load() if config.preload else None,
-        argv=argv,
-        upgrade_from=upgrade_from,
-        access_log=access_log,
-        admin=bound.admin,
-        reread=reread,
-    )
+    app = load() if config.preload else None
+    setup = Setup(app, load, config, bound.listeners, access_log, os.getpid(), hooks or Hooks())
+    arbiter = Arbiter(setup, argv=argv, upgrade_from=upgrade_from, admin=bound.admin, reread=reread)
     code = arbiter.run()
     if arbiter.handed_over:
         bound.files.clear()  # the socket files are the new master's now

@@ -176,6 +176,7 @@ def test_every_setting_has_a_key_and_print_config_reads_back(here: pathlib.Path)
         error_log="/var/log/dw.log",
         access_log="-",
         access_log_format="json",
+        hooks="proj.dw_hooks",
     )
     unchanged = {
         f.name for f in settings() if getattr(changed, f.name) == getattr(Config(), f.name)

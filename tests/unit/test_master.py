@@ -16,6 +16,7 @@ from dumbwaiter.process.child import (
     BOOT_SECONDS,
     HEARTBEAT_SECONDS,
     MASTER_SIGNALS,
+    Setup,
     Worker,
 )
 from dumbwaiter.process.signals import SignalQueue
@@ -48,7 +49,7 @@ def stub_app(environ: object, start_response: object) -> list[bytes]:
 
 
 def test_every_master_signal_has_its_handler() -> None:
-    arbiter = Arbiter(Config().validate(), [], lambda: stub_app)
+    arbiter = Arbiter(Setup(None, lambda: stub_app, Config().validate(), [], None, os.getpid()))
     try:
         assert set(arbiter.handlers) == set(MASTER_SIGNALS)
         assert arbiter.handlers[signal.SIGTTIN] == arbiter.handle_ttin

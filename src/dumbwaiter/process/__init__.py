@@ -7,6 +7,10 @@
 ``child``
     One worker from both sides of the fork: the master's record of it, and
     what the child does before it serves (``faulthandler`` armed first).
+``deaths``
+    What a worker's end means (replace it, abandon a reload, back off, fail).
+``reconfigure``
+    SIGHUP's settings: read again, what needs a restart kept.
 ``signals``
     Signal handlers that only enqueue, and the wakeup of the master's loop.
 ``upgrade``

@@ -25,28 +25,23 @@ Recycling
     A worker that retires (``--max-requests``, ``--max-rss``, ``--timeout``)
     keeps serving until its replacement is ready, then gets SIGTERM.
 Failures
-    A worker that dies is replaced.  Deaths soon after start back off
-    exponentially; a worker that cannot load the app at start-up, or workers
-    that keep dying before they are ready, end the master with exit status 1
-    and the app's error: a broken app never fork-bombs.
+    A worker that dies is replaced; deaths soon after start back off, and
+    end the master at start-up: a broken app never fork-bombs
+    (:mod:`~dumbwaiter.process.deaths`).
 Hung workers
     A worker whose loop is blocked (no heartbeat), that does not start, or
     that outlives a stop gets SIGABRT, and its threads' stacks reach the
     error log; SIGKILL follows (:meth:`~dumbwaiter.process.child.Worker.due`).
-systemd
-    With ``NOTIFY_SOCKET`` set, the master reports READY (all workers up),
-    RELOADING (SIGHUP) then READY again, and STOPPING.
-Signals (the nginx and gunicorn conventions)
+Signals (the nginx and gunicorn conventions; docs/processes.md)
     TERM graceful stop; INT and QUIT fast stop; HUP reload; TTIN and TTOU
-    one worker more or less; USR1 reopen log files (forwarded to workers);
-    USR2 upgrade in place (:mod:`~dumbwaiter.process.upgrade`).  Workers
-    ignore HUP, TTIN, TTOU and USR2.
+    one worker more or less; USR1 reopen log files; USR2 upgrade in place
+    (:mod:`~dumbwaiter.process.upgrade`).  systemd hears READY, RELOADING
+    and STOPPING.  The hooks (:mod:`dumbwaiter.hooks`) are called here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import selectors
@@ -56,12 +51,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from ..accesslog import AccessLog
-from ..config import Config
+from ..hooks import HookError
 from ..server import systemd
-from ..server.listeners import Listener
 from ..server.worker import reopen_logs
-from ..typing import WSGIApp
 from .child import (
     ABORT_GRACE_SECONDS,
     EXIT_APP_FAILED,
@@ -73,8 +65,9 @@ from .child import (
     fork_worker,
     reaped,
 )
+from .deaths import ABANDON_RELOAD, ENDED, FAIL, RETRY, judge
 from .reconfigure import Reread, reconfigured
-from .reloader import SourceWatcher, default_roots
+from .reloader import Watching
 from .signals import SignalQueue
 from .status import Monitor
 from .upgrade import Upgrade
@@ -89,19 +82,12 @@ STOP_GRACE_SECONDS = 5.0
 FAST_STOP_SECONDS = 3.0
 #: A retiring worker whose replacement is not ready after this is stopped anyway.
 RETIRE_WAIT_SECONDS = 60.0
-#: Deaths within this long of the fork count as failures to start.
-QUICK_DEATH_SECONDS = 5.0
-#: After this many failures to start in a row, the master gives up.
-MAX_START_FAILURES = 5
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 10.0
 
 
 class Arbiter:
-    """Run ``config.workers`` workers over ``listeners`` until stopped.
+    """Run ``setup.config.workers`` workers, each forked with ``setup``,
+    until stopped.
 
-    ``load`` imports the app in each new worker; ``app``, when given, was
-    loaded in the master already (``--preload``) and is shared by fork.
     ``argv`` is the command that starts this server again (SIGUSR2; None:
     started from Python, no upgrade in place); ``upgrade_from`` the pid of
     the master this one replaces, 0 if none.  ``admin``: the ``--metrics``
@@ -111,22 +97,21 @@ class Arbiter:
 
     def __init__(
         self,
-        config: Config,
-        listeners: list[Listener],
-        load: Callable[[], WSGIApp],
-        app: WSGIApp | None = None,
+        setup: Setup,
         *,
         argv: list[str] | None = None,
         upgrade_from: int = 0,
-        access_log: AccessLog | None = None,
         admin: dict[str, socket.socket] | None = None,
         reread: Reread | None = None,
     ) -> None:
-        self.config = config
+        self.setup = setup
+        self.config = config = setup.config
+        self.listeners = listeners = setup.listeners
+        self.hooks = setup.hooks
         self.reread = reread
-        self.listeners = listeners
-        self.setup = Setup(app, load, config, listeners, access_log, os.getpid())
+        self.log = log  # (for the hooks, as gunicorn's arbiter has it)
         self.target = config.workers
+        self.spawned = 0  # workers forked: the next one's age
         self.workers: dict[int, Worker] = {}
         self.monitor = Monitor(config, self, [li.name for li in listeners], admin or {})
         self.upgrade = Upgrade(argv, upgrade_from)
@@ -149,7 +134,7 @@ class Arbiter:
         self.exit_code = 0
         self.pid = os.getpid()
         #: --reload: what tells us the app's source changed.
-        self.watcher: SourceWatcher | None = None
+        self.watching: Watching | None = None
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> int:
@@ -172,32 +157,40 @@ class Arbiter:
         finally:
             self.signals.restore()
             self._finish()
+            self.hooks.call("on_exit", self)
         if not self.exit_code:
             log.info("master %d: stopped", self.pid)
         return self.exit_code
 
+    @property
+    def num_workers(self) -> int:
+        return self.target
+
     def _start(self) -> None:
         """Serve the admin sockets, watch the sources."""
+        try:
+            self.hooks.call_at_start("on_starting", self)
+        except HookError as exc:
+            self.fail(str(exc))
+            return
         self.monitor.start(self.selector)
         if self.config.reload:
-            self.watcher = SourceWatcher(default_roots(""))
-            if (fd := self.watcher.fileno()) is not None:
-                self.selector.register(fd, selectors.EVENT_READ, self.watcher)
+            self.watching = Watching(self.selector)
             log.info("master: --reload: watching *.py under %s", os.getcwd())
         log.debug("master %d: starting %d worker(s)", self.pid, self.target)
 
     def _finish(self) -> None:
         for worker in list(self.workers.values()):  # only after an error of ours
             worker.send(signal.SIGKILL)
-        if self.watcher is not None:
-            self.watcher.close()
+        if self.watching is not None:
+            self.watching.close()
         self.monitor.close()
         self.selector.close()
         self.signals.close()
 
     def wait(self) -> None:
         now = time.monotonic()
-        timeout = 1.0 if self.watcher is None or self.watcher.fileno() is not None else 0.5
+        timeout = self.watching.timeout() if self.watching is not None else 1.0
         if self.next_spawn > now:
             timeout = min(timeout, self.next_spawn - now)
         for key, mask in self.selector.select(timeout):
@@ -205,16 +198,14 @@ class Arbiter:
                 self.signals.clear_wakeup()
             elif self.monitor.owns(key.data):
                 self.monitor.handle(key.data, mask)
-            elif key.data is self.watcher:
-                assert self.watcher is not None
-                if self.watcher.fileno() is None:  # its helper ended: polled from now on
-                    self.selector.unregister(key.fd)
+            elif isinstance(key.data, Watching):
+                key.data.readable(key.fd)
             else:
                 self.receive(key.data)
 
     def watch_sources(self) -> None:
         """--reload: a changed source file starts a new generation."""
-        if self.watcher is not None and (changed := self.watcher.changes()):
+        if self.watching is not None and (changed := self.watching.changes()):
             log.info("master: changed: %s: reloading", ", ".join(changed[:3]))
             self.reload()
 
@@ -229,19 +220,23 @@ class Arbiter:
     def handle_int(self) -> None:
         self.stop("fast")
 
-    def handle_quit(self) -> None:
-        self.stop("fast")
+    handle_quit = handle_int
 
     def handle_hup(self) -> None:
         self.reload()
 
     def handle_ttin(self) -> None:
-        self.target += 1
-        log.info("master: SIGTTIN: %d worker(s) now", self.target)
+        self.resize(self.target + 1, "SIGTTIN")
 
     def handle_ttou(self) -> None:
-        self.target = max(1, self.target - 1)
-        log.info("master: SIGTTOU: %d worker(s) now", self.target)
+        self.resize(max(1, self.target - 1), "SIGTTOU")
+
+    def resize(self, count: int, why: str) -> None:
+        """Serve with ``count`` workers from now on."""
+        old, self.target = self.target, count
+        log.info("master: %s: %d worker(s) now", why, count)
+        if count != old:
+            self.hooks.call("nworkers_changed", self, count, old)
 
     def handle_usr1(self) -> None:
         reopen_logs()
@@ -285,23 +280,24 @@ class Arbiter:
         self._generations += 1
         self.generation = self._generations
         systemd.reloading(f"reloading: generation {self.generation}")
-        if self.reread is not None and (new := reconfigured(self.config, self.reread)):
-            self.reconfigure(*new)
+        if self.reread is not None and (new := reconfigured(self.setup, self.reread)):
+            self.reconfigure(new)
+        self.hooks.call("on_reload", self)
         preloaded = self.setup.app is not None
         how = "(--preload: the app is not re-imported)" if preloaded else "load the app afresh"
         log.info("master: reloading: new workers %s", how)
 
-    def reconfigure(self, config: Config, load: Callable[[], WSGIApp]) -> None:
+    def reconfigure(self, setup: Setup) -> None:
         """The next generation's settings (see :func:`reconfigured`)."""
-        if config.workers != self.config.workers:  # (else TTIN/TTOU's count stays)
-            self.target = config.workers
-        self.config = self.monitor.config = config
-        self.setup = dataclasses.replace(self.setup, config=config, load=load)
-        logging.getLogger("dumbwaiter").setLevel(config.log_level.upper())
+        if setup.config.workers != self.config.workers:  # (else TTIN/TTOU's count stays)
+            self.resize(setup.config.workers, "reload")
+        self.setup, self.hooks = setup, setup.hooks
+        self.config = self.monitor.config = setup.config
 
     # -- workers -------------------------------------------------------------
     def spawn_worker(self) -> None:
-        worker = fork_worker(self.generation, self.setup, self._release)
+        self.spawned += 1
+        worker = fork_worker(self.setup, self.generation, self.spawned, self._release, self)
         self.workers[worker.pid] = worker
         self.selector.register(worker.fd, selectors.EVENT_READ, worker)
         log.debug("master: forked worker %d (generation %d)", worker.pid, self.generation)
@@ -312,8 +308,8 @@ class Arbiter:
         for other in self.workers.values():
             os.close(other.fd)
         self.signals.close()
-        if self.watcher is not None:
-            self.watcher.close()  # in a worker: only its copy of the pipe
+        if self.watching is not None:
+            self.watching.close()  # in a worker: only its copy of the pipe
         self.monitor.forget()
 
     def receive(self, worker: Worker) -> None:
@@ -347,39 +343,23 @@ class Arbiter:
             os.close(worker.fd)
             self.monitor.worker_ended(worker)
             self.exited(worker, status)
+            self.hooks.call("child_exit", self, worker.info)
 
     def exited(self, worker: Worker, status: int) -> None:
-        how = describe_exit(status)
-        if worker.stop_sent or self.stopping:
-            asked = worker.stop_signal in (signal.SIGTERM, signal.SIGQUIT)
-            log.log(
-                logging.DEBUG if asked else logging.INFO,
-                "master: worker %d ended (%s)",
-                worker.pid,
-                how,
-            )
-            return
+        """Act on the verdict on a worker that ended (:mod:`.deaths`)."""
         now = time.monotonic()
-        self.monitor.restarted("died")
-        if worker.ready and now - worker.born >= QUICK_DEATH_SECONDS:
-            log.error("master: worker %d died (%s); replacing it", worker.pid, how)
-            return
-        reason = worker.failed or f"worker {worker.pid} ended before it was ready ({how})"
-        if worker.ready:
-            reason = f"worker {worker.pid} died {now - worker.born:.1f}s after it started ({how})"
-        if worker.generation > self.serving_generation and self.started:
-            self.abandon_reload(reason)
-            return
-        if worker.failed and not self.started:
-            self.fail(worker.failed)
-            return
-        self.failures += 1
-        if self.failures >= MAX_START_FAILURES:
-            self.fail(f"workers keep failing to start ({self.failures} in a row): {reason}")
-            return
-        delay = min(BACKOFF_FIRST * 2 ** (self.failures - 1), BACKOFF_MAX)
-        self.next_spawn = now + delay
-        log.error("master: %s; next worker in %.1fs", reason, delay)
+        verdict = judge(worker, describe_exit(status), now, self)
+        if verdict.action != ENDED:
+            self.monitor.restarted("died")
+        if verdict.action == ABANDON_RELOAD:
+            self.abandon_reload(verdict.reason)
+        elif verdict.action == FAIL:
+            self.fail(verdict.reason)
+        else:
+            if verdict.action == RETRY:
+                self.failures += 1
+                self.next_spawn = now + verdict.delay
+            log.log(verdict.level, "master: %s", verdict.reason)
 
     def abandon_reload(self, reason: str) -> None:
         log.error("master: reload failed: %s; the workers of the previous code serve on", reason)
@@ -419,6 +399,11 @@ class Arbiter:
             log.info("master: reloaded: generation %d serves", self.generation)
         else:
             log.info("master: %d worker(s) ready", ready)
+            try:
+                self.hooks.call_at_start("when_ready", self)
+            except HookError as exc:
+                self.fail(str(exc))
+                return
         systemd.ready(f"{ready} worker(s), generation {self.generation}")
         if not self.started:
             self.upgrade.take_over()

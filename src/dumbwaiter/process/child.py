@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import functools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from typing import Any, NoReturn
 
 from ..accesslog import AccessLog
 from ..config import Config
+from ..hooks import HookError, Hooks, WorkerInfo
 from ..server.channel import WorkerChannel, parse
 from ..server.listeners import Listener
 from ..server.worker import run_worker
@@ -113,6 +115,8 @@ class Worker:
     #: Its last --metrics snapshot, and since when all its threads are busy.
     stats: dict[str, Any] | None = None
     busy_since: float = 0.0
+    #: What the hooks are given for it.
+    info: WorkerInfo | None = None
 
     @property
     def stop_sent(self) -> bool:
@@ -233,30 +237,49 @@ class Setup:
     listeners: list[Listener]
     access_log: AccessLog | None
     master_pid: int
+    hooks: Hooks = field(default_factory=Hooks)
 
 
-def fork_worker(generation: int, setup: Setup, release: Callable[[], None]) -> Worker:
-    """Fork a worker of ``generation`` that serves as ``setup`` says;
-    returns the master's record of it (see :func:`become_worker`)."""
+def fork_worker(
+    setup: Setup, generation: int, age: int, release: Callable[[], None], server: object
+) -> Worker:
+    """Fork a worker of ``generation``, the ``age``-th, that serves as
+    ``setup`` says; returns the master's record of it (see
+    :func:`become_worker`).  ``server``: the master, for the hooks."""
+    info = WorkerInfo(0, os.getpid(), age, generation)
+    setup.hooks.call("pre_fork", server, info)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the worker; never returns
         os.close(read_fd)
-        become_worker(write_fd, setup, release)
+        info.pid = os.getpid()
+        become_worker(write_fd, setup, release, server, info)
     os.close(write_fd)
     os.set_blocking(read_fd, False)
-    return Worker(pid, read_fd, generation, born=time.monotonic())
+    info.pid = pid
+    return Worker(pid, read_fd, info.generation, born=time.monotonic(), info=info)
 
 
-def become_worker(channel_fd: int, setup: Setup, release: Callable[[], None]) -> NoReturn:
+def become_worker(
+    channel_fd: int,
+    setup: Setup,
+    release: Callable[[], None],
+    server: object = None,
+    info: WorkerInfo | None = None,
+) -> NoReturn:
     """In a child just forked: serve, then exit; never returns.
 
     ``release`` closes the master's descriptors (its selector, the other
-    workers' pipes ...).  The app's failure to load goes to the master over
-    the channel, with exit status :data:`EXIT_APP_FAILED`.
+    workers' pipes ...).  The app's failure to load, or a ``post_fork`` or
+    ``post_worker_init`` hook's, goes to the master over the channel, with
+    exit status :data:`EXIT_APP_FAILED`.
     """
     code = 1
+    hooks = setup.hooks
+    info = info or WorkerInfo(os.getpid(), setup.master_pid, 0, 0)
     try:
+        if "worker_abort" in hooks:  # (first: faulthandler's C handler chains to it)
+            signal.signal(signal.SIGABRT, functools.partial(_aborted, hooks, info))
         arm_fault_handler()
         signal.set_wakeup_fd(-1)
         for signum in MASTER_SIGNALS:
@@ -265,11 +288,12 @@ def become_worker(channel_fd: int, setup: Setup, release: Callable[[], None]) ->
             signal.signal(signum, signal.SIG_IGN)
         release()
         channel = WorkerChannel(channel_fd, setup.master_pid)
-        app = setup.app if setup.app is not None else _load(setup.load, channel)
+        app = _load(setup, channel, server, info)
         if app is None:
             code = EXIT_APP_FAILED
         else:
-            run_worker(app, setup.config, setup.listeners, channel, setup.access_log)
+            interrupted = functools.partial(hooks.call, "worker_int", info)
+            run_worker(app, setup.config, setup.listeners, channel, setup.access_log, interrupted)
             code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -277,6 +301,7 @@ def become_worker(channel_fd: int, setup: Setup, release: Callable[[], None]) ->
         log.exception("worker %d crashed", os.getpid())
         code = 1
     finally:
+        hooks.call("worker_exit", server, info)
         with contextlib.suppress(Exception):
             logging.shutdown()
             sys.stdout.flush()
@@ -284,15 +309,29 @@ def become_worker(channel_fd: int, setup: Setup, release: Callable[[], None]) ->
         os._exit(code)
 
 
-def _load(load: Callable[[], WSGIApp], channel: WorkerChannel) -> WSGIApp | None:
-    """The app, or None when it cannot be loaded (the master is told why)."""
+def _load(setup: Setup, channel: WorkerChannel, server: object, info: WorkerInfo) -> WSGIApp | None:
+    """The app, after the ``post_fork`` hook and before ``post_worker_init``,
+    wrapped in the request hooks; or None when it cannot be loaded or a
+    hook failed (the master is told why)."""
+    hooks = setup.hooks
     try:
-        return load()
+        hooks.call_at_start("post_fork", server, info)
+        app = setup.app if setup.app is not None else setup.load()
+        hooks.call_at_start("post_worker_init", info)
     except Exception as exc:
-        message = str(exc) if isinstance(exc, AppLoadFailed) else describe(exc)
+        message = str(exc) if isinstance(exc, AppLoadFailed | HookError) else describe(exc)
         log.debug("loading the app failed", exc_info=True)
         channel.send("failed", message)
         return None
+    return hooks.wrap(app, info)
+
+
+def _aborted(hooks: Hooks, info: WorkerInfo, signum: int, frame: object) -> None:
+    """SIGABRT, once faulthandler has written the stacks, when this thread
+    still runs Python: the ``worker_abort`` hook, then the abort itself."""
+    hooks.call("worker_abort", info)
+    signal.signal(signal.SIGABRT, signal.SIG_DFL)
+    os.abort()
 
 
 def arm_fault_handler() -> None:

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config, ConfigError, flag_of, settings
+from ..hooks import HookError, Hooks
 from ..typing import WSGIApp
+from .child import Setup
 
 __all__ = ["Reread", "reconfigured"]
 
@@ -28,14 +30,27 @@ log = logging.getLogger("dumbwaiter")
 Reread = Callable[[], tuple[Config, Callable[[], WSGIApp]]]
 
 
-def reconfigured(current: Config, reread: Reread) -> tuple[Config, Callable[[], WSGIApp]] | None:
-    """The settings for the next generation, or None to keep ``current``
-    (the reason logged)."""
+def reconfigured(current: Setup, reread: Reread) -> Setup | None:
+    """What the next generation is forked with, or None to keep
+    ``current`` (the reason logged).  The hooks module is imported again."""
     try:
         config, load = reread()
     except ConfigError as exc:
         log.error("master: reload: settings kept as they were: %s", exc)
         return None
+    config = dataclasses.replace(config, **kept_settings(current.config, config))
+    hooks = current.hooks
+    try:
+        hooks = Hooks.load(config.hooks, again=True)
+    except HookError as exc:
+        log.error("master: reload: the hooks stay as they were: %s", exc)
+    logging.getLogger("dumbwaiter").setLevel(config.log_level.upper())
+    return dataclasses.replace(current, config=config, load=load, hooks=hooks)
+
+
+def kept_settings(current: Config, config: Config) -> dict[str, Any]:
+    """The old values of the settings that changed but need a restart
+    (each logged, as each change a reload applies is)."""
     kept: dict[str, Any] = {}
     for f in settings():
         old, new = getattr(current, f.name), getattr(config, f.name)
@@ -51,4 +66,4 @@ def reconfigured(current: Config, reread: Reread) -> tuple[Config, Callable[[], 
             kept[f.name] = old
         else:
             log.info("master: reload: %s = %r (was %r)", flag_of(f), new, old)
-    return dataclasses.replace(config, **kept), load
+    return kept

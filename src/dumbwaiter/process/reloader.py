@@ -53,13 +53,14 @@ import importlib.util
 import logging
 import os
 import select
+import selectors
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 
-__all__ = ["SourceWatcher", "default_roots"]
+__all__ = ["SourceWatcher", "Watching", "default_roots"]
 
 log = logging.getLogger("dumbwaiter")
 
@@ -403,3 +404,30 @@ def _write_all(fd: int, data: bytes) -> None:
 
 if __name__ == "__main__":
     sys.exit(_helper_main())
+
+
+class Watching:
+    """``--reload`` in the master's ``select`` loop: the watcher of the
+    working directory's sources, its pipe registered in ``selector`` while
+    the helper runs (polled from the loop's wake-ups otherwise)."""
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        self.selector = selector
+        self.watcher = SourceWatcher(default_roots(""))
+        if (fd := self.watcher.fileno()) is not None:
+            selector.register(fd, selectors.EVENT_READ, self)
+
+    def timeout(self) -> float:
+        """How long the loop may wait: shorter while polling."""
+        return 1.0 if self.watcher.fileno() is not None else 0.5
+
+    def readable(self, fd: int) -> None:
+        """Its pipe was readable (what changed is taken by :meth:`changes`)."""
+        if self.watcher.fileno() is None:  # the helper ended: polled from now on
+            self.selector.unregister(fd)
+
+    def changes(self) -> list[str]:
+        return self.watcher.changes()
+
+    def close(self) -> None:
+        self.watcher.close()

@@ -82,13 +82,16 @@ def run_worker(
     listeners: list[Listener],
     channel: WorkerChannel | None = None,
     access_log: AccessLog | None = None,
+    interrupted: Callable[[], None] | None = None,
 ) -> str:
     """Serve ``listeners`` until a stop signal or retirement; returns how it
-    stopped: ``"graceful"`` or ``"fast"``."""
+    stopped: ``"graceful"`` or ``"fast"``.  ``interrupted`` is called on
+    SIGINT or SIGQUIT (the ``worker_int`` hook), before the fast stop."""
     loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve(loop, app, config, listeners, channel, access_log))
+        serving = _serve(loop, app, config, listeners, channel, access_log, interrupted)
+        return loop.run_until_complete(serving)
     finally:
         asyncio.set_event_loop(None)
         loop.close()
@@ -184,6 +187,7 @@ async def _serve(
     listeners: list[Listener],
     channel: WorkerChannel | None,
     access_log: AccessLog | None,
+    interrupted: Callable[[], None] | None,
 ) -> str:
     ctx, looped, threads, watch = build(loop, app, config, listeners, channel, access_log)
     stopping: asyncio.Future[str] = loop.create_future()
@@ -192,10 +196,15 @@ async def _serve(
         if not stopping.done():
             stopping.set_result(how)
 
+    def interrupt() -> None:  # SIGINT, SIGQUIT
+        if interrupted is not None and not stopping.done():
+            interrupted()
+        stop("fast")
+
     ctx.stop = stop
     loop.add_signal_handler(signal.SIGTERM, stop, "graceful")
-    loop.add_signal_handler(signal.SIGINT, stop, "fast")
-    loop.add_signal_handler(signal.SIGQUIT, stop, "fast")
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    loop.add_signal_handler(signal.SIGQUIT, interrupt)
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs, access_log)
     await looped.start()
     for listener in listeners:
