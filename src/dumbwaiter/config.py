@@ -492,13 +492,11 @@ class Config:
         None,
         "Write the server's log to FILE instead of standard error.",
         metavar="FILE",
-        restart=True,
     )
     access_log: str | None = setting(
         None,
         "Write one line per response to FILE ('-': standard output).",
         metavar="FILE",
-        restart=True,
     )
     hooks: str | None = setting(
         None,
@@ -511,7 +509,6 @@ class Config:
         "common, combined, json, or a template of {fields} (docs/operations.md lists them).",
         metavar="FORMAT",
         check=_log_format,
-        restart=True,
     )
 
     def limits(self) -> Limits:

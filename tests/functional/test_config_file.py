@@ -92,17 +92,21 @@ def test_check_config_imports_the_app_and_says_what_is_wrong() -> None:
 
 
 def test_hup_reads_the_file_again() -> None:
-    """A new thread count applies with the next generation; a new listener
-    needs a restart and is kept; a file that no longer parses keeps the
-    settings; the server serves throughout."""
+    """A new thread count and a new access log apply with the next
+    generation; a new listener needs a restart and is kept; a file that no
+    longer parses keeps the settings; the server serves throughout."""
     port, other = free_port(), free_port()
-    folder = project(f'app = "counting:app"\nhttp = ["127.0.0.1:{port}"]\nthreads = 2\n')
+    folder = project(
+        f'app = "counting:app"\nhttp = ["127.0.0.1:{port}"]\nthreads = 2\naccess_log = "a.log"\n'
+    )
     with Server([], None, workdir=str(folder), wait=[f"127.0.0.1:{port}"]) as server:
         assert until(lambda: "1 worker(s) ready" in server.log()), server.log()
         threads, first = get(port)
         assert threads == 2
+        assert until(lambda: (folder / "a.log").read_text().count("GET / ") == 1)
         (folder / "dumbwaiter.toml").write_text(
             f'app = "counting:app"\nhttp = ["127.0.0.1:{other}"]\nthreads = 5\n'
+            'access-log = "b.log"\naccess-log-format = "{method} {uri} {status}"\n'
         )
         server.send_signal(signal.SIGHUP)
         assert until(lambda: get(port)[0] == 5), server.log()
@@ -110,6 +114,9 @@ def test_hup_reads_the_file_again() -> None:
         assert "--threads = 5 (was 2)" in log
         assert "--http changed to" in log and "needs a restart (or USR2)" in log
         assert get(port)[1] != first
+        assert until(
+            lambda: (folder / "b.log").exists() and "GET / 200" in (folder / "b.log").read_text()
+        )
 
         (folder / "dumbwaiter.toml").write_text("threads = [\n")
         server.send_signal(signal.SIGHUP)
