@@ -452,6 +452,19 @@ class Config:
         metavar="MIB",
         check=_not_negative,
     )
+    max_lifetime: float = setting(
+        0.0,
+        "Replace a worker once it has run this long (its replacement is ready before it "
+        "stops taking requests); 0 = never.",
+        metavar="S",
+        check=_not_negative,
+    )
+    max_lifetime_jitter: float = setting(
+        0.0,
+        "Add a random 0..S to --max-lifetime for each worker, so they do not all go at once.",
+        metavar="S",
+        check=_not_negative,
+    )
     timeout: float = setting(
         0.0,
         "A request still in the app after this long gets 504 (if its response has not "

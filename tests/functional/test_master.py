@@ -231,6 +231,27 @@ def test_max_requests_recycles_the_worker_without_failing_a_request() -> None:
         assert until(lambda: not alive(first))
 
 
+def test_max_lifetime_recycles_the_workers_without_failing_a_request() -> None:
+    with master("--workers", "2", "--max-lifetime", "2", "--max-lifetime-jitter", "1") as (
+        server,
+        port,
+    ):
+        assert until(lambda: "2 worker(s) ready" in server.log())
+        first = set(children(server.proc.pid))
+        load = Load(port, seconds=20)
+        try:
+            assert until(lambda: not first & set(children(server.proc.pid)), 15), server.log()
+        finally:
+            load.stop()
+        assert load.failures == []
+        assert len(load.answers) > 10
+        log = server.log()
+        for pid in first:
+            assert f"master: replacing worker {pid}: it has run " in log
+        assert "(--max-lifetime)" in log
+        assert len(children(server.proc.pid)) == 2
+
+
 def test_max_rss_recycles_the_worker() -> None:
     with master("--workers", "1", "--max-rss", "80") as (server, port):
         _, first = answer(port, "/hog?120")

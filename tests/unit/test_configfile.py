@@ -165,6 +165,8 @@ def test_every_setting_has_a_key_and_print_config_reads_back(here: pathlib.Path)
         max_requests=12,
         max_requests_jitter=13,
         max_rss=14,
+        max_lifetime=3600.0,
+        max_lifetime_jitter=60.0,
         timeout=7.5,
         reload=False,
         pid="/run/dw.pid",

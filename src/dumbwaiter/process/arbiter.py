@@ -22,8 +22,8 @@ Workers and generations
     worker fails before it is ready (a syntax error), the reload is
     abandoned and the old workers go on serving.
 Recycling
-    A worker that retires (``--max-requests``, ``--max-rss``, ``--timeout``)
-    keeps serving until its replacement is ready, then gets SIGTERM.
+    A worker that retires (``--max-requests``, ``--max-rss``, ``--max-lifetime``,
+    ``--timeout``) serves on until its replacement is ready, then gets SIGTERM.
 Failures
     A worker that dies is replaced; deaths soon after start back off, and
     end the master at start-up: a broken app never fork-bombs

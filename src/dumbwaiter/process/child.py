@@ -210,7 +210,7 @@ class Worker:
     @property
     def retire_reason(self) -> str:
         """Why it retired, as a label of ``dumbwaiter_worker_restarts_total``."""
-        for option in ("--max-requests", "--max-rss", "--timeout"):
+        for option in ("--max-requests", "--max-rss", "--max-lifetime", "--timeout"):
             if option in self.retiring:
                 return option.removeprefix("--")
         return "retired"

@@ -9,7 +9,7 @@ One sweep a second is cheaper than a timer per connection.  Each tick:
   (504, or a broken response), and retires the worker: a Python thread
   cannot be killed;
 * sends the heartbeat and the metrics to the master, or stops when the
-  master is gone; retires past ``--max-rss``;
+  master is gone; retires past ``--max-rss`` and ``--max-lifetime``;
 * gives the memory a burst left back to the kernel once the worker is quiet;
 * flushes the access log.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,13 @@ class Watch:
         config = ctx.config
         self.timeout = config.timeout
         self.max_rss = config.max_rss * MiB
+        #: When to retire for --max-lifetime (time.monotonic(); 0: never).
+        self.lifetime = config.max_lifetime
+        self.retire_at = 0.0
+        if config.max_lifetime:
+            jitter = random.uniform(0.0, config.max_lifetime_jitter)
+            self.lifetime += jitter
+            self.retire_at = time.monotonic() + self.lifetime
         self.status = bool(config.status)
         #: Requests served at the last tick, and when memory was last given
         #: back: both as counts of requests served.
@@ -100,8 +108,8 @@ class Watch:
                     driver.expire(exchange)
 
     def checkup(self) -> None:
-        """The heartbeat, and the memory limit (the request limit is checked
-        as each request ends)."""
+        """The heartbeat, the memory limit and the lifetime (the request
+        limit is checked as each request ends)."""
         ctx = self.ctx
         channel = ctx.channel
         max_rss = self.max_rss
@@ -118,6 +126,8 @@ class Watch:
             rss = resident_bytes()  # what a burst left in malloc is not the worker's growth
         if max_rss and rss > max_rss and not ctx.retiring:
             ctx.retire(f"resident memory {rss // MiB} MiB is past --max-rss {max_rss // MiB}")
+        if self.retire_at and time.monotonic() >= self.retire_at and not ctx.retiring:
+            ctx.retire(f"it has run {self.lifetime:.0f}s (--max-lifetime)")
 
     def send_stats(self, rss: int) -> None:
         """This worker's counters and gauges, to the master (``--metrics``,
