@@ -97,8 +97,6 @@ def lighttpd(
         if mount == "/":
             # Without it lighttpd makes the first path segment SCRIPT_NAME.
             entry.append('"fix-root-scriptname" => "enable"')
-    if spawn is None and authorizer is None:
-        lines.append(f"# Start: dumbwaiter --{protocol} {address} MODULE:APP")
     body = ",\n        ".join(entry)
     prefix = mount if authorizer is None else mount.rstrip("/") + "/"
     lines.append(f'{module}.server = (\n    "{prefix}" => ((\n        {body},\n    ))\n)')
@@ -479,6 +477,12 @@ def main(argv: Sequence[str]) -> int:
         help="nginx: idle backend connections kept for reuse (0: one per request)",
     )
     parser.add_argument(
+        "--front-group",
+        metavar="GROUP",
+        help="the group the front server's processes run as, for the start command's "
+        "--socket-group (default: as Debian packages it: www-data; caddy, debian-h2o, haproxy)",
+    )
+    parser.add_argument(
         "--authorizer",
         action="store_true",
         help="Apache: protect --mount with a FastCGI authorizer (mod_authnz_fcgi)",
@@ -518,4 +522,43 @@ def main(argv: Sequence[str]) -> int:
         return 2
     print(f"# dumbwaiter config {shlex.join(argv)}")
     print(text, end="")
+    if not args.spawn:
+        # (a front that passes the path on whole said so: the app needs the mount)
+        mount = args.mount if f"--script-name {args.mount}" in text else None
+        print(start_line(args.frontend, protocol, addresses, args.front_group, mount), end="")
     return 0
+
+
+#: The group each front server's processes run as, as Debian packages it.
+FRONT_GROUPS = {
+    "lighttpd": "www-data",
+    "nginx": "www-data",
+    "apache": "www-data",
+    "caddy": "caddy",
+    "h2o": "debian-h2o",
+    "haproxy": "haproxy",
+}
+
+
+def start_line(
+    front: str,
+    protocol: str,
+    addresses: Sequence[str],
+    group: str | None,
+    mount: str | None = None,
+) -> str:
+    """The command that starts dumbwaiter for this config: with a unix
+    socket, one the front server's user may open (the default mode, 660,
+    lets in the socket's group only); with ``--script-name`` when the front
+    passes the mount point on in the path."""
+    listeners = " ".join(f"--{protocol} {address}" for address in addresses)
+    if mount:
+        listeners += f" --script-name {mount}"
+    if not any(address.startswith("unix:") for address in addresses):
+        return f"# Start: dumbwaiter {listeners} MODULE:APP\n"
+    group = group or FRONT_GROUPS[front]
+    return (
+        f"# {front}'s processes run as group {group} (Debian's package; else --front-group):\n"
+        f"# the socket must be theirs to open.\n"
+        f"# Start: dumbwaiter {listeners} --socket-group {group} MODULE:APP\n"
+    )

@@ -47,7 +47,9 @@ from .process.chores import (
     change_directory,
     drop_privileges,
     gid_of,
+    group_name,
     uid_of,
+    user_name,
     write_pidfile,
 )
 from .process.reconfigure import Reread
@@ -252,6 +254,8 @@ def bind_listeners(
         sock = inherited.take(text, admin=False)
         if sock is None:
             sock = bind(address, config.backlog, config.socket_mode, owner=owner, group=group)
+            if address.kind == "unix" and not config.socket_group:
+                say_who_may_connect(address, config.socket_mode)
         if address.kind == "unix":
             bound.files.append((address, sock))
         bound.listeners.append(_listener(protocol, address, sock, config))
@@ -266,6 +270,27 @@ def bind_listeners(
         sock = bind(address, config.backlog, config.socket_mode)
         bound.listeners.append(_listener("http", address, sock, config))
         print(f"dumbwaiter: serving on http://{DEFAULT_HTTP}/", file=sys.stderr)
+
+
+def say_who_may_connect(address: Address, mode: int) -> None:
+    """One line when only our own user and group may connect to a unix
+    socket we made: a front server running as another user (Debian's
+    lighttpd, nginx and Apache run as www-data) gets "Permission denied"."""
+    if mode & 0o002 or address.path is None:
+        return
+    try:
+        made = os.stat(address.path)
+    except OSError:
+        return
+    user, group = user_name(made.st_uid), group_name(made.st_gid)
+    log.info(
+        "%s: only %s and group %s may connect (mode %03o): a front server running as "
+        "another user (www-data on Debian) needs --socket-group (e.g. www-data)",
+        address.text,
+        user,
+        group,
+        mode,
+    )
 
 
 def bind_admin(bound: Bound, config: Config, inherited: Inheritance) -> None:

@@ -22,7 +22,9 @@ __all__ = [
     "change_directory",
     "drop_privileges",
     "gid_of",
+    "group_name",
     "uid_of",
+    "user_name",
     "write_pidfile",
 ]
 
@@ -178,6 +180,22 @@ def uid_of(text: str) -> int:
 def gid_of(text: str) -> int:
     """A group name or id -> its gid; :class:`ProcessError` if unknown."""
     return _group(text)
+
+
+def user_name(uid: int) -> str:
+    """A uid's name (its number when it has none)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def group_name(gid: int) -> str:
+    """A gid's name (its number when it has none)."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def _user(text: str) -> tuple[int, str | None, int | None]:
