@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every option can also be set as DUMBWAITER_<NAME> in the environment, "
         "or as a key of the config file (docs/configuration.md). "
         "'dumbwaiter request --help': send one request to a server (health checks); "
-        "'dumbwaiter config --help': print a front server's config.",
+        "'dumbwaiter config --help': print a front server's config; "
+        "'dumbwaiter migrate --help': a uWSGI or gunicorn config as a dumbwaiter.toml.",
     )
     parser.add_argument(
         "app",
@@ -250,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from .frontconf import main as config_main
 
         sys.exit(printing(config_main, args[1:]))
+    if args[:1] == ["migrate"]:
+        from .migrate import main as migrate_main
+
+        sys.exit(printing(migrate_main, args[1:]))
     try:
         invocation = read_args(args)
         if invocation.print_config:

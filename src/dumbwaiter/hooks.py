@@ -1,6 +1,7 @@
 """Server hooks: a module's functions, called at points of the server's life.
 
-``--hooks myproj.dw_hooks`` (``hooks = "..."`` in the file) names a module;
+``--hooks myproj.dw_hooks`` (``hooks = "..."`` in the file) names a module
+(or a file: ``--hooks gunicorn.conf.py``);
 each of its functions named below is called at that point, with gunicorn's
 names and arguments, so that integration recipes written for gunicorn
 (OpenTelemetry's ``post_fork``, prometheus_client's ``child_exit``) work
@@ -141,15 +142,24 @@ class Hooks:
 
     @classmethod
     def load(cls, name: str | None, *, again: bool = False) -> Hooks:
-        """Import the module ``name`` (again, for a reload); none for None."""
+        """Import the module ``name`` (again, for a reload), or run the file
+        ``name`` when it ends in ``.py`` (a ``gunicorn.conf.py`` with its
+        hooks); none for None."""
         if not name:
             return cls()
         if "" not in sys.path and os.getcwd() not in sys.path:
             sys.path.insert(0, "")  # as the app's import does
         try:
-            module = importlib.import_module(name)
-            if again:
-                module = importlib.reload(module)
+            if name.endswith(".py"):
+                module = types.ModuleType(os.path.basename(name)[:-3])
+                module.__file__ = os.path.abspath(name)
+                with open(name, "rb") as source:
+                    code = compile(source.read(), module.__file__, "exec")
+                exec(code, module.__dict__)  # as gunicorn runs its config file
+            else:
+                module = importlib.import_module(name)
+                if again:
+                    module = importlib.reload(module)
         except Exception as exc:
             raise HookError(
                 f"--hooks {name}: cannot import it: {type(exc).__name__}: {exc}"

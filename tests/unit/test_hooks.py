@@ -119,3 +119,13 @@ def test_the_hook_names_are_gunicorns() -> None:
         "on_exit",
     }
     assert RequestInfo({"PATH_INFO": "/"}).method == "GET"
+
+
+def test_a_hook_file_is_run_as_gunicorn_runs_its_config(tmp_path: Any) -> None:
+    path = tmp_path / "gunicorn.conf.py"
+    path.write_text("workers = 3\n\ndef post_fork(server, worker):\n    return workers\n")
+    hooks = Hooks.load(str(path))
+    assert list(hooks.functions) == ["post_fork"]
+    assert hooks.functions["post_fork"](None, None) == 3
+    with pytest.raises(HookError, match=r"^--hooks .*missing.py: cannot import it: "):
+        Hooks.load(str(tmp_path / "missing.py"))
