@@ -127,6 +127,10 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         # 200 MiB in 64 KiB chunks, recording how far the app got.
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return _Flood()
+    if path == "/sleep":
+        time.sleep(float(query or "0.05"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(os.getpid()).encode()]
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]

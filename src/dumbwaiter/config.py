@@ -77,14 +77,23 @@ def parse_roles(text: str) -> frozenset[Role]:
         raise ConfigError(f"unknown FastCGI role {exc.args[0].lower()!r}") from None
 
 
-def parse_workers(text: str) -> int:
-    """A number of processes, or ``auto``: the CPUs this process may run on."""
+def parse_workers(text: str) -> int | tuple[int, int]:
+    """A number of processes, or ``auto``: the CPUs this process may run on;
+    or ``MIN:MAX`` (either may be ``auto``), which sets ``--max-workers``
+    too (the settings' loader splits it)."""
+    low, colon, high = text.partition(":")
+    if colon:
+        return one_count(low, text), one_count(high, text)
+    return one_count(text, text)
+
+
+def one_count(text: str, whole: str) -> int:
     if text.strip().lower() == "auto":
         return cpu_count()
     try:
         return int(text)
     except ValueError:
-        raise ConfigError(f"not a number of workers: {text!r} (use N or auto)") from None
+        raise ConfigError(f"not a number of workers: {whole!r} (use N, auto, or MIN:MAX)") from None
 
 
 def cpu_count() -> int:
@@ -417,9 +426,25 @@ class Config:
     # -- processes ---------------------------------------------------------
     workers: int = setting(
         1,
-        "Worker processes serving the listeners; 'auto' = one per CPU this process may use.",
-        metavar="N|auto",
+        "Worker processes serving the listeners; 'auto' = one per CPU this process may use; "
+        "MIN:MAX = elastic, from MIN to MAX (as --max-workers MAX).",
+        metavar="N|auto|MIN:MAX",
         parse=parse_workers,
+        check=_positive,
+    )
+    max_workers: int = setting(
+        0,
+        "Elastic workers: the master adds one (up to this many) while every thread of "
+        "every worker has been busy for 2s, and retires one after --workers-idle; "
+        "0 = a fixed --workers (docs/processes.md).",
+        metavar="N",
+        check=_not_negative,
+    )
+    workers_idle: float = setting(
+        30 * SECONDS,
+        "With --max-workers: how long the load must have fitted in one worker fewer (at "
+        "half its threads) before one is retired.",
+        metavar="S",
         check=_positive,
     )
     no_master: bool = setting(
@@ -565,8 +590,10 @@ class Config:
             raise ConfigError("--status serves /metrics too: give --metrics another address")
         if self.direct and self.loop_only:
             raise ConfigError("--direct and --loop-only: choose one (--direct is the default)")
-        if self.no_master and self.workers > 1:
+        if self.no_master and (self.workers > 1 or self.max_workers):
             raise ConfigError("--no-master serves in one process: --workers must be 1")
+        if self.max_workers and self.max_workers < self.workers:
+            raise ConfigError(f"--max-workers {self.max_workers} is under --workers {self.workers}")
         if self.reload and (self.no_master or self.preload):
             raise ConfigError(
                 "--reload needs the master to load new code in new workers: "

@@ -236,6 +236,9 @@ def load(
     if spec is not None:
         values[APP_KEY] = spec
         origins[APP_KEY] = "command line"
+    if isinstance(workers := values.get("workers"), tuple):  # MIN:MAX
+        values["workers"], values["max_workers"] = workers
+        origins["max_workers"] = origins["workers"]
     for name, value in values.items():
         if name != APP_KEY:
             check_value(fields[name], value, described(name, origins[name]))

@@ -25,6 +25,11 @@ from typing import Any
 from .configfile import toml_text
 from .hooks import HOOK_NAMES
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - 3.10
+    import tomli as tomllib
+
 __all__ = ["Translation", "from_gunicorn", "from_uwsgi", "main", "read_ini"]
 
 
@@ -41,6 +46,13 @@ class Translation:
         """Set ``key`` (again: the later one wins, as in both servers)."""
         self.keys = [entry for entry in self.keys if entry[0] != key]
         self.keys.append((key, literal(value), source))
+
+    def value(self, key: str) -> Any:
+        """What ``key`` was set to (parsed back from TOML), or None."""
+        for name, text, _ in self.keys:
+            if name == key:
+                return tomllib.loads(f"x = {text}")["x"]
+        return None
 
     def skip(self, source: str, reason: str) -> None:
         self.untranslated.append((source, reason))
@@ -136,11 +148,11 @@ UWSGI_REASONS = {
     "strict": "an unknown dumbwaiter.toml key is always an error",
     "thunder-lock": "not needed: the workers' threads take turns to accept",
     "lazy-apps": "dumbwaiter loads the app in each worker unless --preload",
-    "cheaper": "elastic worker counts are not in dumbwaiter yet; workers is the maximum",
-    "cheaper-initial": "elastic worker counts are not in dumbwaiter yet",
-    "cheaper-step": "elastic worker counts are not in dumbwaiter yet",
-    "cheaper-algo": "elastic worker counts are not in dumbwaiter yet",
-    "cheaper-overload": "elastic worker counts are not in dumbwaiter yet",
+    "cheaper-initial": "elastic workers start at the minimum (workers)",
+    "cheaper-step": "elastic workers change one at a time",
+    "cheaper-algo": "one policy: uWSGI's busyness, the backlog counted as load "
+    "(docs/processes.md); workers_idle sets how long before one is retired",
+    "cheaper-overload": "a worker is added after 2s with every thread busy",
     "static-map": "let the front server serve it: its alias/location block "
     "(see docs/migrating-from-uwsgi.md)",
     "static-map2": "let the front server serve it (see docs/migrating-from-uwsgi.md)",
@@ -161,12 +173,15 @@ def from_uwsgi(pairs: Iterable[tuple[str, str]], origin: str) -> Translation:
     out = Translation(origin)
     sockets: dict[str, list[str]] = {}
     module = callable_ = named_by = ""
+    cheaper: tuple[int, str] | None = None
     for key, value in pairs:
         source = f"{origin}: {key} = {value}"
         if key in UWSGI_SOCKETS:
             protocol = UWSGI_SOCKETS[key]
             sockets.setdefault(protocol, []).append(listener(value))
             out.set(protocol, sockets[protocol], source)
+        elif key == "cheaper" and (number := number_of(value)):
+            cheaper = (number, source)
         elif key in UWSGI_NUMBERS:
             number = number_of(value)
             if number is None:
@@ -213,6 +228,10 @@ def from_uwsgi(pairs: Iterable[tuple[str, str]], origin: str) -> Translation:
             out.skip(source, UWSGI_REASONS[key])
         else:
             out.skip(source, "no dumbwaiter equivalent known")
+    if cheaper is not None:  # elastic: from cheaper up to processes
+        number, source = cheaper
+        out.set("max_workers", out.value("workers") or number, source + " (up to processes)")
+        out.set("workers", number, source)
     return out
 
 

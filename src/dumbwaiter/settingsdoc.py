@@ -60,7 +60,7 @@ def kind(f: dataclasses.Field[Any]) -> str:
     if f.name == "socket_mode":
         return 'string (octal, "660")'
     if f.name == "workers":
-        return 'integer or "auto"'
+        return 'integer, "auto" or "MIN:MAX"'
     if f.metadata.get("parse") is parse_size:
         return 'integer or string ("16M")'
     if name.startswith(("list", "frozenset")):

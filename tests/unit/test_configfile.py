@@ -160,6 +160,8 @@ def test_every_setting_has_a_key_and_print_config_reads_back(here: pathlib.Path)
         status="127.0.0.1:9200",
         health_busy=6.5,
         workers=4,
+        max_workers=6,
+        workers_idle=12.5,
         no_master=False,
         preload=True,
         max_requests=12,

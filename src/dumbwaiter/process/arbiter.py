@@ -2,41 +2,34 @@
 
 The master holds the listening sockets (bound by :mod:`dumbwaiter.main`) and
 never accepts on them; every worker inherits them across ``fork`` and runs
-:func:`~dumbwaiter.server.worker.run_worker`, and the kernel hands each
-connection to one of them.  Because all workers accept on the *same*
-sockets, a connection waiting in the backlog is never lost when a worker
-stops accepting: another takes it.
+:func:`~dumbwaiter.server.worker.run_worker`: a connection in the backlog is
+never lost when a worker stops accepting, another takes it.
 
-It is a single-threaded loop around ``select``.  Signal handlers only queue
-(:mod:`~dumbwaiter.process.signals`); the loop dispatches each signal to a
-``handle_<name>()`` method.  Each worker has a pipe to the master
-(:mod:`dumbwaiter.server.channel`), and children are reaped with
-``waitpid``.  Each turn: handle the signals, reap the workers, kill the hung
-ones, promote a generation that is ready, stop the replaced ones, bring the
-number to the target, then wait.
+A single-threaded loop around ``select``: signal handlers only queue
+(:mod:`~dumbwaiter.process.signals`), and the loop dispatches each to a
+``handle_<name>()`` method; each worker has a pipe to the master
+(:mod:`dumbwaiter.server.channel`).  Each turn: handle the signals, reap
+the workers, kill the hung ones, promote a generation that is ready, stop
+the replaced ones, bring the number to the target (:mod:`.elastic` may move
+it), then wait.
 
-Workers and generations
-    SIGHUP reads the settings again (:mod:`~dumbwaiter.process.reconfigure`)
-    and starts a new generation with them: new workers load the app afresh;
-    once all are ready, the older ones get SIGTERM and drain.  If a new
-    worker fails before it is ready (a syntax error), the reload is
-    abandoned and the old workers go on serving.
+Reloads (SIGHUP)
+    The settings are read again (:mod:`.reconfigure`), and a new generation
+    loads the app afresh; once it is ready the old one drains.  A new worker
+    that fails before it is ready abandons the reload.
 Recycling
-    A worker that retires (``--max-requests``, ``--max-rss``, ``--max-lifetime``,
-    ``--timeout``) serves on until its replacement is ready, then gets SIGTERM.
-Failures
-    A worker that dies is replaced; deaths soon after start back off, and
-    end the master at start-up: a broken app never fork-bombs
-    (:mod:`~dumbwaiter.process.deaths`).
+    A worker that retires (``--max-requests``, ``--max-rss``,
+    ``--max-lifetime``, ``--timeout``) serves on until replaced.
+Failures (:mod:`.deaths`)
+    A dead worker is replaced; quick deaths back off, and end the master at
+    start-up: a broken app never fork-bombs.
 Hung workers
-    A worker whose loop is blocked (no heartbeat), that does not start, or
-    that outlives a stop gets SIGABRT, and its threads' stacks reach the
-    error log; SIGKILL follows (:meth:`~dumbwaiter.process.child.Worker.due`).
-Signals (the nginx and gunicorn conventions; docs/processes.md)
-    TERM graceful stop; INT and QUIT fast stop; HUP reload; TTIN and TTOU
-    one worker more or less; USR1 reopen log files; USR2 upgrade in place
-    (:mod:`~dumbwaiter.process.upgrade`).  systemd hears READY, RELOADING
-    and STOPPING.  The hooks (:mod:`dumbwaiter.hooks`) are called here.
+    A blocked loop (no heartbeat), a worker that does not start or outlives a
+    stop: SIGABRT, its stacks to the error log, then SIGKILL.
+Signals (nginx's and gunicorn's conventions; docs/processes.md)
+    TERM graceful stop; INT, QUIT fast stop; HUP reload; TTIN, TTOU one
+    worker more or less; USR1 reopen the logs; USR2 upgrade in place.
+    systemd hears READY, RELOADING, STOPPING; :mod:`dumbwaiter.hooks` run.
 """
 
 from __future__ import annotations
@@ -66,6 +59,7 @@ from .child import (
     reaped,
 )
 from .deaths import ABANDON_RELOAD, ENDED, FAIL, RETRY, judge
+from .elastic import elastic_for
 from .reconfigure import Reread, reconfigured
 from .reloader import Watching
 from .signals import SignalQueue
@@ -111,6 +105,7 @@ class Arbiter:
         self.reread = reread
         self.log = log  # (for the hooks, as gunicorn's arbiter has it)
         self.target = config.workers
+        self.elastic = elastic_for(config)
         self.spawned = 0  # workers forked: the next one's age
         self.workers: dict[int, Worker] = {}
         self.monitor = Monitor(config, self, [li.name for li in listeners], admin or {})
@@ -235,6 +230,7 @@ class Arbiter:
         """Serve with ``count`` workers from now on."""
         old, self.target = self.target, count
         log.info("master: %s: %d worker(s) now", why, count)
+        self.monitor.resized(why)
         if count != old:
             self.hooks.call("nworkers_changed", self, count, old)
 
@@ -293,6 +289,7 @@ class Arbiter:
             self.resize(setup.config.workers, "reload")
         self.setup, self.hooks = setup, setup.hooks
         self.config = self.monitor.config = setup.config
+        self.elastic = elastic_for(setup.config)
 
     # -- workers -------------------------------------------------------------
     def spawn_worker(self) -> None:
@@ -425,8 +422,11 @@ class Arbiter:
                 self.terminate(worker, now)
 
     def manage_workers(self, now: float) -> None:
-        """Bring the current generation to ``target`` workers."""
+        """Bring the current generation to ``target`` workers (which the
+        elastic policy may change first)."""
         current = self._current()
+        if self.elastic and (change := self.elastic.decide(now, current, self.target)):
+            self.resize(*change)
         missing = self.target - len(current)
         if missing > 0 and now >= self.next_spawn:
             for _ in range(missing if not self.failures else 1):

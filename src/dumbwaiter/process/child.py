@@ -105,6 +105,7 @@ class Worker:
     last_beat: float = 0.0
     served: int = 0
     rss: int = 0
+    load: int = 0
     retiring: str = ""
     retired_at: float = 0.0
     failed: str = ""
@@ -183,10 +184,9 @@ class Worker:
             if kind == "ready":
                 self.ready = True
                 news.append(kind)
-            elif kind == "beat":
-                served, _, rss = text.partition(" ")
+            elif kind == "beat":  # served, rss, load (busy threads + queued requests)
                 with contextlib.suppress(ValueError):
-                    self.served, self.rss = int(served), int(rss)
+                    self.served, self.rss, self.load = (int(n) for n in text.split(" "))
             elif kind == "retire" and not self.retiring:
                 self.retiring = text or "asked to"
                 self.retired_at = now

@@ -60,7 +60,9 @@ def _add(into: dict[str, Any], snapshot: Mapping[str, Any]) -> None:
             into[name][i] += count
 
 
-def exposition(totals: Totals, live: Mapping[int, Mapping[str, Any]], workers: int) -> str:
+def exposition(
+    totals: Totals, live: Mapping[int, Mapping[str, Any]], workers: int, target: int = 0
+) -> str:
     """The Prometheus text format for ``live`` (pid -> last snapshot)."""
     total = totals.total(live.values())
     out: list[str] = []
@@ -99,6 +101,8 @@ def exposition(totals: Totals, live: Mapping[int, Mapping[str, Any]], workers: i
         out.append(f"dumbwaiter_worker_restarts_total{_labels(reason=reason)} {count}\n")
     family("dumbwaiter_workers", "gauge", "Worker processes running.")
     out.append(f"dumbwaiter_workers {workers}\n")
+    family("dumbwaiter_workers_target", "gauge", "Worker processes the master aims at.")
+    out.append(f"dumbwaiter_workers_target {target or workers}\n")
     for name, gauge, text in (
         ("dumbwaiter_queue_depth", "queued", "Requests waiting for a thread, per worker."),
         ("dumbwaiter_busy_threads", "busy", "Threads running the app, per worker."),

@@ -88,13 +88,19 @@ function chart(id, times, series, spanSeconds, now) {
   svg.replaceChildren(...nodes);
 }
 
+function scaling(s) {
+  if (s.min === s.max) return "";
+  return " (" + s.min + "–" + s.max + (s.why ? ": " + s.why : "") + ")";
+}
+
 function render(data) {
   const health = $("health");
   health.textContent = data.health.ok ? "healthy" : "unhealthy: " + data.health.reason;
   health.className = "badge " + (data.health.ok ? "ok" : "bad");
   health.title = data.health.reason;
   text("summary", "master " + data.pid + " · up " + duration(data.now - data.started) +
-    " · " + data.workers.length + " of " + data.target + " worker(s) · generation " +
+    " · " + data.workers.length + " of " + data.target + " worker(s)" + scaling(data.scaling) +
+    " · generation " +
     data.generation + " · " + data.threads + " threads, queue " + data.queue_size +
     " per worker · v" + data.version);
 

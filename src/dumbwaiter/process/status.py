@@ -139,6 +139,8 @@ class Monitor:
         self.history = History()
         #: Requests completed by workers that have ended.
         self.served_before = 0
+        #: The last change of the worker count: when (time.time()), and why.
+        self.last_resize: tuple[float, str] | None = None
         self.started_at = time.time()
         self.pid = os.getpid()
 
@@ -178,6 +180,10 @@ class Monitor:
     def restarted(self, reason: str) -> None:
         self.totals.restarted(reason)
 
+    def resized(self, why: str) -> None:
+        """The worker count changed (TTIN, TTOU, a reload, elastic workers)."""
+        self.last_resize = (time.time(), why)
+
     def close(self) -> None:
         """Stop serving (the sockets stay open: they are the caller's)."""
         if self.server is not None:
@@ -201,7 +207,7 @@ class Monitor:
             workers = self.fleet.workers.values()
             live = {w.pid: w.stats for w in workers if w.stats}
             running = sum(1 for w in workers if not w.stop_sent)
-            body = exposition(self.totals, live, running).encode()
+            body = exposition(self.totals, live, running, self.fleet.target).encode()
             return Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
         if path == "/status.json":
             body = json.dumps(self.document(), separators=(",", ":")).encode()
@@ -241,6 +247,7 @@ class Monitor:
             "health": {"ok": healthy, "reason": reason},
             "generation": self.fleet.serving_generation,
             "target": self.fleet.target,
+            "scaling": self.scaling(),
             "listeners": self.listeners,
             "threads": self.config.threads,
             "queue_size": self.config.queue_size,
@@ -253,6 +260,17 @@ class Monitor:
             },
             "workers": [self._worker(worker, now) for worker in workers],
             "history": self.history.document(),
+        }
+
+    def scaling(self) -> dict[str, Any]:
+        """The worker count's bounds, and its last change."""
+        config = self.config
+        at, why = self.last_resize or (0.0, "")
+        return {
+            "min": config.workers,
+            "max": config.max_workers or config.workers,
+            "changed": round(at, 3),
+            "why": why,
         }
 
     def _worker(self, worker: Worker, now: float) -> dict[str, Any]:

@@ -119,7 +119,7 @@ class Watch:
                 log.warning("the master (pid %d) is gone: stopping", channel.master_pid)
                 ctx.stop("graceful")
                 return
-            channel.send("beat", f"{ctx.served()} {rss}")
+            channel.send("beat", f"{ctx.served()} {rss} {self.load()}")
             if self.stats is not None:
                 self.send_stats(rss)
         if max_rss and rss > max_rss and not ctx.retiring and give_back_memory():
@@ -128,6 +128,10 @@ class Watch:
             ctx.retire(f"resident memory {rss // MiB} MiB is past --max-rss {max_rss // MiB}")
         if self.retire_at and time.monotonic() >= self.retire_at and not ctx.retiring:
             ctx.retire(f"it has run {self.lifetime:.0f}s (--max-lifetime)")
+
+    def load(self) -> int:
+        """Threads busy and requests queued, now (what elastic workers follow)."""
+        return sum(gauges[0] + gauges[1] for gauges in (d.gauges() for d in self.ctx.drivers))
 
     def send_stats(self, rss: int) -> None:
         """This worker's counters and gauges, to the master (``--metrics``,
