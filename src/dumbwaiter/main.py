@@ -249,16 +249,20 @@ def bind_listeners(
     else HTTP on :data:`DEFAULT_HTTP`."""
     owner = uid_of(config.socket_owner) if config.socket_owner else -1
     group = gid_of(config.socket_group) if config.socket_group else -1
+    made: list[Address] = []
     for protocol, text in addresses:
         address = parse_address(text)
         sock = inherited.take(text, admin=False)
         if sock is None:
             sock = bind(address, config.backlog, config.socket_mode, owner=owner, group=group)
-            if address.kind == "unix" and not config.socket_group:
-                say_who_may_connect(address, config.socket_mode)
+            made.append(address)
         if address.kind == "unix":
             bound.files.append((address, sock))
         bound.listeners.append(_listener(protocol, address, sock, config))
+    if not config.socket_group:  # (once all are bound: a failed start says one thing)
+        for address in made:
+            if address.kind == "unix":
+                say_who_may_connect(address, config.socket_mode)
     if not addresses and activated:
         bound.listeners += _activated_listeners(activated, config)
     elif fd0 is not None:
