@@ -11,6 +11,8 @@ HAProxy with FastCGI and HTTP.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -477,6 +479,14 @@ def main(argv: Sequence[str]) -> int:
         help="nginx: idle backend connections kept for reuse (0: one per request)",
     )
     parser.add_argument(
+        "--static",
+        metavar="URL=DIR",
+        action="append",
+        default=[],
+        help="the front server serves the files of DIR at URL itself (repeatable): "
+        "those URLs never reach the app",
+    )
+    parser.add_argument(
         "--front-group",
         metavar="GROUP",
         help="the group the front server's processes run as, for the start command's "
@@ -517,6 +527,7 @@ def main(argv: Sequence[str]) -> int:
             text = caddy(protocol, address, mount=args.mount)
         else:
             text = h2o(protocol, address, mount=args.mount, spawn=args.spawn)
+        text = with_static(args.frontend, text, [static_map(item) for item in args.static])
     except (ValueError, ListenError) as exc:
         print(f"dumbwaiter config: error: {exc}", file=sys.stderr)
         return 2
@@ -527,6 +538,69 @@ def main(argv: Sequence[str]) -> int:
         mount = args.mount if f"--script-name {args.mount}" in text else None
         print(start_line(args.frontend, protocol, addresses, args.front_group, mount), end="")
     return 0
+
+
+def static_map(text: str) -> tuple[str, str]:
+    """``--static /static/=/srv/app/static`` -> ("/static/", "/srv/app/static/")."""
+    url, equals, folder = text.partition("=")
+    if not equals or not url.startswith("/") or not os.path.isabs(folder):
+        raise ValueError(f"--static {text!r}: give URL=DIR, URL from / and DIR absolute")
+    if any(char in url + folder for char in "\"'{};$ \n"):
+        raise ValueError(f"--static {text!r}: quotes, braces, spaces and $ are not allowed")
+    return url.rstrip("/") + "/", folder.rstrip("/") + "/"
+
+
+def with_static(front: str, text: str, maps: Sequence[tuple[str, str]]) -> str:
+    """``text`` (the app's part of ``front``'s config) with each of ``maps``
+    (URL prefix, folder) served by the front server itself, placed so that
+    those URLs never reach the app."""
+    if not maps:
+        return text
+    said = "".join(
+        f"# {url} is served by {front} from {folder}: it never reaches the app.\n"
+        for url, folder in maps
+    )
+    if front == "nginx":
+        blocks = "".join(f"location {url} {{\n    alias {folder};\n}}\n" for url, folder in maps)
+        return text + said + blocks
+    if front == "lighttpd":
+        lines = text.splitlines(keepends=True)
+        start = next(
+            i for i, line in enumerate(lines) if re.match(r"(fastcgi|scgi|proxy)\.server", line)
+        )
+        urls = "|".join(re.escape(url) for url, _ in maps)
+        aliases = ", ".join(f'"{url}" => "{folder}"' for url, folder in maps)
+        app = "".join("    " + line for line in lines[start:])
+        return (
+            'server.modules += ("mod_alias")\n'
+            + "".join(lines[:start])
+            + said
+            + f"alias.url += ({aliases})\n"
+            + f'$HTTP["url"] !~ "^({urls})" {{\n{app}}}\n'
+        )
+    if front == "apache":
+        blocks = "".join(
+            f"ProxyPass {url} !\nAlias {url} {folder}\n"
+            f"<Directory {folder}>\n    Require all granted\n</Directory>\n"
+            for url, folder in maps
+        )
+        return "# a2enmod alias\n" + said + blocks + text
+    if front == "caddy":
+        blocks = "".join(
+            f"handle_path {url}* {{\n\troot * {folder}\n\tfile_server\n}}\n" for url, folder in maps
+        )
+        if not text.lstrip().startswith(("handle ", "#")):
+            text = "handle {\n" + "".join("\t" + line + "\n" for line in text.splitlines()) + "}\n"
+        return said + blocks + text
+    if front == "h2o":
+        blocks = "".join(f"{url.rstrip('/')}:\n  file.dir: {folder}\n" for url, folder in maps)
+        return said + blocks + text
+    urls = " ".join(url for url, _ in maps)
+    return text + (
+        f"# HAProxy serves no files: {urls} would reach the app. Serve them from a web\n"
+        "# server beside it (nginx: dumbwaiter config nginx --static URL=DIR) and send\n"
+        f"# them there in the frontend: use_backend static if {{ path_beg {maps[0][0]} }}\n"
+    )
 
 
 #: The group each front server's processes run as, as Debian packages it.

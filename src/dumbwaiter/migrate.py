@@ -224,6 +224,13 @@ def from_uwsgi(pairs: Iterable[tuple[str, str]], origin: str) -> Translation:
             out.set("status", value, source)
         elif key in ("py-autoreload",) and value not in ("0", "false"):
             out.set("reload", True, source)
+        elif key in ("static-map", "static-map2") and "=" in value:
+            url, _, folder = value.partition("=")
+            out.skip(
+                source,
+                "the front server serves it: dumbwaiter config FRONT ... "
+                f"--static {url.rstrip('/')}/={folder} prints its block",
+            )
         elif key in UWSGI_REASONS:
             out.skip(source, UWSGI_REASONS[key])
         else:

@@ -51,6 +51,9 @@ def test_bad_requests_exit_2_with_one_line() -> None:
         ["config", "nginx", "--fastcgi", "fd:3"],
         ["config", "nginx", "--fastcgi", "unix:/a", "--spawn", "m:app"],
         ["config", "lighttpd", "--scgi", "unix:/a", "--mount", "app/"],
+        ["config", "nginx", "--fastcgi", "unix:/a", "--static", "static=/srv/static"],
+        ["config", "nginx", "--fastcgi", "unix:/a", "--static", "/static/=relative"],
+        ["config", "nginx", "--fastcgi", "unix:/a", "--static", "/s/=/srv/a b"],
     ):
         result = run_cli(argv)
         assert result.returncode == 2

@@ -50,6 +50,10 @@ def test_a_django_uwsgi_ini(tmp_path: pathlib.Path) -> None:
     reasons = skipped(django)
     assert "front server" in reasons["static-map = /static=/srv/mysite/static"]
     assert "front server" in reasons["static-map = /media=/srv/mysite/media"]
+    assert (
+        "--static /media/=/srv/mysite/media prints"
+        in reasons["static-map = /media=/srv/mysite/media"]
+    )
     assert "minimum" in reasons["cheaper-initial = 2"]
     assert "cheaper = 2" not in reasons
     assert "always removes" in reasons["vacuum = true"]
