@@ -47,6 +47,7 @@ COMPILED = [
     "src/dumbwaiter/server/admission.py",
     "src/dumbwaiter/server/connection.py",
     "src/dumbwaiter/server/loop.py",
+    "src/dumbwaiter/server/static.py",
     "src/dumbwaiter/server/blocking.py",
     "src/dumbwaiter/server/direct.py",
     "src/dumbwaiter/server/context.py",

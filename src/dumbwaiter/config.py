@@ -96,6 +96,22 @@ def one_count(text: str, whole: str) -> int:
         raise ConfigError(f"not a number of workers: {whole!r} (use N, auto, or MIN:MAX)") from None
 
 
+def static_map(text: str) -> tuple[str, str]:
+    """``--static /static/=/srv/app/static`` -> ("/static/", the folder's
+    real path)."""
+    url, equals, folder = text.partition("=")
+    if not equals or not url.startswith("/"):
+        raise ConfigError(f"{text!r}: give URL=DIR, the URL starting with /")
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{text!r}: {folder!r} is not a folder")
+    return url.rstrip("/") + "/", os.path.realpath(folder)
+
+
+def _static_maps(value: Any) -> None:
+    for text in value:
+        static_map(text)
+
+
 def cpu_count() -> int:
     """CPUs available to this process (``taskset`` and cgroup cpusets count)."""
     try:
@@ -241,6 +257,15 @@ class Config:
         "The URL prefix the app is mounted under: SCRIPT_NAME is set to it and PATH_INFO to "
         "the rest of the path, whatever the front server sent. Use '' for an app at the root.",
         metavar="PREFIX",
+    )
+    static: list[str] = setting(
+        [],
+        "HTTP listeners: serve the files of DIR at URL from the event loop (URL=DIR, "
+        "repeatable), with ETag, Range and HEAD; for local use: in production the front "
+        "server should (dumbwaiter config FRONT --static URL=DIR).",
+        metavar="URL=DIR",
+        repeat=True,
+        check=_static_maps,
     )
     debug: bool = setting(
         False, "Send tracebacks of app errors to the client (never in production)."

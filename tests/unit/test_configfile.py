@@ -129,6 +129,7 @@ def test_every_setting_has_a_key_and_print_config_reads_back(here: pathlib.Path)
         forwarded_allow_ips=["*"],
         backlog=10,
         script_name="/app",
+        static=[f"/static/={here}"],
         debug=True,
         threads=3,
         no_batch_threads=True,

@@ -29,6 +29,7 @@ from .deadlines import SessionSettings
 from .exchange import ExchangeBase
 from .session import Session
 from .sockets import reset_on_close
+from .static import StaticExchange, StaticFiles
 
 if TYPE_CHECKING:
     from .listeners import Listener
@@ -48,6 +49,8 @@ class Host:
     settings: SessionSettings
     admission: Admission
     draining: bool
+    #: ``--static``'s files, served on the loop (HTTP listeners; None: none).
+    static: StaticFiles | None
 
     def new_session(self, conn: Connection, listener: Listener) -> Session:
         raise NotImplementedError
@@ -134,6 +137,8 @@ class Connection:
     handed: list[Request]
     _paused = False
     _queued = 0
+    #: What a loop-side writer awaits while the transport is paused.
+    _drained: asyncio.Future[None] | None = None
 
     def __init__(
         self,
@@ -219,6 +224,7 @@ class Connection:
             with self._flow:
                 self._paused = False
                 self._flow.notify_all()
+        self.wake_drained()
 
     def pause_writing(self) -> None:
         with self._flow:
@@ -228,6 +234,20 @@ class Connection:
         with self._flow:
             self._paused = False
             self._flow.notify_all()
+        self.wake_drained()
+
+    async def drained(self) -> None:
+        """(Loop thread) Wait while the transport is paused."""
+        while self._paused and self.transport is not None:
+            self._drained = self.loop.create_future()
+            await self._drained
+
+    def wake_drained(self) -> None:
+        waiter = self._drained
+        if waiter is not None:
+            self._drained = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- read-ahead (see admission.py) ---------------------------------------------
     def defer(self, data: bytes) -> None:
@@ -296,6 +316,13 @@ class Connection:
 
     def dispatch(self, request: Request) -> ExchangeBase | None:
         session = self.session
+        static = self.server.static
+        if static is not None and self.listener.protocol == "http":
+            found = static.find(request)
+            if found is not None:  # a file: the loop answers, no thread
+                served = StaticExchange(request, session.peer, session.listener)
+                self.loop.create_task(static.serve(self, served, found))
+                return served
         exchange = LoopExchange(request, session.peer, session.listener)
         exchange.conn = self
         exchange.session = session

@@ -26,6 +26,7 @@ from .connection import Connection, Host, LoopExchange
 from .exchange import ExchangeBase
 from .pool import FREE, ThreadPool
 from .session import Session
+from .static import StaticFiles
 
 if TYPE_CHECKING:
     from ..request import Request
@@ -77,6 +78,7 @@ class LoopServer(Host):
         self.adopting = 0
         #: Threads lost to requests past --timeout.
         self.stuck = 0
+        self.static = StaticFiles(config.static) if config.static else None
 
     # -- accepting --------------------------------------------------------------------
     async def start(self) -> None:
