@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import configfile
+from .asgi.gateway import LifespanFailed
 from .config import Config, ConfigError, flag_of, settings
 from .configfile import FILE_NAME, Settings
 from .hooks import HookError, Hooks
@@ -274,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = run(config, functools.partial(import_app, spec), argv, reread=reread)
     except AppLoadFailed as exc:
         fail(str(exc), EXIT_FAILURE)
-    except (ListenError, ActivationError, ProcessError, HookError) as exc:
+    except (ListenError, ActivationError, ProcessError, HookError, LifespanFailed) as exc:
         fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         code = 0

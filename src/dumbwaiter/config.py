@@ -267,6 +267,18 @@ class Config:
         repeat=True,
         check=_static_maps,
     )
+    interface: str = setting(
+        "auto",
+        "The application's interface: auto (ASGI 3 for a coroutine function or an object "
+        "with an async __call__, else WSGI), wsgi, asgi, or asgi2 (a double callable).",
+        metavar="NAME",
+    )
+    lifespan: str = setting(
+        "auto",
+        "ASGI lifespan: on (startup must succeed before the worker serves), auto (an app "
+        "that does not speak it is served without), off.",
+        metavar="MODE",
+    )
     debug: bool = setting(
         False, "Send tracebacks of app errors to the client (never in production)."
     )
@@ -593,6 +605,10 @@ class Config:
                     check(getattr(self, f.name))
                 except ConfigError as exc:
                     raise ConfigError(f"{flag_of(f)}: {exc}") from None
+        if self.interface not in ("auto", "wsgi", "asgi", "asgi2"):
+            raise ConfigError(f"--interface: {self.interface!r} is not auto, wsgi, asgi or asgi2")
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ConfigError(f"--lifespan: {self.lifespan!r} is not auto, on or off")
         if self.loop not in ("auto", "asyncio", "uvloop"):
             raise ConfigError(f"--loop: unknown event loop {self.loop!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

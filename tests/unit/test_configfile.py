@@ -130,6 +130,8 @@ def test_every_setting_has_a_key_and_print_config_reads_back(here: pathlib.Path)
         backlog=10,
         script_name="/app",
         static=[f"/static/={here}"],
+        interface="asgi",
+        lifespan="on",
         debug=True,
         threads=3,
         no_batch_threads=True,

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING, cast
 
+from ..asgi.gateway import ASGIGateway
 from ..request import Request
 from .admission import Admission
 from .deadlines import SessionSettings
@@ -51,6 +52,8 @@ class Host:
     draining: bool
     #: ``--static``'s files, served on the loop (HTTP listeners; None: none).
     static: StaticFiles | None
+    #: The ASGI application's gateway (None: a WSGI one, run by the threads).
+    asgi: ASGIGateway | None
 
     def new_session(self, conn: Connection, listener: Listener) -> Session:
         raise NotImplementedError
@@ -323,6 +326,9 @@ class Connection:
                 served = StaticExchange(request, session.peer, session.listener)
                 self.loop.create_task(static.serve(self, served, found))
                 return served
+        asgi = self.server.asgi
+        if asgi is not None:  # a task on this loop (None: 503, the app not called)
+            return asgi.dispatch(self, request)
         exchange = LoopExchange(request, session.peer, session.listener)
         exchange.conn = self
         exchange.session = session

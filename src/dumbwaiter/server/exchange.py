@@ -92,6 +92,10 @@ class ExchangeBase:
     def sendfile(self, file: IO[bytes], offset: int, count: int) -> bool:
         raise NotImplementedError
 
+    def peer_closed(self) -> None:
+        """The peer closed its side (it may still read the response): an
+        ASGI request's ``receive()`` says ``http.disconnect`` from now on."""
+
     def cancel(self) -> None:
         """The response is not wanted any more: further writes are dropped and
         the app's further reads see EOF.  Any thread."""

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from ..asgi.gateway import ASGIGateway
 from .admission import Admission
 from .connection import Connection, Host, LoopExchange
 from .exchange import ExchangeBase
@@ -79,6 +80,8 @@ class LoopServer(Host):
         #: Threads lost to requests past --timeout.
         self.stuck = 0
         self.static = StaticFiles(config.static) if config.static else None
+        #: Set by the worker for an ASGI application.
+        self.asgi: ASGIGateway | None = None
 
     # -- accepting --------------------------------------------------------------------
     async def start(self) -> None:

@@ -153,6 +153,8 @@ class Session(Deadline):
         while responses are owed (a client may half-close after its last
         request).  One log line if a request was partly received."""
         partial = bool(self.receiving) or not (self.proto.idle or self.running or self.waiting)
+        for exchange in self.running.values():
+            exchange.peer_closed()
         try:
             self.proto.receive_data(b"")
         except RemoteProtocolError as exc:

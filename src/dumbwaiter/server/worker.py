@@ -35,6 +35,8 @@ from collections.abc import Callable
 
 from ..access import AddressList
 from ..accesslog import AccessLog
+from ..asgi.detect import ASGIApp, asgi3, interface_of
+from ..asgi.gateway import ASGIGateway, Lifespan, LifespanFailed
 from ..config import Config
 from ..typing import Exchange, WSGIApp
 from ..version import build as which_build
@@ -114,6 +116,18 @@ def gateway_for(app: WSGIApp, config: Config) -> Callable[[Exchange], None]:
     )
 
 
+def asgi_gateway(app: ASGIApp, config: Config, limit: int) -> ASGIGateway:
+    """The ASGI gateway over ``app``, with its lifespan, as the settings say."""
+    return ASGIGateway(
+        app,
+        limit=limit,
+        trusted=AddressList(config.forwarded_allow_ips),
+        script_name=config.script_name,
+        debug=config.debug,
+        lifespan=Lifespan(app, config.lifespan, config.graceful_timeout),
+    )
+
+
 def session_settings(config: Config) -> SessionSettings:
     """What sessions read per request."""
     return SessionSettings(
@@ -135,7 +149,8 @@ def build(
     access_log: AccessLog | None,
 ) -> tuple[ServerContext, LoopServer, DirectServer | None, Watch]:
     """The worker's parts, wired together, not started."""
-    gateway = gateway_for(app, config)
+    interface = interface_of(app, config.interface)
+    gateway = gateway_for(app, config) if interface == "wsgi" else None
     stats = WorkerStats() if (config.metrics or config.status) and channel is not None else None
     reporter = Reporter(access_log, stats) if access_log is not None or stats is not None else None
     if access_log is not None:
@@ -150,6 +165,7 @@ def build(
         if timed:
             exchange.began = time.monotonic()
             exchange.thread = threading.current_thread().name
+        assert gateway is not None
         gateway(exchange)
 
     pool: ThreadPool[ExchangeBase] = ThreadPool(
@@ -166,14 +182,17 @@ def build(
         ctx.factories[kind] = protocol_factory(kind, date, config, pool.capacity)
     shared = (
         []
-        if config.loop_only
+        if config.loop_only or gateway is None  # (an ASGI app runs on the loop)
         else [listener for listener in listeners if listener.protocol in DIRECT_PROTOCOLS]
     )
     own = [listener for listener in listeners if listener not in shared]
     looped = LoopServer(ctx, own, shared)
     ctx.drivers.append(looped)
+    if gateway is None:
+        looped.asgi = asgi_gateway(asgi3(app, interface), config, pool.capacity)
     threads = None
     if shared:
+        assert gateway is not None
         threads = DirectServer(ctx, shared, gateway, looped.adopt)
         ctx.drivers.append(threads)
         pool.full = looped.full
@@ -206,6 +225,16 @@ async def _serve(
     loop.add_signal_handler(signal.SIGINT, interrupt)
     loop.add_signal_handler(signal.SIGQUIT, interrupt)
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs, access_log)
+    lifespan = looped.asgi.lifespan if looped.asgi is not None else None
+    if lifespan is not None:
+        try:
+            await lifespan.startup()
+        except LifespanFailed as exc:  # the worker does not serve: the master says why
+            if channel is None:
+                raise
+            log.error("%s", exc)
+            channel.send("failed", str(exc))
+            return "fast"
     await looped.start()
     for listener in listeners:
         log.info("listening: %s", listener.name)
@@ -234,6 +263,8 @@ async def _serve(
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             loop.remove_signal_handler(signum)
     await _stop(ctx, how, ticker)
+    if lifespan is not None:
+        await lifespan.shutdown()
     if threads is not None:  # (the pool's threads are gone, or left to the process's end)
         for listener in threads.listeners:
             listener.sock.close()

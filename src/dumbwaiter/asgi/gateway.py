@@ -1,0 +1,303 @@
+"""ASGI 3 over the session layer: each request a task on the worker's loop.
+
+A request arrives whole (the session read its body, spooled past
+``--spool-threshold``), as for WSGI.  ``receive()`` hands the body over in
+``http.request`` chunks, then waits: it returns ``http.disconnect`` once the
+client has gone (a closed connection, ``FCGI_ABORT_REQUEST``) or the
+response is complete.  ``send()`` holds ``http.response.start`` back until
+the first body chunk (so that a one-chunk response goes out as one write, as
+for WSGI), and waits while the client is slow to read; once the client has
+gone it raises :class:`~dumbwaiter.errors.ClientDisconnected`, an
+``OSError`` (spec 2.4).
+
+An exception before the response started gives a 500; after, a broken
+response (the front server sees it end early).  Past ``--threads +
+--queue-size`` requests running at once, the next gets a 503 at once, the
+application not called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import traceback
+from typing import Any, Protocol
+
+from ..access import AddressList
+from ..errors import ClientDisconnected
+from ..request import Request
+from ..server.exchange import ExchangeBase
+from ..server.session import Session
+from ..wsgi.environ import complete_environ
+from .detect import ASGIApp, Message
+from .scope import http_scope
+
+__all__ = ["ASGIExchange", "ASGIGateway", "Lifespan", "LifespanFailed"]
+
+log = logging.getLogger("dumbwaiter")
+
+#: The body chunk ``receive()`` hands over.
+CHUNK = 64 * 1024
+ERROR_HEADERS = [("Content-Type", "text/plain; charset=utf-8")]
+
+
+class Conn(Protocol):
+    """What a request needs of its connection (a ``Connection``)."""
+
+    loop: asyncio.AbstractEventLoop
+    session: Session
+
+    async def drained(self) -> None: ...
+
+
+class ASGIExchange(ExchangeBase):
+    """A request an ASGI task answers (on the loop, through the session)."""
+
+    __slots__ = ("wake",)
+    #: Set when the client is gone or the response complete (``receive``'s end).
+    wake: asyncio.Event
+
+    def cancel(self) -> None:
+        super().cancel()
+        self.wake.set()
+
+    def peer_closed(self) -> None:
+        self.wake.set()
+
+
+class ASGIGateway:
+    """The ASGI application of a worker and its requests in flight."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        trusted: AddressList,
+        script_name: str | None,
+        debug: bool = False,
+        lifespan: Lifespan | None = None,
+    ) -> None:
+        self.app = app
+        self.limit = limit
+        self.trusted = trusted
+        self.script_name = script_name
+        self.debug = debug
+        self.lifespan = lifespan
+        #: Requests running now (their tasks).
+        self.running: set[asyncio.Task[None]] = set()
+
+    def dispatch(self, conn: Conn, request: Request) -> ExchangeBase | None:
+        """Start ``request``'s task; None (a 503 from the session) when
+        ``limit`` are running already."""
+        if len(self.running) >= self.limit:
+            return None
+        session = conn.session
+        exchange = ASGIExchange(request, session.peer, session.listener)
+        exchange.wake = asyncio.Event()
+        task = conn.loop.create_task(self.run(conn, exchange))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+        return exchange
+
+    async def run(self, conn: Conn, exchange: ASGIExchange) -> None:
+        environ = complete_environ(
+            exchange.request, exchange.peer, {}, self.trusted, self.script_name
+        )
+        state = self.lifespan.state if self.lifespan is not None else None
+        call = Call(conn, exchange)
+        try:
+            await self.app(http_scope(environ, state), call.receive, call.send)
+        except Exception as exc:
+            if not isinstance(exc, ClientDisconnected) or not exchange.cancelled:
+                log.exception(
+                    "error in ASGI application (%s %s)",
+                    environ.get("REQUEST_METHOD"),
+                    environ.get("PATH_INFO"),
+                )
+            call.failed(traceback.format_exc() if self.debug else "")
+        else:
+            call.returned()
+
+
+class Call:
+    """One request's ``receive`` and ``send``."""
+
+    def __init__(self, conn: Conn, exchange: ASGIExchange) -> None:
+        self.conn = conn
+        self.session = conn.session
+        self.exchange = exchange
+        self.input = exchange.request.input
+        self.body_left = True
+        #: ``http.response.start``'s status and headers, until the first body.
+        self.start: tuple[int, list[tuple[str, str]]] | None = None
+        self.head_sent = False
+        self.complete = False
+
+    async def receive(self) -> Message:
+        if self.body_left and not self.exchange.cancelled:
+            data = self.input.read(CHUNK)
+            self.body_left = len(data) == CHUNK
+            return {"type": "http.request", "body": data, "more_body": self.body_left}
+        await self.exchange.wake.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        exchange = self.exchange
+        if exchange.cancelled:
+            raise ClientDisconnected("the client is gone")
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.start is not None:
+                raise RuntimeError("http.response.start sent twice")
+            self.start = (int(message["status"]), headers_of(message.get("headers", ())))
+        elif kind == "http.response.body":
+            if self.start is None:
+                raise RuntimeError("http.response.body before http.response.start")
+            if self.complete:
+                raise RuntimeError("http.response.body after the response ended")
+            body = bytes(message.get("body", b""))
+            more = bool(message.get("more_body", False))
+            self.body(body, more)
+            if more:
+                await self.conn.drained()
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
+
+    def body(self, body: bytes, more: bool) -> None:
+        session, exchange = self.session, self.exchange
+        if not self.head_sent:
+            assert self.start is not None
+            status, headers = self.start
+            self.head_sent = True
+            session.send_head(exchange, status_line(status), headers, body, not more)
+        else:
+            if body:
+                session.send_body(exchange, body)
+            if not more:
+                session.send_end(exchange)
+        if not more:
+            self.complete = True
+            exchange.wake.set()
+
+    def returned(self) -> None:
+        """The application returned: a response it started but did not
+        finish is broken off; none at all is a 500 (and logged)."""
+        if self.complete:
+            return
+        if self.start is not None and not self.head_sent:
+            self.body(b"", False)  # started, no body: an empty one
+        elif self.head_sent:
+            self.abort()
+        else:
+            log.error("ASGI application returned without a response")
+            self.failed("")
+
+    def failed(self, detail: str) -> None:
+        """The application raised (or returned without a response)."""
+        if self.complete:
+            return
+        if self.head_sent:
+            self.abort()
+            return
+        text = detail or "Internal Server Error\n"
+        self.head_sent = self.complete = True
+        self.session.send_head(
+            self.exchange, "500 Internal Server Error", ERROR_HEADERS, text.encode(), True
+        )
+        self.exchange.wake.set()
+
+    def abort(self) -> None:
+        self.complete = True
+        self.session.send_abort(self.exchange)
+        self.exchange.wake.set()
+
+
+def status_line(status: int) -> str:
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+def headers_of(pairs: Any) -> list[tuple[str, str]]:
+    return [
+        (bytes(name).decode("latin-1"), bytes(value).decode("latin-1")) for name, value in pairs
+    ]
+
+
+class LifespanFailed(Exception):
+    """The application's lifespan startup failed; the message says why."""
+
+
+class Lifespan:
+    """The lifespan protocol for one worker: ``startup`` before it serves,
+    ``shutdown`` when it stops.  ``mode``: ``on`` (an app that does not
+    speak it fails the start), ``auto`` (it is served without, logged once),
+    ``off``."""
+
+    def __init__(self, app: ASGIApp, mode: str, timeout: float) -> None:
+        self.app = app
+        self.mode = mode
+        self.timeout = timeout
+        self.state: dict[str, Any] = {}
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.outbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.supported = mode != "off"
+
+    async def startup(self) -> None:
+        """Raises :class:`LifespanFailed` (the app's message)."""
+        if not self.supported:
+            return
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+        self.task = asyncio.get_running_loop().create_task(self.main(scope))
+        answer = await self.ask("lifespan.startup")
+        if answer is None:
+            return
+        if answer["type"] == "lifespan.startup.failed":
+            raise LifespanFailed(f"lifespan startup failed: {answer.get('message', '')}")
+
+    async def main(self, scope: dict[str, Any]) -> None:
+        try:
+            await self.app(scope, self.inbox.get, self.outbox.put)
+        except Exception as exc:
+            await self.outbox.put({"type": "dumbwaiter.raised", "exc": exc})
+        else:
+            await self.outbox.put({"type": "dumbwaiter.returned"})
+
+    async def ask(self, kind: str) -> Message | None:
+        """Send ``kind``, and wait for the app's answer; None when it does
+        not speak lifespan (``auto``)."""
+        await self.inbox.put({"type": kind})
+        try:
+            answer = await asyncio.wait_for(self.outbox.get(), self.timeout)
+        except asyncio.TimeoutError:
+            raise LifespanFailed(f"{kind}: no answer within {self.timeout:g}s") from None
+        if answer["type"] in ("dumbwaiter.raised", "dumbwaiter.returned"):
+            self.supported = False
+            if self.mode == "on" or kind == "lifespan.shutdown":
+                exc = answer.get("exc")
+                raise LifespanFailed(
+                    f"{kind}: the application {'raised ' + repr(exc) if exc else 'returned'}"
+                )
+            log.info("the application does not speak ASGI lifespan: served without it")
+            return None
+        return answer
+
+    async def shutdown(self) -> None:
+        """Tell the app; a failure is logged (the worker stops anyway)."""
+        if not self.supported or self.task is None:
+            return
+        try:
+            answer = await self.ask("lifespan.shutdown")
+            if answer is not None and answer["type"] == "lifespan.shutdown.failed":
+                log.error("lifespan shutdown failed: %s", answer.get("message", ""))
+        except LifespanFailed as exc:
+            log.error("%s", exc)
+        self.task.cancel()

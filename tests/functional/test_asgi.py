@@ -1,0 +1,241 @@
+"""ASGI 3 applications, detected by themselves, served over HTTP and
+FastCGI (a multiplexed connection included) on the worker's event loop:
+the scope, the body in chunks, streaming, errors, disconnects, lifespan."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import pathlib
+import signal
+import socket
+import time
+
+import pytest
+
+from clients import FCGI, params
+from serving import Server, free_port, run_cli, short_tmpdir, until
+
+APP = """\
+import asyncio, json, os
+
+EVENTS = os.path.join(os.environ["DW_TEST_DIR"], "events")
+
+
+def note(text):
+    with open(EVENTS, "a") as out:
+        out.write(text + "\\n")
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                scope["state"]["greeting"] = "hello from startup"
+                note("startup")
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                note("shutdown")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path = scope["path"]
+    if path.endswith("/fail-early"):
+        raise RuntimeError("before the response")
+    if path.endswith("/wait-disconnect"):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"started\\n", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        note("disconnected")
+        try:
+            for _ in range(100):
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+                await asyncio.sleep(0.01)
+        except OSError as exc:
+            note("send raised " + type(exc).__name__)
+        return
+    body = b""
+    chunks = 0
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        chunks += 1
+        if not message.get("more_body"):
+            break
+    if path.endswith("/stream"):
+        await send({"type": "http.response.start", "status": 201,
+                    "headers": [(b"content-type", b"text/plain"), (b"x-kind", b"stream")]})
+        for part in (b"one ", b"two ", b"three\\n"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    if path.endswith("/fail-late"):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("after the response began")
+    info = {
+        "type": scope["type"], "asgi": scope["asgi"], "http_version": scope["http_version"],
+        "method": scope["method"], "scheme": scope["scheme"], "path": path,
+        "raw_path": scope["raw_path"].decode("latin-1"), "root_path": scope["root_path"],
+        "query_string": scope["query_string"].decode("latin-1"),
+        "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+        "client": scope["client"], "server": scope["server"],
+        "state": scope.get("state", {}).get("greeting"),
+        "body_length": len(body), "chunks": chunks,
+    }
+    data = json.dumps(info).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": data})
+"""
+
+
+@pytest.fixture
+def served() -> tuple[Server, int, str]:
+    root = short_tmpdir()
+    pathlib.Path(root, "asgiapp.py").write_text(APP)
+    port = free_port()
+    sock = os.path.join(root, "app.sock")
+    server = Server(
+        ["--http", f"127.0.0.1:{port}", "--fastcgi", f"unix:{sock}", "--threads", "2"],
+        "asgiapp:app",
+        workdir=root,
+    )
+    yield server, port, sock
+    server.stop()
+
+
+def events(server: Server) -> list[str]:
+    try:
+        return server.path("events").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def get(port: int, path: str, method: str = "GET", body: bytes | None = None, **headers: str):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def test_an_asgi_app_is_detected_and_gets_a_complete_scope(served: tuple) -> None:
+    server, port, _ = served
+    assert until(lambda: "startup" in events(server)), server.log()
+    status, _, body = get(port, "/a%20b/c?x=1&y=%20", "POST", b"z" * 200_000, **{"X-Thing": "v"})
+    assert status == 200
+    info = json.loads(body)
+    assert info["type"] == "http"
+    assert info["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert (info["http_version"], info["method"], info["scheme"]) == ("1.1", "POST", "http")
+    assert (info["path"], info["raw_path"], info["root_path"]) == ("/a b/c", "/a%20b/c", "")
+    assert info["query_string"] == "x=1&y=%20"
+    assert ["x-thing", "v"] in info["headers"]
+    assert ["content-length", "200000"] in info["headers"]
+    assert info["client"][0] == "127.0.0.1" and info["server"] == ["127.0.0.1", port]
+    assert info["state"] == "hello from startup"
+    assert info["body_length"] == 200_000 and info["chunks"] > 1  # in chunks
+    assert "app threads" not in server.log()
+
+
+def test_streaming_and_errors(served: tuple) -> None:
+    _, port, _ = served
+    status, headers, body = get(port, "/stream")
+    assert (status, headers["x-kind"], body) == (201, "stream", b"one two three\n")
+    assert headers.get("transfer-encoding") == "chunked"
+    status, _, body = get(port, "/fail-early")
+    assert status == 500
+    with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+        get(port, "/fail-late")  # broken off: never taken for a whole response
+    assert get(port, "/")[0] == 200  # the worker serves on
+
+
+def test_over_fastcgi_multiplexed_with_the_root_path(served: tuple) -> None:
+    server, _, sock = served
+    unix = socket.socket(socket.AF_UNIX)
+    unix.connect(sock)
+    conn = FCGI(unix)
+    try:
+        first = conn.start(
+            params("/one", SCRIPT_NAME="/app", REQUEST_URI="/app/one?q", QUERY_STRING="q"),
+            keep_conn=True,
+        )
+        second = conn.start(
+            params("/two", SCRIPT_NAME="/app", REQUEST_URI="/app/two"), b"body!", keep_conn=True
+        )
+        one, two = conn.reply(first), conn.reply(second)
+    finally:
+        conn.close()
+    assert one.status == two.status == 200
+    a, b = json.loads(one.body), json.loads(two.body)
+    assert (a["root_path"], a["path"], a["query_string"]) == ("/app", "/app/one", "q")
+    assert (a["client"], a["server"]) == (["192.0.2.7", 0], ["example.org", 80])
+    assert (b["path"], b["body_length"]) == ("/app/two", 5)
+    assert events(server).count("startup") == 1
+
+
+def test_a_client_that_leaves_is_a_disconnect_and_send_then_raises(served: tuple) -> None:
+    server, port, _ = served
+    client = socket.create_connection(("127.0.0.1", port))
+    client.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"started" in client.recv(65536) or True
+    time.sleep(0.2)
+    client.close()
+    assert until(lambda: "disconnected" in events(server)), server.log()
+    assert until(lambda: "send raised ClientDisconnected" in events(server)), events(server)
+
+
+def test_lifespan_shutdown_on_stop(served: tuple) -> None:
+    server, port, _ = served
+    assert get(port, "/")[0] == 200
+    server.send_signal(signal.SIGTERM)  # the master's, passed on to its worker
+    server.proc.wait(20)
+    assert events(server)[-1] == "shutdown"
+
+
+def test_an_explicit_interface_that_does_not_fit_is_one_line() -> None:
+    done = run_cli(["--interface", "nonsense", "m:app"])
+    assert done.returncode == 2
+    assert "--interface" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_starlette_over_http_and_fastcgi() -> None:
+    root = short_tmpdir()
+    port = free_port()
+    sock = os.path.join(root, "app.sock")
+    args = ["--http", f"127.0.0.1:{port}", "--fastcgi", f"unix:{sock}"]
+    with Server(args, "starlette_app:app", workdir=root, env={"PYTHONPATH": APPS}) as server:
+        status, _, body = get(port, "/items/pen?q=blue")
+        assert status == 200, server.log()
+        assert json.loads(body) == {
+            "item": "pen",
+            "q": "blue",
+            "root_path": "",
+            "url": f"http://127.0.0.1:{port}/items/pen?q=blue",
+            "started": "yes",
+        }
+        status, _, body = get(port, "/echo", "POST", b'{"a": [1, 2]}', **JSON)
+        assert (status, json.loads(body)) == (200, {"got": {"a": [1, 2]}, "length": 13})
+        assert get(port, "/stream")[::2] == (200, b"part 0\npart 1\npart 2\n")
+        unix = socket.socket(socket.AF_UNIX)
+        unix.connect(sock)
+        conn = FCGI(unix)
+        try:
+            mounted = params("/items/pen", SCRIPT_NAME="/shop", REQUEST_URI="/shop/items/pen")
+            reply = conn.reply(conn.start(mounted))
+        finally:
+            conn.close()
+        assert reply.status == 200, reply
+        answer = json.loads(reply.body)
+        assert (answer["item"], answer["root_path"]) == ("pen", "/shop")
+        assert answer["url"] == "http://example.org/shop/items/pen"
+        assert "lifespan" not in server.log()  # spoken: nothing to say
+
+
+APPS = os.pathsep.join([str(pathlib.Path(__file__).parents[1] / "apps")])
+JSON = {"Content-Type": "application/json"}
