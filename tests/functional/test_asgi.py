@@ -41,6 +41,12 @@ async def app(scope, receive, send):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     path = scope["path"]
+    if path.endswith("/slow"):
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            note("cancelled")
+            raise
     if path.endswith("/fail-early"):
         raise RuntimeError("before the response")
     if path.endswith("/wait-disconnect"):
@@ -239,3 +245,20 @@ def test_starlette_over_http_and_fastcgi() -> None:
 
 APPS = os.pathsep.join([str(pathlib.Path(__file__).parents[1] / "apps")])
 JSON = {"Content-Type": "application/json"}
+
+
+def test_timeout_answers_504_and_cancels_the_task() -> None:
+    root = short_tmpdir()
+    pathlib.Path(root, "asgiapp.py").write_text(APP)
+    port = free_port()
+    with Server(
+        ["--http", f"127.0.0.1:{port}", "--timeout", "1"], "asgiapp:app", workdir=root
+    ) as server:
+        started = time.monotonic()
+        status, _, _ = get(port, "/slow")
+        assert status == 504
+        assert time.monotonic() - started < 5
+        assert until(lambda: "cancelled" in events(server)), server.log()
+        assert "its task cancelled" in server.log()
+        assert get(port, "/")[0] == 200
+        assert "replacing worker" not in server.log()  # no thread was lost

@@ -9,8 +9,8 @@ WSGI ones, run on the worker's event loop instead of the thread pool.
   lifespan protocol.
 
 What this slice serves: HTTP requests over every protocol (FastCGI, SCGI,
-uwsgi, HTTP/1.1) and lifespan.  WebSockets, ``--timeout`` for ASGI
-requests and ``http.response.pathsend`` are not here yet.
+uwsgi, HTTP/1.1), ``--timeout`` (the task cancelled) and lifespan.
+WebSockets and ``http.response.pathsend`` are not here yet.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import time
 import traceback
 from typing import Any, Protocol
 
@@ -54,9 +55,12 @@ class Conn(Protocol):
 class ASGIExchange(ExchangeBase):
     """A request an ASGI task answers (on the loop, through the session)."""
 
-    __slots__ = ("wake",)
+    __slots__ = ("session", "task", "wake")
     #: Set when the client is gone or the response complete (``receive``'s end).
     wake: asyncio.Event
+    session: Session
+    #: The task running the application (``--timeout`` cancels it).
+    task: asyncio.Task[None]
 
     def cancel(self) -> None:
         super().cancel()
@@ -96,7 +100,9 @@ class ASGIGateway:
         session = conn.session
         exchange = ASGIExchange(request, session.peer, session.listener)
         exchange.wake = asyncio.Event()
-        task = conn.loop.create_task(self.run(conn, exchange))
+        exchange.session = session
+        exchange.began = exchange.queued = time.monotonic()  # (for --timeout)
+        exchange.task = task = conn.loop.create_task(self.run(conn, exchange))
         self.running.add(task)
         task.add_done_callback(self.running.discard)
         return exchange
@@ -109,6 +115,8 @@ class ASGIGateway:
         call = Call(conn, exchange)
         try:
             await self.app(http_scope(environ, state), call.receive, call.send)
+        except asyncio.CancelledError:  # --timeout answered for it
+            return
         except Exception as exc:
             if not isinstance(exc, ClientDisconnected) or not exchange.cancelled:
                 log.exception(

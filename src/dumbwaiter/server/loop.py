@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from ..asgi.gateway import ASGIGateway
+from ..asgi.gateway import ASGIExchange, ASGIGateway
 from .admission import Admission
 from .connection import Connection, Host, LoopExchange
 from .exchange import ExchangeBase
@@ -283,7 +283,12 @@ class LoopServer(Host):
             self.admission.read_deferred()
 
     def expire(self, exchange: ExchangeBase) -> None:
-        """``--timeout`` passed for ``exchange``: answered now, its thread lost."""
+        """``--timeout`` passed for ``exchange``: answered now, its thread
+        lost (an ASGI request's task is cancelled)."""
+        if isinstance(exchange, ASGIExchange):
+            exchange.session.expire(exchange)
+            exchange.task.cancel()
+            return
         assert isinstance(exchange, LoopExchange)
         exchange.session.expire(exchange)
         self.stuck += 1

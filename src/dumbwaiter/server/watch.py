@@ -96,15 +96,17 @@ class Watch:
             for exchange in driver.in_flight():
                 if 0.0 < exchange.began <= limit and not exchange.expired:
                     environ = exchange.request.environ
+                    stuck = exchange.thread  # ("": an ASGI task, cancelled)
                     log.error(
-                        "%s: %s %s still in the app after %gs: answered 504 (thread %s stuck)",
+                        "%s: %s %s still in the app after %gs: answered 504 (%s)",
                         exchange.listener,
                         environ.get("REQUEST_METHOD", ""),
                         environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
                         self.timeout,
-                        exchange.thread,
+                        f"thread {stuck} stuck" if stuck else "its task cancelled",
                     )
-                    self.ctx.retire(f"a request ran past --timeout {self.timeout:g}s")
+                    if stuck:  # a thread cannot be stopped: the worker goes
+                        self.ctx.retire(f"a request ran past --timeout {self.timeout:g}s")
                     driver.expire(exchange)
 
     def checkup(self) -> None:
