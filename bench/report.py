@@ -737,6 +737,13 @@ def render(data: dict[str, Any]) -> str:
         "\n## Backend cost, hello\n",
         _backend_cost(data, get),
     ]
+    if (asgi := asgi_table(get)) is not None:
+        out += [
+            "\n## ASGI, hello\n",
+            "bench/asgi_app.py (as benchasgi) behind nginx's proxy_pass, and behind\n"
+            "lighttpd's FastCGI against fcgisgi; ratios are the target's over the peer's.\n\n",
+            asgi,
+        ]
     if (hooks := hooks_table(get)) is not None:
         out += [
             "\n## Server hooks, hello via nginx\n",
@@ -803,6 +810,29 @@ def hooks_table(get: Lookup) -> str | None:
     rows.insert(0, [base, "no `--hooks`", num(base_rps), "1", num(base_us, 1), "1"])
     header = ["target", "hooks", "req/s", "÷", "backend µs/req", "÷"]
     return _table(header, rows)
+
+
+#: ASGI: each target, and the peer it is measured against (issue 21's bars).
+ASGI_PAIRS = [
+    ("dumbwaiter-asgi-nginx", "uvicorn-asgi-nginx", "HTTP via nginx: req/s >= 1.0x, µs <= 1.0x"),
+    ("granian-asgi-nginx", "uvicorn-asgi-nginx", "(granian, for comparison)"),
+    ("hypercorn-asgi-nginx", "uvicorn-asgi-nginx", "(hypercorn, for comparison)"),
+    ("dumbwaiter-asgi-lighttpd", "fcgisgi-asgi-lighttpd", "FastCGI via lighttpd: req/s >= 3x"),
+]
+
+
+def asgi_table(get: Lookup) -> str | None:
+    """ASGI hello against its peers (None when the run has no ASGI target)."""
+    rows = []
+    for target, peer, goal in ASGI_PAIRS:
+        rps, us = get(target, "hello", "rps_2xx"), get(target, "hello", "backend_us_per_req")
+        peer_rps, peer_us = get(peer, "hello", "rps_2xx"), get(peer, "hello", "backend_us_per_req")
+        if rps is None or peer_rps is None:
+            continue
+        row = [target, peer, num(rps), num(_ratio(rps, peer_rps), 2), num(us, 1)]
+        rows.append([*row, num(_ratio(us, peer_us), 2), goal])
+    header = ["target", "against", "req/s", "÷", "backend µs/req", "÷", "bar"]
+    return _table(header, rows) if rows else None
 
 
 def _backend_cost(data: dict[str, Any], get: Lookup) -> str:
