@@ -41,6 +41,14 @@ async def app(scope, receive, send):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     path = scope["path"]
+    if path.endswith("/file"):
+        name = os.path.join(os.environ["DW_TEST_DIR"], "payload.bin")
+        assert "http.response.pathsend" in scope["extensions"]
+        size = str(os.path.getsize(name)).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", size)]})
+        await send({"type": "http.response.pathsend", "path": name})
+        return
     if path.endswith("/slow"):
         try:
             await asyncio.sleep(30)
@@ -262,3 +270,23 @@ def test_timeout_answers_504_and_cancels_the_task() -> None:
         assert "its task cancelled" in server.log()
         assert get(port, "/")[0] == 200
         assert "replacing worker" not in server.log()  # no thread was lost
+
+
+def test_pathsend_and_max_requests() -> None:
+    root = short_tmpdir()
+    pathlib.Path(root, "asgiapp.py").write_text(APP)
+    payload = os.urandom(2 * 1024 * 1024 + 3)
+    pathlib.Path(root, "payload.bin").write_bytes(payload)
+    port = free_port()
+    args = ["--http", f"127.0.0.1:{port}", "--max-requests", "5", "--workers", "1"]
+    with Server(args, "asgiapp:app", workdir=root) as server:
+        for _ in range(2):
+            status, headers, body = get(port, "/file")
+            assert (status, headers["content-length"], body == payload) == (
+                200,
+                str(len(payload)),
+                True,
+            )
+        for _ in range(4):
+            assert get(port, "/")[0] == 200
+        assert until(lambda: "served 5 requests (--max-requests)" in server.log()), server.log()

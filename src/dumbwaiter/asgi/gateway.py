@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import os
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..access import AddressList
@@ -30,6 +32,7 @@ from ..errors import ClientDisconnected
 from ..request import Request
 from ..server.exchange import ExchangeBase
 from ..server.session import Session
+from ..server.static import send as send_file
 from ..wsgi.environ import complete_environ
 from .detect import ASGIApp, Message
 from .scope import http_scope
@@ -48,6 +51,7 @@ class Conn(Protocol):
 
     loop: asyncio.AbstractEventLoop
     session: Session
+    transport: asyncio.Transport | None
 
     async def drained(self) -> None: ...
 
@@ -89,8 +93,11 @@ class ASGIGateway:
         self.script_name = script_name
         self.debug = debug
         self.lifespan = lifespan
-        #: Requests running now (their tasks).
+        #: Requests running now (their tasks), and done so far.
         self.running: set[asyncio.Task[None]] = set()
+        self.served = 0
+        #: Called as each request ends (the worker counts it: --max-requests).
+        self.done: Callable[[], None] | None = None
 
     def dispatch(self, conn: Conn, request: Request) -> ExchangeBase | None:
         """Start ``request``'s task; None (a 503 from the session) when
@@ -118,6 +125,7 @@ class ASGIGateway:
         except asyncio.CancelledError:  # --timeout answered for it
             return
         except Exception as exc:
+            self.ended()
             if not isinstance(exc, ClientDisconnected) or not exchange.cancelled:
                 log.exception(
                     "error in ASGI application (%s %s)",
@@ -126,7 +134,13 @@ class ASGIGateway:
                 )
             call.failed(traceback.format_exc() if self.debug else "")
         else:
+            self.ended()
             call.returned()
+
+    def ended(self) -> None:
+        self.served += 1
+        if self.done is not None:
+            self.done()
 
 
 class Call:
@@ -160,6 +174,8 @@ class Call:
             if self.start is not None:
                 raise RuntimeError("http.response.start sent twice")
             self.start = (int(message["status"]), headers_of(message.get("headers", ())))
+        elif kind == "http.response.pathsend":  # the extension: a file, zero-copy if it can
+            await self.pathsend(str(message["path"]))
         elif kind == "http.response.body":
             if self.start is None:
                 raise RuntimeError("http.response.body before http.response.start")
@@ -172,6 +188,19 @@ class Call:
                 await self.conn.drained()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
+
+    async def pathsend(self, path: str) -> None:
+        if self.start is None or self.head_sent:
+            raise RuntimeError("http.response.pathsend needs a response started, with no body")
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            status, headers = self.start
+            self.head_sent = True
+            self.session.send_head(self.exchange, status_line(status), headers, b"", not size)
+            if size and await send_file(self.conn, self.exchange, file, 0, size):
+                self.session.send_end(self.exchange)
+        self.complete = True
+        self.exchange.wake.set()
 
     def body(self, body: bytes, more: bool) -> None:
         session, exchange = self.session, self.exchange

@@ -48,7 +48,7 @@ def http_scope(environ: dict[str, Any], state: dict[str, Any] | None) -> dict[st
         "headers": headers,
         "client": address(environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT")),
         "server": address(environ.get("SERVER_NAME"), environ.get("SERVER_PORT")),
-        "extensions": {},
+        "extensions": {"http.response.pathsend": {}},
     }
     if state is not None:
         scope["state"] = dict(state)

@@ -33,6 +33,7 @@ every response call writes nothing.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import NoReturn
@@ -44,6 +45,9 @@ from .errors import LocalProtocolError, RemoteProtocolError
 from .events import BodyReceived, Event, PeerError, RequestComplete, RequestReceived
 from .heads import CHUNKED, NO_BODY, RAW, UNTIL_CLOSE, error_answer, framed_head, http_date
 from .http_environ import has_body, request_environ
+
+#: A request line's method: a token (RFC 9110 5.6.2), then a space.
+METHOD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) ")
 
 __all__ = ["CONTINUE", "HTTPServerProtocol"]
 
@@ -144,6 +148,7 @@ class HTTPServerProtocol:
             self._drop_partial()
             return events
         block = self._block
+        fresh = not self._in_message
         try:
             try:
                 self._parser.feed_data(data)
@@ -152,7 +157,16 @@ class HTTPServerProtocol:
         except httptools.HttpParserError as exc:
             if not self._reading:  # a _Stop: the events so far stand
                 return events
-            return self._failed(events, self._failure or RemoteProtocolError(f"bad request: {exc}"))
+            error = self._failure or RemoteProtocolError(f"bad request: {exc}")
+            if isinstance(exc, httptools.HttpParserInvalidMethodError) and fresh and not events:
+                # A method the parser does not know, but a valid token: not
+                # implemented here, not a bad request (RFC 9110 9.1).
+                method = METHOD.match(data)
+                if method is not None:
+                    error = RemoteProtocolError(
+                        f"method not implemented: {method[1].decode('latin-1')}", 501
+                    )
+            return self._failed(events, error)
         if self._in_fields:
             # httptools buffers a field until its end; bound what it holds.  Bytes
             # fed while one head or trailer stayed incomplete all belong to it.

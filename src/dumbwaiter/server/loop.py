@@ -248,10 +248,17 @@ class LoopServer(Host):
 
     # -- the Driver interface (the tick's) --------------------------------------------
     def served(self) -> int:
-        return self.pool.served
+        asgi = self.asgi
+        return self.pool.served + (asgi.served if asgi is not None else 0)
 
     def owed(self) -> int:
-        return self.pool.pending
+        asgi = self.asgi
+        return self.pool.pending + (len(asgi.running) if asgi is not None else 0)
+
+    def asgi_done(self) -> None:
+        """An ASGI request ended (its task)."""
+        if self.ctx.request_limit:
+            self.ctx.count_served()
 
     def in_flight(self) -> list[ExchangeBase]:
         return [exchange for conn in self.connections for exchange in conn.session.running.values()]

@@ -28,7 +28,7 @@ from ..request import Request
 from .exchange import ExchangeBase
 from .session import Session
 
-__all__ = ["StaticExchange", "StaticFiles"]
+__all__ = ["StaticExchange", "StaticFiles", "send"]
 
 #: The chunk read from a file when sendfile cannot be used.
 CHUNK = 256 * 1024
@@ -197,7 +197,7 @@ def byte_range(
 
 
 async def send(
-    conn: Conn, exchange: StaticExchange, file: IO[bytes], offset: int, count: int
+    conn: Conn, exchange: ExchangeBase, file: IO[bytes], offset: int, count: int
 ) -> bool:
     """The file's bytes: the loop's sendfile when it can, else chunks; False
     when the response was broken off instead (the file shrank)."""

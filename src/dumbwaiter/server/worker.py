@@ -190,6 +190,7 @@ def build(
     ctx.drivers.append(looped)
     if gateway is None:
         looped.asgi = asgi_gateway(asgi3(app, interface), config, pool.capacity)
+        looped.asgi.done = looped.asgi_done
     threads = None
     if shared:
         assert gateway is not None

@@ -872,3 +872,13 @@ def test_responses_round_trip_through_the_client(
     no_body = method == "HEAD" or status[:3] in ("204", "304")
     assert response.body == (b"" if no_body else body)
     assert proto.closing is (http10 and mode == "stream" and not no_body)
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [(b"FOO", 501), (b"BREW", 501), (b"foo", 501), (b"BAD(", 400), (b"B\x01D", 400)],
+)
+def test_an_unknown_method_that_is_a_token_is_not_implemented(method: bytes, status: int) -> None:
+    """RFC 9110 9.1: a method the server does not know gets 501, a request
+    line that is not one gets 400."""
+    assert refused(method + b" / HTTP/1.1\r\nHost: x\r\n\r\n", "whole") == status
