@@ -44,7 +44,10 @@ def test_a_scrape_sums_the_workers_and_never_goes_backwards() -> None:
         assert total(samples, "dumbwaiter_request_duration_seconds_bucket", le="+Inf") == 33
         assert total(samples, "dumbwaiter_sent_bytes_total") >= 30 * 12
         assert total(samples, "dumbwaiter_workers") == 2
-        assert len(samples["dumbwaiter_worker_resident_bytes"]) == 2
+        # (each worker sends its gauges once a second: the second may not yet
+        # have when the first one's counts are in)
+        assert until(lambda: len(scrape(metrics)["dumbwaiter_worker_resident_bytes"]) == 2, 10)
+        samples = scrape(metrics)
         assert all(value > 1 << 20 for _, value in samples["dumbwaiter_worker_resident_bytes"])
         # A reload replaces both workers: their counts are kept.
         server.send_signal(signal.SIGHUP)

@@ -33,7 +33,6 @@ every response call writes nothing.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Callable
 from typing import NoReturn
@@ -45,9 +44,7 @@ from .errors import LocalProtocolError, RemoteProtocolError
 from .events import BodyReceived, Event, PeerError, RequestComplete, RequestReceived
 from .heads import CHUNKED, NO_BODY, RAW, UNTIL_CLOSE, error_answer, framed_head, http_date
 from .http_environ import has_body, request_environ
-
-#: A request line's method: a token (RFC 9110 5.6.2), then a space.
-METHOD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) ")
+from .http_method import FirstMethod
 
 __all__ = ["CONTINUE", "HTTPServerProtocol"]
 
@@ -122,6 +119,7 @@ class HTTPServerProtocol:
         self._in_message = self._in_fields = False
         self._block = self._partial = 0  # raw bound on a field block (see receive_data)
         self._failure: RemoteProtocolError | None = None
+        self._first: FirstMethod | None = FirstMethod()  # (until a request is read)
         # The connection.
         self._queue: deque[_Exchange] = deque()
         self._reading = True
@@ -147,8 +145,12 @@ class HTTPServerProtocol:
             self._reading = False
             self._drop_partial()
             return events
+        first = self._first
+        if first is not None:
+            first.saw(data)
+            if first.refused:
+                return self._method_verdict(events, first)
         block = self._block
-        fresh = not self._in_message
         try:
             try:
                 self._parser.feed_data(data)
@@ -158,14 +160,9 @@ class HTTPServerProtocol:
             if not self._reading:  # a _Stop: the events so far stand
                 return events
             error = self._failure or RemoteProtocolError(f"bad request: {exc}")
-            if isinstance(exc, httptools.HttpParserInvalidMethodError) and fresh and not events:
-                # A method the parser does not know, but a valid token: not
-                # implemented here, not a bad request (RFC 9110 9.1).
-                method = METHOD.match(data)
-                if method is not None:
-                    error = RemoteProtocolError(
-                        f"method not implemented: {method[1].decode('latin-1')}", 501
-                    )
+            if isinstance(exc, httptools.HttpParserInvalidMethodError) and first is not None:
+                first.refused = str(error)  # 501 or 400: see http_method.py
+                return self._method_verdict(events, first)
             return self._failed(events, error)
         if self._in_fields:
             # httptools buffers a field until its end; bound what it holds.  Bytes
@@ -174,6 +171,10 @@ class HTTPServerProtocol:
             if self._partial > self._max_head_raw:
                 return self._failed(events, RemoteProtocolError("header section too large", 431))
         return events
+
+    def _method_verdict(self, events: list[Event], first: FirstMethod) -> list[Event]:
+        error = first.verdict()
+        return events if error is None else self._failed(events, error)
 
     def data_to_send(self) -> bytes:
         data, self._send = self._send, b""
@@ -288,6 +289,7 @@ class HTTPServerProtocol:
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._first = None
         exchange = self._current
         assert exchange is not None
         exchange.complete = True
