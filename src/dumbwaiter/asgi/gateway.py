@@ -25,13 +25,14 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from ..access import AddressList
 from ..errors import ClientDisconnected
 from ..request import Request
 from ..server.exchange import ExchangeBase
 from ..server.session import Session
+from ..server.static import Conn
 from ..server.static import send as send_file
 from ..wsgi.environ import complete_environ
 from .detect import ASGIApp, Message
@@ -44,16 +45,6 @@ log = logging.getLogger("dumbwaiter")
 #: The body chunk ``receive()`` hands over.
 CHUNK = 64 * 1024
 ERROR_HEADERS = [("Content-Type", "text/plain; charset=utf-8")]
-
-
-class Conn(Protocol):
-    """What a request needs of its connection (a ``Connection``)."""
-
-    loop: asyncio.AbstractEventLoop
-    session: Session
-    transport: asyncio.Transport | None
-
-    async def drained(self) -> None: ...
 
 
 class ASGIExchange(ExchangeBase):

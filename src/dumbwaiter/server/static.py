@@ -28,14 +28,15 @@ from ..request import Request
 from .exchange import ExchangeBase
 from .session import Session
 
-__all__ = ["StaticExchange", "StaticFiles", "send"]
+__all__ = ["Conn", "StaticExchange", "StaticFiles", "send"]
 
 #: The chunk read from a file when sendfile cannot be used.
 CHUNK = 256 * 1024
 
 
 class Conn(Protocol):
-    """What serving a file needs of the connection (a ``Connection``)."""
+    """What serving a file, or an ASGI request, needs of its connection (a
+    ``Connection``)."""
 
     loop: asyncio.AbstractEventLoop
     session: Session
