@@ -96,12 +96,18 @@ def one_count(text: str, whole: str) -> int:
         raise ConfigError(f"not a number of workers: {whole!r} (use N, auto, or MIN:MAX)") from None
 
 
+def split_static(text: str) -> tuple[str, str]:
+    """``/static=/srv/app/static`` -> ("/static/", "/srv/app/static")."""
+    url, equals, folder = text.partition("=")
+    if not equals or not url.startswith("/") or not folder:
+        raise ConfigError(f"{text!r}: give URL=DIR, the URL starting with /")
+    return url.rstrip("/") + "/", folder
+
+
 def static_map(text: str) -> tuple[str, str]:
     """``--static /static/=/srv/app/static`` -> ("/static/", the folder's
     real path)."""
-    url, equals, folder = text.partition("=")
-    if not equals or not url.startswith("/"):
-        raise ConfigError(f"{text!r}: give URL=DIR, the URL starting with /")
+    url, folder = split_static(text)
     if not os.path.isdir(folder):
         raise ConfigError(f"{text!r}: {folder!r} is not a folder")
     return url.rstrip("/") + "/", os.path.realpath(folder)

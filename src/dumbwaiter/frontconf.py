@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .config import ConfigError, split_static
 from .server.sockets import Address, ListenError, parse_address
 
 __all__ = ["NginxSnippet", "lighttpd", "main", "nginx"]
@@ -542,12 +543,15 @@ def main(argv: Sequence[str]) -> int:
 
 def static_map(text: str) -> tuple[str, str]:
     """``--static /static/=/srv/app/static`` -> ("/static/", "/srv/app/static/")."""
-    url, equals, folder = text.partition("=")
-    if not equals or not url.startswith("/") or not os.path.isabs(folder):
-        raise ValueError(f"--static {text!r}: give URL=DIR, URL from / and DIR absolute")
+    try:
+        url, folder = split_static(text)
+    except ConfigError as exc:
+        raise ValueError(f"--static {exc}") from None
+    if not os.path.isabs(folder):
+        raise ValueError(f"--static {text!r}: DIR must be absolute (the front server reads it)")
     if any(char in url + folder for char in "\"'{};$ \n"):
         raise ValueError(f"--static {text!r}: quotes, braces, spaces and $ are not allowed")
-    return url.rstrip("/") + "/", folder.rstrip("/") + "/"
+    return url, folder.rstrip("/") + "/"
 
 
 def with_static(front: str, text: str, maps: Sequence[tuple[str, str]]) -> str:

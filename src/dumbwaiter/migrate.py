@@ -25,34 +25,26 @@ from typing import Any
 from .configfile import toml_text
 from .hooks import HOOK_NAMES
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - 3.10
-    import tomli as tomllib
-
 __all__ = ["Translation", "from_gunicorn", "from_uwsgi", "main", "read_ini"]
 
 
 @dataclass
 class Translation:
-    """What a configuration becomes: ``(key, TOML value, source)`` lines
-    and ``(source, reason)`` for what has no translation."""
+    """What a configuration becomes: ``(key, value, source)`` lines and
+    ``(source, reason)`` for what has no translation."""
 
     origin: str
-    keys: list[tuple[str, str, str]] = field(default_factory=list)
+    keys: list[tuple[str, Any, str]] = field(default_factory=list)
     untranslated: list[tuple[str, str]] = field(default_factory=list)
 
     def set(self, key: str, value: Any, source: str) -> None:
         """Set ``key`` (again: the later one wins, as in both servers)."""
         self.keys = [entry for entry in self.keys if entry[0] != key]
-        self.keys.append((key, literal(value), source))
+        self.keys.append((key, value, source))
 
     def value(self, key: str) -> Any:
-        """What ``key`` was set to (parsed back from TOML), or None."""
-        for name, text, _ in self.keys:
-            if name == key:
-                return tomllib.loads(f"x = {text}")["x"]
-        return None
+        """What ``key`` was set to, or None."""
+        return next((value for name, value, _ in self.keys if name == key), None)
 
     def skip(self, source: str, reason: str) -> None:
         self.untranslated.append((source, reason))
@@ -63,7 +55,7 @@ class Translation:
             "# Check it, then: dumbwaiter --check-config",
             "",
         ]
-        rows = [(f"{key} = {value}", source) for key, value, source in self.keys]
+        rows = [(f"{key} = {literal(value)}", source) for key, value, source in self.keys]
         width = max((len(line) for line, _ in rows if len(line) <= 50), default=0)
         out += [f"{line:<{width}}  # {source}" for line, source in rows]
         if self.untranslated:

@@ -731,3 +731,19 @@ def test_a_graceful_stop_closes_idle_connections_and_finishes_the_others(
     ((status, headers, body),) = http_responses(busy_transport.out)
     assert (status, body, headers["connection"]) == (200, b"/block", "close")
     worker.until(lambda: worker.server.connections == {fresh})
+
+
+def test_every_loop_side_writer_waits_for_the_same_resume(
+    make_worker: Callable[..., Worker],
+) -> None:
+    """Several tasks writing to one connection (ASGI requests on a
+    multiplexed FastCGI connection, a static file) wait while it is paused,
+    and all go on when it resumes."""
+    worker = make_worker(echo_app)
+    conn, _ = worker.connect("fastcgi")
+    conn.pause_writing()
+    tasks = [worker.loop.create_task(conn.drained()) for _ in range(3)]
+    worker.turn(0.05)
+    assert not any(task.done() for task in tasks)
+    conn.resume_writing()
+    worker.until(lambda: all(task.done() for task in tasks))

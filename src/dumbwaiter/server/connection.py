@@ -240,9 +240,11 @@ class Connection:
         self.wake_drained()
 
     async def drained(self) -> None:
-        """(Loop thread) Wait while the transport is paused."""
+        """(Loop thread) Wait while the transport is paused; every writer of
+        the connection (a multiplexed one has several) waits on one future."""
         while self._paused and self.transport is not None:
-            self._drained = self.loop.create_future()
+            if self._drained is None:
+                self._drained = self.loop.create_future()
             await self._drained
 
     def wake_drained(self) -> None:

@@ -243,11 +243,12 @@ async def _serve(
         log.info("--direct: what it asked for is the default now (see --loop-only)")
     if threads is not None:
         threads.start()
-    ctx.pool.start()
+    if looped.asgi is None:  # (an ASGI app runs on the loop: no thread to start)
+        ctx.pool.start()
     ticker = loop.create_task(watch.tick())
     log.info(
-        "ready: %d threads, queue of %d (pid %d)%s",
-        config.threads,
+        "ready: %s, queue of %d (pid %d)%s",
+        f"{config.threads} threads" if looped.asgi is None else "ASGI",
         config.queue_size,
         os.getpid(),
         ", compiled" if compiled() else "",
