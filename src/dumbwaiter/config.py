@@ -285,6 +285,29 @@ class Config:
         "that does not speak it is served without), off.",
         metavar="MODE",
     )
+    ws_max_size: int = setting(
+        16 * MiB,
+        "ASGI WebSockets: the largest message received (closed with 1009 beyond).",
+        metavar="BYTES",
+        parse=parse_size,
+        check=_positive,
+    )
+    ws_ping_interval: float = setting(
+        20 * SECONDS,
+        "ASGI WebSockets: ping a connection that has sent nothing this long; 0 = never.",
+        metavar="S",
+        check=_not_negative,
+    )
+    ws_ping_timeout: float = setting(
+        20 * SECONDS,
+        "ASGI WebSockets: close a connection whose pong has not come this long after a ping.",
+        metavar="S",
+        check=_not_negative,
+    )
+    ws_no_compression: bool = setting(
+        False,
+        "ASGI WebSockets: do not accept permessage-deflate (RFC 7692) when a client offers it.",
+    )
     debug: bool = setting(
         False, "Send tracebacks of app errors to the client (never in production)."
     )

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..access import AddressList
 from ..errors import ClientDisconnected
+from ..protocols.http_environ import wants_websocket
 from ..request import Request
 from ..server.exchange import ExchangeBase
 from ..server.session import Session
@@ -36,7 +37,8 @@ from ..server.static import Conn
 from ..server.static import send as send_file
 from ..wsgi.environ import complete_environ
 from .detect import ASGIApp, Message
-from .scope import http_scope
+from .scope import http_scope, websocket_scope
+from .websocket import WebSocket, WebSocketSettings, handshake_refusal
 
 __all__ = ["ASGIExchange", "ASGIGateway", "Lifespan", "LifespanFailed"]
 
@@ -65,6 +67,18 @@ class ASGIExchange(ExchangeBase):
         self.wake.set()
 
 
+class WebSocketExchange(ASGIExchange):
+    """A WebSocket handshake, then the connection it opens."""
+
+    __slots__ = ("websocket",)
+    websocket: WebSocket | None
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self.websocket is not None:  # (gone before or after the accept)
+            self.websocket.lost()
+
+
 class ASGIGateway:
     """The ASGI application of a worker and its requests in flight."""
 
@@ -77,6 +91,7 @@ class ASGIGateway:
         script_name: str | None,
         debug: bool = False,
         lifespan: Lifespan | None = None,
+        websocket: WebSocketSettings | None = None,
     ) -> None:
         self.app = app
         self.limit = limit
@@ -84,6 +99,7 @@ class ASGIGateway:
         self.script_name = script_name
         self.debug = debug
         self.lifespan = lifespan
+        self.websocket = websocket or WebSocketSettings()
         #: Requests running now (their tasks), and done so far.
         self.running: set[asyncio.Task[None]] = set()
         self.served = 0
@@ -96,11 +112,18 @@ class ASGIGateway:
         if len(self.running) >= self.limit:
             return None
         session = conn.session
-        exchange = ASGIExchange(request, session.peer, session.listener)
+        if session.gateway == "http" and wants_websocket(request.environ):
+            upgrade = WebSocketExchange(request, session.peer, session.listener)
+            upgrade.websocket = None
+            exchange: ASGIExchange = upgrade
+            run = self.run_websocket(conn, upgrade)
+        else:
+            exchange = ASGIExchange(request, session.peer, session.listener)
+            run = self.run(conn, exchange)
         exchange.wake = asyncio.Event()
         exchange.session = session
         exchange.began = exchange.queued = time.monotonic()  # (for --timeout)
-        exchange.task = task = conn.loop.create_task(self.run(conn, exchange))
+        exchange.task = task = conn.loop.create_task(run)
         self.running.add(task)
         task.add_done_callback(self.running.discard)
         return exchange
@@ -127,6 +150,33 @@ class ASGIGateway:
         else:
             self.ended()
             call.returned()
+
+    async def run_websocket(self, conn: Conn, exchange: WebSocketExchange) -> None:
+        environ = complete_environ(
+            exchange.request, exchange.peer, {}, self.trusted, self.script_name
+        )
+        call = Call(conn, exchange)
+        refusal = handshake_refusal(environ)
+        if refusal is not None:  # not a handshake the app could accept
+            status, headers = refusal
+            call.start = (int(status[:3]), headers)
+            call.body(b"", False)
+            self.ended()
+            return
+        state = self.lifespan.state if self.lifespan is not None else None
+        websocket = exchange.websocket = WebSocket(conn, exchange, self.websocket, call)
+        try:
+            await self.app(websocket_scope(environ, state), websocket.receive, websocket.send)
+        except asyncio.CancelledError:  # --timeout answered for it
+            return
+        except Exception as exc:
+            self.ended()
+            if not isinstance(exc, ClientDisconnected):
+                log.exception("error in ASGI application (WebSocket %s)", environ.get("PATH_INFO"))
+            websocket.returned(failed=True)
+        else:
+            self.ended()
+            websocket.returned(failed=False)
 
     def ended(self) -> None:
         self.served += 1

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["SPEC", "http_scope"]
+__all__ = ["SPEC", "WEBSOCKET_SPEC", "http_scope", "websocket_scope"]
 
 #: What ``scope["asgi"]`` says: ASGI 3, and the newest HTTP spec version
 #: whose behaviour is implemented (2.4: ``send()`` after the client left
 #: raises an ``OSError``).
 SPEC = {"version": "3.0", "spec_version": "2.4"}
+#: ... and of the WebSocket spec (2.5: the close reason both ways).
+WEBSOCKET_SPEC = {"version": "3.0", "spec_version": "2.5"}
 
 #: CGI variables that are request headers without the ``HTTP_`` prefix.
 BARE_HEADERS = (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length"))
@@ -52,6 +54,19 @@ def http_scope(environ: dict[str, Any], state: dict[str, Any] | None) -> dict[st
     }
     if state is not None:
         scope["state"] = dict(state)
+    return scope
+
+
+def websocket_scope(environ: dict[str, Any], state: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``scope`` of a WebSocket handshake whose environ is complete."""
+    scope = http_scope(environ, state)
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["asgi"] = WEBSOCKET_SPEC
+    scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
+    offered = environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "").split(",")
+    scope["subprotocols"] = [name.strip() for name in offered if name.strip()]
+    scope["extensions"] = {"websocket.http.response": {}}
     return scope
 
 

@@ -156,6 +156,13 @@ class ServerProtocol(Protocol):
         received for ``stream_id``."""
         ...
 
+    def take_over(self, stream_id: int) -> bytes | None:
+        """Give the connection up after ``stream_id``'s request (a WebSocket
+        handshake): the bytes received after it, which belong to the new
+        protocol; None when this protocol cannot be left (only HTTP can).
+        Afterwards every call writes nothing."""
+        ...
+
     def drain(self) -> None:
         """The server is stopping gracefully: finish what was received and
         tell the peer that the connection ends after it (HTTP says

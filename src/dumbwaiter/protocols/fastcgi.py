@@ -433,6 +433,9 @@ class FastCGIServerProtocol:
         request = self._requests.get(stream_id)
         return request is not None and request.keep_conn
 
+    def take_over(self, stream_id: int) -> None:
+        return None  # (a front never passes a WebSocket to FastCGI)
+
     def drain(self) -> None:
         """Nothing to do: the connection closes once its requests are
         answered, which front servers handle even with FCGI_KEEP_CONN."""

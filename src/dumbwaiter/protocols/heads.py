@@ -29,6 +29,7 @@ __all__ = [
     "NO_BODY",
     "RAW",
     "UNTIL_CLOSE",
+    "Owed",
     "cgi_head",
     "error_answer",
     "framed_head",
@@ -230,3 +231,18 @@ def error_answer(status: int, date: Callable[[], bytes], server_line: bytes) -> 
     )
     parts.append(body)
     return b"".join(parts)
+
+
+class Owed:
+    """An HTTP request whose head is complete, until its response is done:
+    what its response's framing depends on."""
+
+    __slots__ = ("complete", "continue_owed", "head", "http10", "keep_alive", "websocket")
+
+    def __init__(self, head: bool, http10: bool, keep_alive: bool) -> None:
+        self.head = head  # a HEAD request: the response never has a body
+        self.http10 = http10
+        self.keep_alive = keep_alive
+        self.complete = False  # the whole body arrived
+        self.continue_owed = False  # 100 Continue waits for earlier responses
+        self.websocket = False  # a WebSocket handshake: nothing after it is HTTP

@@ -10,10 +10,8 @@ speak -- and, when the head is complete, have :mod:`.http_environ` derive the
 CGI environ once and check Host (section 3.2) and the transfer codings we
 implement (6.1).
 
-Every request is stream 1: requests on one connection are strictly
-sequential.  Each request whose head is complete becomes an ``_Exchange`` in
-a FIFO; responses are made for the front one, in order (section 9.3.2), so
-events for pipelined requests may run ahead of the responses.
+Every request is stream 1 (they are sequential); each whose head is complete
+is :class:`.heads.Owed` a response, in a FIFO, answered in order (9.3.2).
 
 Receiving states: *reading* (parse what comes) until a request without
 keep-alive completes (9.6), the peer half-closes, ``max_pipelined`` requests
@@ -27,8 +25,9 @@ Responding states: idle -> (start_response) sending -> (end_response) idle,
 with one framing chosen at the start (by :func:`.heads.framed_head`): raw (a
 Content-Length, or the close-delimited body of an HTTP/1.0 response of
 unknown length), chunked, or no body (HEAD, 1xx, 204, 304).
-``abort_response`` and ``error_response`` break the connection: afterwards
-every response call writes nothing.
+``abort_response``, ``error_response`` and ``take_over`` (a WebSocket
+handshake: no HTTP is read after a GET that asks to upgrade to one) end
+HTTP on the connection: afterwards every response call writes nothing.
 """
 
 from __future__ import annotations
@@ -42,8 +41,8 @@ import httptools
 from . import Limits
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import BodyReceived, Event, PeerError, RequestComplete, RequestReceived
-from .heads import CHUNKED, NO_BODY, RAW, UNTIL_CLOSE, error_answer, framed_head, http_date
-from .http_environ import has_body, request_environ
+from .heads import CHUNKED, NO_BODY, RAW, UNTIL_CLOSE, Owed, error_answer, framed_head, http_date
+from .http_environ import has_body, request_environ, wants_websocket
 from .http_method import FirstMethod
 
 __all__ = ["CONTINUE", "HTTPServerProtocol"]
@@ -52,8 +51,7 @@ STREAM_ID = 1
 #: The interim response to ``Expect: 100-continue`` (RFC 9110 section 10.1.1).
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-#: Bytes of a request line beyond its target (method, version, spaces, CRLF),
-#: allowed for in the raw bound on a head still being received.
+#: A request line's bytes but its target's, in the raw bound on a head being read.
 HEAD_SLACK = 1024
 UNLIMITED = 1 << 62
 
@@ -67,19 +65,6 @@ class _Stop(Exception):
     """Raised from a callback to make llhttp stop reading (not an error)."""
 
 
-class _Exchange:
-    """One request whose head is complete, until its response is done."""
-
-    __slots__ = ("complete", "continue_owed", "head", "http10", "keep_alive")
-
-    def __init__(self, head: bool, http10: bool, keep_alive: bool) -> None:
-        self.head = head  # a HEAD request: the response never has a body
-        self.http10 = http10
-        self.keep_alive = keep_alive
-        self.complete = False  # the whole body arrived
-        self.continue_owed = False  # 100 Continue waits for earlier responses
-
-
 class HTTPServerProtocol:
     """The server side of one HTTP/1.x connection (see the module doc).
 
@@ -87,8 +72,9 @@ class HTTPServerProtocol:
     ``server`` is the Server header's value (``b""``: none); at most
     ``max_pipelined`` requests are read ahead of their responses.  Fields of
     a chunked body's trailer are counted against the limits, then dropped.
-    Upgrade and CONNECT requests are answered as plain requests (a server may
-    ignore Upgrade, RFC 9110 section 7.8); one with a body is refused (400).
+    Upgrade and CONNECT requests are answered as plain requests (RFC 9110
+    7.8), but for a WebSocket handshake's (see ``take_over``); one with a
+    body is refused (400).
     The ``on_*`` methods are llhttp's callbacks, not API.
     """
 
@@ -115,13 +101,14 @@ class HTTPServerProtocol:
         self._url = b""
         self._fields: list[tuple[bytes, bytes]] = []
         self._body_size = 0
-        self._current: _Exchange | None = None
+        self._current: Owed | None = None
         self._in_message = self._in_fields = False
         self._block = self._partial = 0  # raw bound on a field block (see receive_data)
         self._failure: RemoteProtocolError | None = None
+        self._tail: bytes | None = None  # after a WebSocket handshake (take_over)
         self._first: FirstMethod | None = FirstMethod()  # (until a request is read)
         # The connection.
-        self._queue: deque[_Exchange] = deque()
+        self._queue: deque[Owed] = deque()
         self._reading = True
         self._error_follows = False  # the server answers one after the responses owed
         self._broken = False
@@ -134,10 +121,14 @@ class HTTPServerProtocol:
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed received bytes (``b""``: the peer half-closed); see ServerProtocol.
 
-        After a half-close, a request partly received is dropped silently; the
-        complete ones still get their responses.
+        After a half-close, a request partly received is dropped silently.
         """
         if not self._reading:
+            tail = self._tail
+            if tail is not None and data:  # after a WebSocket handshake: take_over's
+                if len(tail) + len(data) > self._max_head_raw:
+                    raise RemoteProtocolError("frames before the WebSocket handshake's answer")
+                self._tail = tail + data
             return []
         events: list[Event] = []
         self._events = events
@@ -149,20 +140,27 @@ class HTTPServerProtocol:
         if first is not None:
             first.saw(data)
             if first.refused:
-                return self._method_verdict(events, first)
+                error = first.verdict()
+                return events if error is None else self._failed(events, error)
         block = self._block
         try:
             try:
                 self._parser.feed_data(data)
             except httptools.HttpParserUpgrade as exc:
-                self._after_upgrade(data[exc.args[0] :])
+                current = self._current
+                if current is not None and current.websocket:  # the rest is not HTTP
+                    self._tail = bytes(data[exc.args[0] :])
+                    self._reading = False
+                else:
+                    self._after_upgrade(data[exc.args[0] :])
         except httptools.HttpParserError as exc:
             if not self._reading:  # a _Stop: the events so far stand
                 return events
             error = self._failure or RemoteProtocolError(f"bad request: {exc}")
             if isinstance(exc, httptools.HttpParserInvalidMethodError) and first is not None:
                 first.refused = str(error)  # 501 or 400: see http_method.py
-                return self._method_verdict(events, first)
+                verdict = first.verdict()
+                return events if verdict is None else self._failed(events, verdict)
             return self._failed(events, error)
         if self._in_fields:
             # httptools buffers a field until its end; bound what it holds.  Bytes
@@ -172,17 +170,12 @@ class HTTPServerProtocol:
                 return self._failed(events, RemoteProtocolError("header section too large", 431))
         return events
 
-    def _method_verdict(self, events: list[Event], first: FirstMethod) -> list[Event]:
-        error = first.verdict()
-        return events if error is None else self._failed(events, error)
-
     def data_to_send(self) -> bytes:
         data, self._send = self._send, b""
         return data
 
     def _after_upgrade(self, data: bytes) -> None:
-        # The Upgrade or CONNECT request was complete and is answered as a plain
-        # one; what follows it is HTTP again.
+        # An Upgrade or CONNECT answered as a plain request: HTTP follows it.
         while data:
             try:
                 self._parser.feed_data(data)
@@ -261,7 +254,9 @@ class HTTPServerProtocol:
             raise
         if body and parser.should_upgrade():
             self._fail(400, "Upgrade or CONNECT with a body")  # llhttp would skip the body
-        exchange = self._current = _Exchange(method == "HEAD", http10, parser.should_keep_alive())
+        exchange = self._current = Owed(method == "HEAD", http10, parser.should_keep_alive())
+        if method == "GET" and parser.should_upgrade():
+            exchange.websocket = wants_websocket(environ)
         queue = self._queue
         queue.append(exchange)
         if body and not http10 and environ.get("HTTP_EXPECT", "").lower() == "100-continue":
@@ -372,13 +367,11 @@ class HTTPServerProtocol:
     def reject(
         self, stream_id: int, status: str, headers: list[tuple[str, str]], body: bytes
     ) -> bytes:
-        """A whole response for a request the application never saw; the
-        connection stays open if the request was read completely."""
+        """A whole response for a request the application never saw."""
         return self.start_response(stream_id, status, headers, body, end=True)
 
     def abort_response(self, stream_id: int) -> bytes:
-        """Nothing more is written: a chunked body lacks its last chunk, a
-        Content-Length one is short, so the client sees it broken."""
+        """Nothing more is written: the client sees the body cut short."""
         if stream_id != STREAM_ID:
             raise LocalProtocolError(f"HTTP has only stream {STREAM_ID}")
         self._break()
@@ -394,17 +387,24 @@ class HTTPServerProtocol:
         return error_answer(error.status, self._date, self._server_line)
 
     def raw_body_ok(self, stream_id: int) -> bool:
-        """True while the body may go out as raw bytes (``os.sendfile``):
-        Content-Length or close-delimited framing, and a body is sent."""
+        """While a body goes out raw (Content-Length or close-delimited)."""
         return self._mode == RAW
+
+    def take_over(self, stream_id: int) -> bytes | None:
+        """A WebSocket handshake's: the bytes after it, and HTTP ends here."""
+        exchange = self._front(stream_id)
+        if exchange is None or not exchange.websocket or self._mode != _IDLE:
+            return None
+        self._break()
+        tail, self._tail = self._tail, None
+        return tail or b""
 
     def keeps_connection(self, stream_id: int) -> bool:
         """While requests are read after the last one (keep-alive)."""
         return self._reading and not self._broken
 
     def drain(self) -> None:
-        """The server is stopping: the last response owed says
-        ``Connection: close`` and nothing is read after it."""
+        """The last response owed says ``Connection: close``; nothing after."""
         self._draining = True
 
     @property
@@ -415,7 +415,7 @@ class HTTPServerProtocol:
     def idle(self) -> bool:
         return not self._queue and not self._in_message
 
-    def _front(self, stream_id: int) -> _Exchange | None:
+    def _front(self, stream_id: int) -> Owed | None:
         """The exchange to answer; None when nothing may be written any more."""
         if stream_id != STREAM_ID:
             raise LocalProtocolError(f"HTTP has only stream {STREAM_ID}")

@@ -14,7 +14,7 @@ from urllib.parse import unquote_to_bytes
 
 from .errors import RemoteProtocolError
 
-__all__ = ["has_body", "request_environ"]
+__all__ = ["has_body", "request_environ", "wants_websocket"]
 
 # Searched for as ints: ``int in bytes`` is several times faster than ``bytes in bytes``.
 _HASH: Final = ord("#")
@@ -118,6 +118,18 @@ def _target(url: bytes, environ: dict[str, str]) -> None:
     if _PERCENT in path:
         path = unquote_to_bytes(path)
     environ["PATH_INFO"] = path.decode("latin-1")
+
+
+def wants_websocket(environ: dict[str, str]) -> bool:
+    """Whether a GET that asks to upgrade asks for a WebSocket (RFC 6455
+    section 4.1: ``Upgrade: websocket``, ``Connection: Upgrade``)."""
+    upgrade = environ.get("HTTP_UPGRADE", "").lower()
+    connection = environ.get("HTTP_CONNECTION", "").lower()
+    return "websocket" in tokens(upgrade) and "upgrade" in tokens(connection)
+
+
+def tokens(value: str) -> list[str]:
+    return [token.strip() for token in value.split(",")]
 
 
 def has_body(environ: dict[str, str], http10: bool, max_body: int) -> bool:

@@ -179,6 +179,9 @@ class OneShotServerProtocol:
         """Never: one request per connection."""
         return False
 
+    def take_over(self, stream_id: int) -> None:
+        return None  # (a front never passes a WebSocket to SCGI or uwsgi)
+
     def drain(self) -> None:
         """Nothing to do: one request per connection already."""
 

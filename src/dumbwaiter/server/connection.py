@@ -30,7 +30,7 @@ from .deadlines import SessionSettings
 from .exchange import ExchangeBase
 from .session import Session
 from .sockets import reset_on_close
-from .static import StaticExchange, StaticFiles
+from .static import StaticExchange, StaticFiles, Upgraded
 
 if TYPE_CHECKING:
     from .listeners import Listener
@@ -142,6 +142,8 @@ class Connection:
     _queued = 0
     #: What a loop-side writer awaits while the transport is paused.
     _drained: asyncio.Future[None] | None = None
+    #: Once the connection is a WebSocket, what takes its bytes and events.
+    upgraded: Upgraded | None = None
 
     def __init__(
         self,
@@ -200,11 +202,18 @@ class Connection:
             if self.server.admission.should_defer():
                 self.defer(data)
                 return
+        upgraded = self.upgraded
+        if upgraded is not None:
+            upgraded.receive_data(data)
+            return
         self.session.receive(data)
 
     def eof_received(self) -> bool | None:
         session = self.session
         if session.lingering:
+            return False
+        if self.upgraded is not None:
+            self.upgraded.eof()
             return False
         if self.deferred:  # a client that half-closed: its request is whole
             self.deferred = False
@@ -220,6 +229,8 @@ class Connection:
             self.server.admission.forget(self)
         self.transport = None
         self.session.lost()
+        if self.upgraded is not None:
+            self.upgraded.lost()
         # Wake the writers waiting on this connection, if any can be: one
         # waits only while paused or past the mark (both lowered only by the
         # loop thread, this one), and none starts now that the transport is gone.
@@ -414,6 +425,10 @@ class Connection:
             self.reset()
 
     def shutdown(self) -> None:
-        """Graceful stop (see :meth:`Session.drain`)."""
+        """Graceful stop (see :meth:`Session.drain`); a WebSocket is told
+        the server is going away."""
+        if self.upgraded is not None:
+            self.upgraded.going_away()
+            return
         if self.transport is not None and self.session.drain():
             self.transport.close()

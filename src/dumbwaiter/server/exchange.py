@@ -52,6 +52,7 @@ class ExchangeBase:
         "started",
         "status",
         "thread",
+        "upgraded",
     )
 
     def __init__(self, request: Request, peer: dict[str, str], listener: str) -> None:
@@ -75,6 +76,8 @@ class ExchangeBase:
         self.status = ""
         self.sent = 0
         self.reported = False
+        #: The connection became a WebSocket (101): no --timeout from then on.
+        self.upgraded = False
 
     # -- the driver's: see dumbwaiter.typing.Exchange ------------------------------
     def start(self, status: str, headers: list[tuple[str, str]], body: bytes, end: bool) -> None:

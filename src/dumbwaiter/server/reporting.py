@@ -84,7 +84,11 @@ class Reporter:
                     "client": environ.get("REMOTE_ADDR", ""),
                     "listener": exchange.listener,
                     "age": round(now - exchange.queued, 3) if exchange.queued else 0.0,
-                    "state": "app" if exchange.began else "queued",
+                    "state": "websocket"
+                    if exchange.upgraded
+                    else "app"
+                    if exchange.began
+                    else "queued",
                 }
             )
         found.sort(key=lambda item: -item["age"])

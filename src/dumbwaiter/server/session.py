@@ -256,6 +256,15 @@ class Session(Deadline):
             exchange.request.stream_id
         )
 
+    def take_over(self, exchange: ExchangeBase) -> bytes | None:
+        """The connection leaves its protocol for a WebSocket after
+        ``exchange``'s handshake: the bytes already received after it (None:
+        this protocol cannot be left).  ``exchange`` stays running until
+        :meth:`finish`, which then closes the connection."""
+        if exchange.cancelled or self.closed:
+            return None
+        return self.proto.take_over(exchange.request.stream_id)
+
     def finish(self, exchange: ExchangeBase) -> None:
         """The application is done with ``exchange``: report it and move on."""
         request = exchange.request

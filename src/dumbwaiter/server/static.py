@@ -28,21 +28,44 @@ from ..request import Request
 from .exchange import ExchangeBase
 from .session import Session
 
-__all__ = ["Conn", "StaticExchange", "StaticFiles", "send"]
+__all__ = ["Conn", "StaticExchange", "StaticFiles", "Upgraded", "send"]
 
 #: The chunk read from a file when sendfile cannot be used.
 CHUNK = 256 * 1024
 
 
+class Upgraded(Protocol):
+    """What a connection's bytes and events go to once it is a WebSocket."""
+
+    def receive_data(self, data: bytes) -> None: ...
+
+    def eof(self) -> None:
+        """The peer half-closed (the connection then closes)."""
+
+    def lost(self) -> None: ...
+
+    def going_away(self) -> None:
+        """The server is stopping gracefully."""
+
+
 class Conn(Protocol):
     """What serving a file, or an ASGI request, needs of its connection (a
-    ``Connection``)."""
+    ``Connection``); a WebSocket writes to it directly."""
 
     loop: asyncio.AbstractEventLoop
     session: Session
     transport: asyncio.Transport | None
+    upgraded: Upgraded | None
 
     async def drained(self) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class StaticExchange(ExchangeBase):

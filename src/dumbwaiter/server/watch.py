@@ -94,7 +94,7 @@ class Watch:
         limit = time.monotonic() - self.timeout
         for driver in self.ctx.drivers:
             for exchange in driver.in_flight():
-                if 0.0 < exchange.began <= limit and not exchange.expired:
+                if 0.0 < exchange.began <= limit and not (exchange.expired or exchange.upgraded):
                     environ = exchange.request.environ
                     stuck = exchange.thread  # ("": an ASGI task, cancelled)
                     log.error(

@@ -37,6 +37,7 @@ from ..access import AddressList
 from ..accesslog import AccessLog
 from ..asgi.detect import ASGIApp, asgi3, interface_of
 from ..asgi.gateway import ASGIGateway, Lifespan, LifespanFailed
+from ..asgi.websocket import WebSocketSettings
 from ..config import Config
 from ..typing import Exchange, WSGIApp
 from ..version import build as which_build
@@ -125,6 +126,12 @@ def asgi_gateway(app: ASGIApp, config: Config, limit: int) -> ASGIGateway:
         script_name=config.script_name,
         debug=config.debug,
         lifespan=Lifespan(app, config.lifespan, config.graceful_timeout),
+        websocket=WebSocketSettings(
+            max_size=config.ws_max_size,
+            ping_interval=config.ws_ping_interval,
+            ping_timeout=config.ws_ping_timeout,
+            compression=not config.ws_no_compression,
+        ),
     )
 
 

@@ -243,14 +243,40 @@ def test_error_after_complete_requests_is_answered_after_them() -> None:
     assert proto.closing and proto.receive_data(NEXT) == []
 
 
-def test_upgrade_is_ignored() -> None:
+WEBSOCKET = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+
+def test_an_upgrade_to_another_protocol_is_ignored() -> None:
     proto = make()
-    upgrade = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    upgrade = WEBSOCKET.replace(b"websocket", b"h2c")
     events = proto.receive_data(upgrade + NEXT)
     assert summarize(events) == [("request", "GET", "/ws"), ("complete",), *NEXT_EVENTS]
-    assert environ_of(events)["HTTP_UPGRADE"] == "websocket"
+    assert environ_of(events)["HTTP_UPGRADE"] == "h2c"
+    assert proto.take_over(1) is None  # not a WebSocket handshake
     head = upgrade.replace(b"\r\n\r\n", b"\r\nContent-Length: 2\r\n\r\nab")
     assert refused(head, "whole") == 400
+
+
+@pytest.mark.parametrize("way", ["whole", "bytewise"])
+def test_a_websocket_handshake_ends_http_and_hands_over_what_follows(way: str) -> None:
+    proto, events = receive(WEBSOCKET + b"\x81\x85frame", way)
+    assert summarize(events) == [("request", "GET", "/ws"), ("complete",)]
+    assert environ_of(events)["HTTP_UPGRADE"] == "websocket"
+    assert proto.closing is False  # (its answer is owed)
+    tail = proto.take_over(1)
+    assert tail == b"\x81\x85frame"  # (fed with the head, or after it)
+    assert proto.closing and proto.keeps_connection(1) is False
+    assert respond(proto) == b""  # HTTP is over on this connection
+
+
+def test_a_websocket_handshake_answered_in_http_closes_the_connection() -> None:
+    proto = make()
+    events = proto.receive_data(WEBSOCKET + NEXT)
+    assert summarize(events) == [("request", "GET", "/ws"), ("complete",)]  # NEXT unread
+    out = proto.start_response(1, "403 Forbidden", TEXT, b"", end=True)
+    assert out.startswith(b"HTTP/1.1 403 Forbidden\r\n") and b"Connection: close" in out
+    assert proto.closing
+    assert proto.take_over(1) is None
 
 
 # -- 100-continue --------------------------------------------------------------------
