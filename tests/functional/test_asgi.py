@@ -4,6 +4,7 @@ the scope, the body in chunks, streaming, errors, disconnects, lifespan."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -294,3 +295,17 @@ def test_pathsend_and_max_requests() -> None:
         for _ in range(4):
             assert get(port, "/")[0] == 200
         assert until(lambda: "served 5 requests (--max-requests)" in server.log()), server.log()
+
+
+def test_gzip_compresses_asgi_responses() -> None:
+    root = short_tmpdir()
+    pathlib.Path(root, "asgiapp.py").write_text(APP)
+    port = free_port()
+    args = ["--http", f"127.0.0.1:{port}", "--gzip", "--gzip-min-size", "10"]
+    with Server(args, "asgiapp:app", workdir=root):
+        status, headers, body = get(port, "/info", **{"Accept-Encoding": "gzip"})
+        assert status == 200 and headers["content-encoding"] == "gzip"
+        assert headers["vary"] == "Accept-Encoding"
+        assert json.loads(gzip.decompress(body))["path"] == "/info"
+        status, headers, body = get(port, "/info")
+        assert "content-encoding" not in headers and json.loads(body)["path"] == "/info"

@@ -38,7 +38,7 @@ from ..server.static import send as send_file
 from ..wsgi.environ import complete_environ
 from .detect import ASGIApp, Message
 from .scope import http_scope, websocket_scope
-from .websocket import WebSocket, WebSocketSettings, handshake_refusal
+from .websocket import Sockets, WebSocket, WebSocketSettings, handshake_refusal
 
 __all__ = ["ASGIExchange", "ASGIGateway", "Lifespan", "LifespanFailed"]
 
@@ -100,6 +100,7 @@ class ASGIGateway:
         self.debug = debug
         self.lifespan = lifespan
         self.websocket = websocket or WebSocketSettings()
+        self.sockets = Sockets()
         #: Requests running now (their tasks), and done so far.
         self.running: set[asyncio.Task[None]] = set()
         self.served = 0
@@ -127,6 +128,11 @@ class ASGIGateway:
         self.running.add(task)
         task.add_done_callback(self.running.discard)
         return exchange
+
+    def gauges(self) -> dict[str, int]:
+        """Requests in the application, and open WebSockets."""
+        sockets = self.sockets.open
+        return {"asgi": len(self.running) - sockets, "websockets": sockets}
 
     async def run(self, conn: Conn, exchange: ASGIExchange) -> None:
         environ = complete_environ(
@@ -164,7 +170,9 @@ class ASGIGateway:
             self.ended()
             return
         state = self.lifespan.state if self.lifespan is not None else None
-        websocket = exchange.websocket = WebSocket(conn, exchange, self.websocket, call)
+        websocket = exchange.websocket = WebSocket(
+            conn, exchange, self.websocket, call, self.sockets
+        )
         try:
             await self.app(websocket_scope(environ, state), websocket.receive, websocket.send)
         except asyncio.CancelledError:  # --timeout answered for it

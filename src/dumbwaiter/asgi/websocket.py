@@ -78,7 +78,7 @@ class Denial(Protocol):
     def failed(self, detail: str) -> None: ...
 
 
-__all__ = ["CLOSE_WAIT", "INBOX", "WebSocket", "WebSocketSettings", "handshake_refusal"]
+__all__ = ["CLOSE_WAIT", "INBOX", "Sockets", "WebSocket", "WebSocketSettings", "handshake_refusal"]
 
 log = logging.getLogger("dumbwaiter")
 
@@ -90,6 +90,13 @@ CLOSE_WAIT = 5.0
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 CONNECTING, OPEN, CLOSING, CLOSED = range(4)
+
+
+class Sockets:
+    """A worker's open WebSockets (a gauge: ``--metrics``, ``--status``)."""
+
+    def __init__(self) -> None:
+        self.open = 0
 
 
 class WebSocketSettings:
@@ -133,7 +140,12 @@ class WebSocket:
     and what the connection hands it once upgraded (``receive_data`` ...)."""
 
     def __init__(
-        self, conn: Conn, exchange: ExchangeBase, settings: WebSocketSettings, denial: Denial
+        self,
+        conn: Conn,
+        exchange: ExchangeBase,
+        settings: WebSocketSettings,
+        denial: Denial,
+        sockets: Sockets,
     ) -> None:
         self.conn = conn
         self.loop = conn.loop
@@ -155,6 +167,7 @@ class WebSocket:
         self.close_by = 0.0  # (when a close we sent stops waiting)
         self.timer: asyncio.TimerHandle | None = None
         self.denial = denial
+        self.sockets = sockets
 
     # -- the application's -------------------------------------------------------
     async def receive(self) -> Message:
@@ -244,6 +257,7 @@ class WebSocket:
         self.conn.write(f"HTTP/1.1 101 Switching Protocols\r\n{lines}\r\n".encode("latin-1"))
         self.framing = Framing(ConnectionType.SERVER, extensions)
         self.state = OPEN
+        self.sockets.open += 1
         self.conn.upgraded = self
         self.seen = time.monotonic()
         self.arm()
@@ -377,6 +391,8 @@ class WebSocket:
         reports it and closes the connection."""
         if self.state == CLOSED:
             return
+        if self.framing is not None:
+            self.sockets.open -= 1
         self.state = CLOSED
         if self.timer is not None:
             self.timer.cancel()

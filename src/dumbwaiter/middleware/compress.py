@@ -138,7 +138,7 @@ def _has_token(value: str, token: str) -> bool:
     return any(part.partition("=")[0].strip().lower() == token for part in value.split(","))
 
 
-def _with_vary(headers: Headers) -> Headers:
+def with_vary(headers: Headers) -> Headers:
     """``headers`` (a copy) with Accept-Encoding in its Vary, merged into the
     first Vary field; unchanged when a Vary has it already, or ``*``."""
     first = -1
@@ -160,14 +160,14 @@ def _with_vary(headers: Headers) -> Headers:
 _DROPPED = frozenset(("content-length", "accept-ranges", "etag"))
 
 
-def _encoded(headers: Headers, coding: str, length: int | None) -> Headers:
+def encoded_headers(headers: Headers, coding: str, length: int | None) -> Headers:
     """The headers of the compressed variant: Content-Encoding, Vary, a
     Content-Length only when ``length`` is known, no Accept-Ranges (ranges
     of the compressed bytes are not served), and the ETag made weak (RFC
     9110 §8.8.3.3: the variant differs in its bytes), or dropped when it is
     malformed, as nginx does."""
     result: Headers = []
-    for name, value in _with_vary(headers):
+    for name, value in with_vary(headers):
         lower = name.lower()
         if lower not in _DROPPED:
             result.append((name, value))
@@ -227,7 +227,7 @@ class _Response:
             self.mode = _HELD
             return self.write
         if compressible:
-            headers = _with_vary(headers)
+            headers = with_vary(headers)
         self.mode = _PASS
         self.upstream_write = self.upstream(status, headers, exc_info)
         return self.upstream_write
@@ -244,7 +244,7 @@ class _Response:
     def begin(self) -> None:
         """Send the held head upstream, compressed, and make the encoder."""
         assert self.status is not None and self.coding is not None
-        headers = _encoded(self.headers, self.coding, None)
+        headers = encoded_headers(self.headers, self.coding, None)
         self.upstream_write = self.upstream(self.status, headers)
         self.encoder = ENCODERS[self.coding](self.owner.level)
         self.mode = _ENCODE
@@ -279,7 +279,7 @@ class _Response:
     def pass_held(self) -> None:
         assert self.status is not None
         self.mode = _PASS
-        self.upstream_write = self.upstream(self.status, _with_vary(self.headers))
+        self.upstream_write = self.upstream(self.status, with_vary(self.headers))
 
     def body(self, result: Iterable[bytes]) -> Iterable[bytes]:
         """The iterable to give the server for the app's ``result``."""
@@ -306,7 +306,7 @@ class _Response:
             packed = ENCODERS[self.coding](self.owner.level).finish(data)
             if len(packed) < len(data):
                 self.mode = _ENCODE
-                self.upstream(self.status, _encoded(self.headers, self.coding, len(packed)))
+                self.upstream(self.status, encoded_headers(self.headers, self.coding, len(packed)))
                 return [packed]
         self.pass_held()
         return [data]

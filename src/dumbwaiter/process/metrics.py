@@ -107,6 +107,8 @@ def exposition(
         ("dumbwaiter_queue_depth", "queued", "Requests waiting for a thread, per worker."),
         ("dumbwaiter_busy_threads", "busy", "Threads running the app, per worker."),
         ("dumbwaiter_connections", "connections", "Open connections, per worker."),
+        ("dumbwaiter_asgi_requests", "asgi", "ASGI requests in the app, per worker."),
+        ("dumbwaiter_websockets", "websockets", "Open WebSocket connections, per worker."),
         ("dumbwaiter_worker_resident_bytes", "rss", "Resident memory, per worker."),
         ("dumbwaiter_worker_open_fds", "fds", "Open file descriptors, per worker."),
     ):

@@ -138,9 +138,9 @@ function render(data) {
     cell(tr, w.generation, "num");
     cell(tr, duration(w.age), "num");
     cell(tr, count(w.served), "num");
-    cell(tr, w.busy + " / " + w.threads, "num");
+    cell(tr, w.asgi == null ? w.busy + " / " + w.threads : w.asgi + " ASGI", "num");
     cell(tr, w.queued, "num");
-    cell(tr, w.connections, "num");
+    cell(tr, w.connections + (w.websockets ? " (" + w.websockets + " WebSocket)" : ""), "num");
     cell(tr, bytes(w.rss), "num");
     cell(tr, w.fds, "num");
   });

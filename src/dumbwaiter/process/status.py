@@ -288,6 +288,8 @@ class Monitor:
             "busy": gauges.get("busy", 0),
             "queued": gauges.get("queued", 0),
             "connections": gauges.get("connections", 0),
+            "asgi": gauges.get("asgi"),  # (None: a WSGI app's worker)
+            "websockets": gauges.get("websockets", 0),
             "fds": gauges.get("fds", 0),
             "inflight": stats.get("inflight", []),
             "inflight_more": stats.get("inflight_more", 0),

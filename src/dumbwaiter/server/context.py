@@ -20,6 +20,7 @@ from .exchange import ExchangeBase, Reports
 from .pool import ThreadPool
 
 if TYPE_CHECKING:
+    from ..asgi.gateway import ASGIGateway
     from ..config import Config
     from .channel import WorkerChannel
 
@@ -103,6 +104,8 @@ class ServerContext:
         #: protocol name -> constructor of its server protocol object
         self.factories: dict[str, Callable[[], ServerProtocol]] = {}
         self.drivers: list[Driver] = []
+        #: An ASGI application's gateway (None: a WSGI one).
+        self.asgi: ASGIGateway | None = None
         self.draining = False
         #: Why this worker is being replaced ("" while it is not).
         self.retiring = ""

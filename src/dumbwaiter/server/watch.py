@@ -154,6 +154,7 @@ class Watch:
             connections=connections,
             rss=rss,
             fds=open_fds(),
+            **(ctx.asgi.gauges() if ctx.asgi is not None else {}),
         )
         if self.status and self.reporter is not None:
             exchanges = [e for driver in ctx.drivers for e in driver.in_flight()]

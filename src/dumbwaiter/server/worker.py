@@ -118,7 +118,13 @@ def gateway_for(app: WSGIApp, config: Config) -> Callable[[Exchange], None]:
 
 
 def asgi_gateway(app: ASGIApp, config: Config, limit: int) -> ASGIGateway:
-    """The ASGI gateway over ``app``, with its lifespan, as the settings say."""
+    """The ASGI gateway over ``app`` (compressed with ``--gzip``), with its
+    lifespan, as the settings say."""
+    if config.gzip:
+        from ..middleware import DEFAULT_TYPES, CompressASGI
+
+        types = config.gzip_types or DEFAULT_TYPES
+        app = CompressASGI(app, min_size=config.gzip_min_size, types=types)
     return ASGIGateway(
         app,
         limit=limit,
@@ -198,6 +204,7 @@ def build(
     if gateway is None:
         looped.asgi = asgi_gateway(asgi3(app, interface), config, pool.capacity)
         looped.asgi.done = looped.asgi_done
+        ctx.asgi = looped.asgi
     threads = None
     if shared:
         assert gateway is not None
