@@ -1,4 +1,6 @@
-"""The demo application: ``dumbwaiter dumbwaiter.demo:app``.
+"""The demo application: ``dumbwaiter dumbwaiter.demo:app`` (WSGI), and
+``dumbwaiter dumbwaiter.demo:asgi_app`` (ASGI, with a WebSocket echo page:
+:mod:`dumbwaiter.demo_asgi`).
 
 Three pages show what the server hands an application: the environ, a form
 with a file upload (the body arrives whole, spooled to disk when large), and
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["app"]
+__all__ = ["app"]  # (and asgi_app, on demand: see __getattr__)
 
 StartResponse = Callable[..., Any]
 MAX_UPLOAD = 50 * 1024 * 1024
@@ -33,15 +35,14 @@ code { background: #f4f4f4; padding: 0 0.2rem; }
 """
 
 
-def page(title: str, body: str, script_name: str) -> bytes:
+LINKS = (("/", "Home"), ("/environ", "Environ"), ("/form", "Upload"), ("/stream", "Stream"))
+
+
+def page(
+    title: str, body: str, script_name: str, links: tuple[tuple[str, str], ...] = LINKS
+) -> bytes:
     nav = "".join(
-        f'<a href="{html.escape(script_name)}{href}">{label}</a>'
-        for href, label in (
-            ("/", "Home"),
-            ("/environ", "Environ"),
-            ("/form", "Upload"),
-            ("/stream", "Stream"),
-        )
+        f'<a href="{html.escape(script_name)}{href}">{label}</a>' for href, label in links
     )
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8>"
@@ -156,3 +157,11 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     return respond(
         start_response, "404 Not Found", page("Not found", "<p>No such page.</p>", script_name)
     )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "asgi_app":  # (imported when asked for: the WSGI demo does not need it)
+        from .demo_asgi import app as asgi_app
+
+        return asgi_app
+    raise AttributeError(name)
