@@ -142,8 +142,6 @@ class Connection:
     _queued = 0
     #: What a loop-side writer awaits while the transport is paused.
     _drained: asyncio.Future[None] | None = None
-    #: Once the connection is a WebSocket, what takes its bytes and events.
-    upgraded: Upgraded | None = None
 
     def __init__(
         self,
@@ -163,6 +161,9 @@ class Connection:
             self.fresh = False
             self.handed = handed or []
         self.session = session
+        #: Once the connection is a WebSocket, what takes its bytes and events
+        #: (set here: compiled, a class-level default of a protocol type is not).
+        self.upgraded: Upgraded | None = None
         # Write-side flow control, shared with the application threads.  One
         # condition serves every connection of the process (a waiter rechecks
         # its own connection's state), so accepting costs no lock creation.
