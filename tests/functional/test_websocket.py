@@ -364,6 +364,9 @@ def test_operations_see_websockets(root: pathlib.Path) -> None:
             return [item for worker in document["workers"] for item in worker["inflight"]]
 
         assert until(lambda: any(i["state"] == "websocket" for i in inflight()), 10)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/healthz", timeout=10) as reply:
+            health = reply.read().decode()
+        assert health.startswith("serving: 1 worker(s)") and "1 WebSocket(s)" in health
         client.send_text("x" * 100)
         client.receive()
         client.close()

@@ -231,6 +231,14 @@ class Monitor:
         limit = self.config.health_busy
         if all(w.busy_since and now - w.busy_since >= limit for w in serving):
             return False, f"every thread busy for {limit:g}s"
+        gauges = [(w.stats or {}).get("gauges", {}) for w in serving]
+        if any("asgi" in g for g in gauges):  # an ASGI app's: what is in flight
+            requests = sum(g.get("asgi", 0) for g in gauges)
+            sockets = sum(g.get("websockets", 0) for g in gauges)
+            return True, (
+                f"serving: {len(serving)} worker(s), {requests} ASGI request(s) "
+                f"and {sockets} WebSocket(s) in flight"
+            )
         return True, f"serving: {len(serving)} worker(s)"
 
     def document(self) -> dict[str, Any]:
