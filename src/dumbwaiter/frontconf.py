@@ -5,7 +5,8 @@ concerns dumbwaiter, commented with why each directive is there; the
 integration tests wrap exactly this output in a minimal server config, so
 what is printed is what is tested.  lighttpd and nginx with FastCGI, SCGI,
 the uwsgi protocol and HTTP; Apache's mod_proxy with all four; Caddy, h2o and
-HAProxy with FastCGI and HTTP.
+HAProxy with FastCGI and HTTP.  An HTTP upstream's config also passes
+WebSocket upgrades on (for an ASGI app; a WSGI app never accepts one).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def lighttpd(
             f'proxy.server = ("{mount}" => (("host" => "{host}", "port" => {where.port})))\n'
             "# The client's address and scheme, as X-Forwarded-For and X-Forwarded-Proto.\n"
             'proxy.forwarded = ("for" => 1, "proto" => 1)\n'
+            "# Pass WebSocket upgrades on (lighttpd 1.4.46+).\n"
+            'proxy.header = ("upgrade" => "enable")\n'
         )
     module = "fastcgi" if protocol == "fastcgi" else "scgi"
     if spawn is not None and (protocol != "fastcgi" or where.kind != "unix"):
@@ -151,6 +154,16 @@ def nginx(
         else ""
     )
     http = f"upstream dumbwaiter {{\n{servers}{keep}}}\n"
+    if protocol == "http":
+        # (a map belongs to the http {} block, hence here)
+        http = (
+            "# WebSockets: 'Connection: upgrade' when the client asks to upgrade, else\n"
+            "# none (an empty value is not sent), which keeps upstream keep-alive.\n"
+            "map $http_upgrade $dumbwaiter_connection {\n"
+            "    default upgrade;\n"
+            "    '' '';\n"
+            "}\n" + http
+        )
     location = mount if mount == "/" else mount + "/"
     lines = [f"location {location} {{"]
     if protocol == "fastcgi":
@@ -173,13 +186,19 @@ def nginx(
             lines.append(f"    # The prefix: start dumbwaiter with --script-name {mount}.")
     elif protocol == "http":
         lines += [
-            "    # Upstream keep-alive needs HTTP/1.1 and no 'Connection: close'.",
+            "    # HTTP/1.1 for upstream keep-alive and WebSocket upgrades (the map above).",
             "    proxy_http_version 1.1;",
-            '    proxy_set_header Connection "";',
+            "    proxy_set_header Upgrade $http_upgrade;",
+            "    proxy_set_header Connection $dumbwaiter_connection;",
             "    proxy_set_header Host $http_host;",
             "    # The client's address and scheme, which HTTP does not carry otherwise.",
             "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
             "    proxy_set_header X-Forwarded-Proto $scheme;",
+        ]
+        lines += [
+            "    # An open WebSocket may be idle longer than the default 60 s (dumbwaiter",
+            "    # pings a silent one every --ws-ping-interval, 20 s).",
+            "    proxy_read_timeout 300s;",
         ]
         if mount != "/":
             lines.append(f"    # The prefix: start dumbwaiter with --script-name {mount}.")
@@ -214,7 +233,10 @@ def caddy(protocol: str, address: str, *, mount: str = "/") -> str:
             "\t# Relay the response as the app produces it.\n\tflush_interval -1\n}\n"
         )
     elif protocol == "http":
-        body = f"reverse_proxy {target} {{\n\tflush_interval -1\n}}\n"
+        body = (
+            "# reverse_proxy passes WebSocket upgrades on by itself.\n"
+            f"reverse_proxy {target} {{\n\tflush_interval -1\n}}\n"
+        )
     else:
         raise ValueError("Caddy speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
     if mount == "/":
@@ -261,12 +283,13 @@ def h2o(
             f"{note}{mount}:\n  fastcgi.connect:\n    port: {port}\n    type: {kind}{host}\n{keep}"
         )
     if protocol == "http":
-        if where.kind != "tcp":
-            raise ValueError("h2o's proxy needs HOST:PORT")
+        host = f"[unix:{where.path}]" if where.kind == "unix" else f"{where.host}:{where.port}"
         return (
-            f"{note}{mount}:\n  proxy.reverse.url: http://{where.host}:{where.port}{mount}\n"
+            f"{note}{mount}:\n  proxy.reverse.url: http://{host}{mount}\n"
             "  # Pass the client's Host on, not the backend's address.\n"
             "  proxy.preserve-host: ON\n"
+            "  # Pass WebSocket upgrades on (h2o 2.2; from 2.3: proxy.tunnel: ON).\n"
+            "  proxy.websocket: ON\n"
         )
     raise ValueError("h2o speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")
 
@@ -337,9 +360,11 @@ def apache(
         target = f"{scheme}://{where.host}:{where.port}{path}"
     # Reuse backend connections: FastCGI keep-conn, HTTP keep-alive.
     # flushpackets: relay the response as the app produces it (streaming).
-    reuse = {"fastcgi": " enablereuse=on flushpackets=on", "http": " keepalive=On"}.get(
-        protocol, " flushpackets=on"
-    )
+    # upgrade=websocket: mod_proxy_http passes WebSocket upgrades on (2.4.47+).
+    reuse = {
+        "fastcgi": " enablereuse=on flushpackets=on",
+        "http": " keepalive=On upgrade=websocket",
+    }.get(protocol, " flushpackets=on")
     text = f"# a2enmod proxy {module}\n"
     if protocol == "http":
         text = f"# a2enmod proxy {module} headers\n"
@@ -351,6 +376,10 @@ def apache(
         )
         if mount != "/":
             text += f"# Start dumbwaiter with --script-name {mount}.\n"
+        text += (
+            "# upgrade=websocket passes WebSocket upgrades on (Apache 2.4.47+; before:\n"
+            "# mod_proxy_wstunnel and a RewriteRule to ws:// on the Upgrade header).\n"
+        )
     return text + f"ProxyPass {prefix} {target}{reuse}\n"
 
 
@@ -444,6 +473,10 @@ def haproxy(protocol: str, address: str | Sequence[str], *, mount: str = "/") ->
             "    option forwardfor\n"
             "    http-request set-header X-Forwarded-Proto https if { ssl_fc }\n"
             "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }\n"
+            "    # HTTP mode passes WebSocket upgrades on; an open one may be idle this long\n"
+            "    # (instead of timeout client/server; dumbwaiter pings a silent one every\n"
+            "    # --ws-ping-interval, 20 s).\n"
+            "    timeout tunnel 1h\n"
             f"{retry}{servers}"
         )
     raise ValueError("HAProxy speaks FastCGI and HTTP to backends (no SCGI or uwsgi)")

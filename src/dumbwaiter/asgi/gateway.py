@@ -234,7 +234,8 @@ class Call:
             more = bool(message.get("more_body", False))
             self.body(body, more)
             if more:
-                await self.conn.drained()
+                if self.conn.write_paused:
+                    await self.conn.drained()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
 

@@ -204,7 +204,8 @@ class WebSocket:
                 self.write(self.framing.send(TextMessage(data=str(text))))
             else:
                 raise RuntimeError("websocket.send with neither bytes nor text")
-            await self.conn.drained()
+            if self.conn.write_paused:  # (no coroutine made for nothing)
+                await self.conn.drained()
         elif kind == "websocket.accept":
             if state != CONNECTING or self.denial.start is not None:
                 raise RuntimeError("websocket.accept after the handshake was answered")

@@ -251,6 +251,10 @@ class Connection:
             self._flow.notify_all()
         self.wake_drained()
 
+    @property
+    def write_paused(self) -> bool:
+        return self._paused and self.transport is not None
+
     async def drained(self) -> None:
         """(Loop thread) Wait while the transport is paused; every writer of
         the connection (a multiplexed one has several) waits on one future."""

@@ -57,6 +57,10 @@ class Conn(Protocol):
     transport: asyncio.Transport | None
     upgraded: Upgraded | None
 
+    @property
+    def write_paused(self) -> bool:
+        """Whether a writer must await :meth:`drained` now."""
+
     async def drained(self) -> None: ...
 
     def write(self, data: bytes) -> None: ...
