@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from integration.matrix import BEHAVIOURS, CELLS
+from integration.matrix import ASGI_BEHAVIOURS, ASGI_CELLS, BEHAVIOURS, CELLS
 
 #: nodeid -> outcome: "passed", "failed", "n/a: why" or "skipped: why".
 RESULTS: dict[str, str] = {}
 MATRIX_FILE = "test_matrix.py"
+ASGI_FILE = "test_asgi_frameworks.py"
 WORST = {"passed": 0, "skipped": 1, "failed": 2}
 
 QUIRKS = """\
@@ -99,23 +100,31 @@ def split(nodeid: str) -> tuple[str, str, str]:
     return os.path.basename(path), test, param.rstrip("]")
 
 
-def grid() -> list[str]:
+def grid(
+    filename: str = MATRIX_FILE,
+    behaviours: dict[str, str] = BEHAVIOURS,
+    rows: list[tuple[str, str]] | None = None,
+) -> list[str]:
+    """The grid of ``filename``'s results: one row per (parameter, label) of
+    ``rows`` (the matrix's cells by default), one column per behaviour."""
+    if rows is None:
+        rows = [(cell.id, cell.label) for cell in CELLS]
     cells: dict[tuple[str, str], str] = {}
     for nodeid, outcome in RESULTS.items():
-        filename, test, param = split(nodeid)
-        if filename == MATRIX_FILE:
+        name, test, param = split(nodeid)
+        if name == filename:
             cells[(param, test.removeprefix("test_"))] = outcome
     if not cells:
         return []
     notes: list[str] = []
     lines = [
-        "| cell | " + " | ".join(BEHAVIOURS.values()) + " |",
-        "|---|" + "---|" * len(BEHAVIOURS),
+        "| cell | " + " | ".join(behaviours.values()) + " |",
+        "|---|" + "---|" * len(behaviours),
     ]
-    for cell in CELLS:
+    for param, label in rows:
         entries = []
-        for behaviour in BEHAVIOURS:
-            outcome = cells.get((cell.id, behaviour), "not run")
+        for behaviour in behaviours:
+            outcome = cells.get((param, behaviour), "not run")
             if outcome == "passed":
                 entries.append("✓")
             elif outcome == "failed":
@@ -127,12 +136,12 @@ def grid() -> list[str]:
                 if reason.strip() not in notes:
                     notes.append(reason.strip())
                 entries.append(f"{kind} [{notes.index(reason.strip()) + 1}]")
-        lines.append(f"| {cell.label} | " + " | ".join(entries) + " |")
+        lines.append(f"| {label} | " + " | ".join(entries) + " |")
     passed = sum(1 for outcome in cells.values() if outcome == "passed")
     na = sum(1 for outcome in cells.values() if outcome.startswith("n/a"))
     lines += [
         "",
-        f"{len(CELLS)} cells by {len(BEHAVIOURS)} behaviours: {passed} passed, "
+        f"{len(rows)} cells by {len(behaviours)} behaviours: {passed} passed, "
         f"{na} n/a, {len(cells) - passed - na} failed or skipped.",
         "",
     ]
@@ -140,11 +149,25 @@ def grid() -> list[str]:
     return lines
 
 
+def asgi_grid() -> list[str]:
+    """``test_asgi_frameworks.py``: a row per framework and cell (its
+    parameters are ``FRAMEWORK-CELL``)."""
+    frameworks = dict.fromkeys(
+        split(nodeid)[2].partition("-")[0] for nodeid in RESULTS if split(nodeid)[0] == ASGI_FILE
+    )
+    rows = [
+        (f"{framework}-{cell.id}", f"{framework}: {cell.label}")
+        for framework in frameworks
+        for cell in ASGI_CELLS
+    ]
+    return grid(ASGI_FILE, ASGI_BEHAVIOURS, rows)
+
+
 def others() -> list[str]:
     rows = []
     for nodeid, outcome in RESULTS.items():
         filename, test, param = split(nodeid)
-        if filename != MATRIX_FILE:
+        if filename not in (MATRIX_FILE, ASGI_FILE):
             name = f"{test}[{param}]" if param else test
             rows.append((filename, name, "✓" if outcome == "passed" else outcome))
     if not rows:
@@ -191,6 +214,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "",
         *grid(),
     ]
+    frameworks = asgi_grid()
+    if frameworks:
+        lines += [
+            "",
+            "## ASGI frameworks",
+            "",
+            "FastAPI, Starlette, Quart, Litestar and Django (Channels for its WebSocket),",
+            "each through every cell (`tests/integration/test_asgi_frameworks.py`;",
+            "`ASGI_CELLS` and `ASGI_BEHAVIOURS` in `tests/integration/matrix.py`).",
+            "",
+            *frameworks,
+        ]
     rest = others()
     if rest:
         lines += ["", "## Other integration checks", "", *rest]

@@ -219,3 +219,68 @@ CELLS: list[Cell] = [
 
 BY_ID = {cell.id: cell for cell in CELLS}
 assert len(BY_ID) == len(CELLS), "two cells with one id"
+
+
+# -- the ASGI frameworks' matrix -----------------------------------------------
+# ``test_asgi_frameworks.py`` runs FastAPI, Starlette, Quart, Litestar and
+# Django (with Channels) through these cells, each behaviour in each; the
+# app of each framework is under ``tests/apps/``.  A cell's ``options`` are
+# ``frontconf`` arguments (``mount``); with ``script_name`` dumbwaiter is
+# started with ``--script-name`` (the front passes the path unchanged).
+
+#: Column id (the test function is ``test_<id>``) -> column title.
+ASGI_BEHAVIOURS: dict[str, str] = {
+    "hello": "GET, root_path and path",
+    "stream": "streaming",
+    "upload": "5 MiB upload",
+    "state": "lifespan state",
+    "disconnect": "client gone → app told",
+    "websocket": "WebSocket chat",
+}
+
+#: Frameworks a behaviour does not apply to, and why.
+ASGI_FRAMEWORK_NA: dict[str, dict[str, str]] = {
+    "django": {
+        "state": "n/a: Django has no lifespan (its ASGI handler refuses the lifespan scope)"
+    },
+}
+
+WEBSOCKET_HTTP_ONLY = (
+    "n/a: WebSockets are served on HTTP listeners (FastCGI, SCGI and uwsgi carry no upgrade); "
+    "checked through nginx's proxy_pass"
+)
+
+ASGI_CELLS: list[Cell] = [
+    Cell(
+        "lighttpd",
+        "fastcgi",
+        "unix socket, under /app",
+        "unix",
+        {"websocket": WEBSOCKET_HTTP_ONLY},
+        options={"mount": "/app"},
+    ),
+    Cell("nginx", "uwsgi", "unix socket", "unix", {"websocket": WEBSOCKET_HTTP_ONLY}),
+    Cell("nginx", "scgi", "TCP", "tcp", {"websocket": WEBSOCKET_HTTP_ONLY}),
+    Cell(
+        "nginx",
+        "http",
+        "proxy_pass, under /app, TCP",
+        "tcp",
+        script_name=True,
+        options={"mount": "/app"},
+    ),
+    Cell(
+        "apache",
+        "fastcgi",
+        "mod_proxy_fcgi, TCP",
+        "tcp",
+        {
+            "disconnect": "n/a: while it waits for the response, mod_proxy_fcgi watches its "
+            "backend only: a client gone (closed or reset) is noticed at the next write to it",
+            "websocket": WEBSOCKET_HTTP_ONLY,
+        },
+    ),
+]
+
+ASGI_BY_ID = {cell.id: cell for cell in ASGI_CELLS}
+assert len(ASGI_BY_ID) == len(ASGI_CELLS), "two ASGI cells with one id"

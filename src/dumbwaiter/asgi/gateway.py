@@ -233,9 +233,8 @@ class Call:
             body = bytes(message.get("body", b""))
             more = bool(message.get("more_body", False))
             self.body(body, more)
-            if more:
-                if self.conn.write_paused:
-                    await self.conn.drained()
+            if more and self.conn.write_paused:
+                await self.conn.drained()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
 

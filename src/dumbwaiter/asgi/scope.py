@@ -17,6 +17,9 @@ WEBSOCKET_SPEC = {"version": "3.0", "spec_version": "2.5"}
 
 #: CGI variables that are request headers without the ``HTTP_`` prefix.
 BARE_HEADERS = (("CONTENT_TYPE", b"content-type"), ("CONTENT_LENGTH", b"content-length"))
+#: What some fronts (lighttpd, nginx's uwsgi and scgi modules) also pass as
+#: HTTP_ variables: the bare ones are the headers (one copy, not two).
+FRONT_COPIES = frozenset(("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"))
 
 
 def http_scope(environ: dict[str, Any], state: dict[str, Any] | None) -> dict[str, Any]:
@@ -31,7 +34,7 @@ def http_scope(environ: dict[str, Any], state: dict[str, Any] | None) -> dict[st
     headers = [
         (key[5:].replace("_", "-").lower().encode("latin-1"), value.encode("latin-1"))
         for key, value in environ.items()
-        if key.startswith("HTTP_") and isinstance(value, str)
+        if key.startswith("HTTP_") and isinstance(value, str) and key not in FRONT_COPIES
     ]
     for key, name in BARE_HEADERS:
         value = environ.get(key)
