@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from .demo import page
+from .demo_page import page
 
 __all__ = ["app"]
 

@@ -242,3 +242,42 @@ def test_the_size_check_can_fail(tmp_path: pathlib.Path) -> None:
     (tmp_path / "long.py").write_text("x = 1\n" * (MAX_LINES + 1))
     (tmp_path / "config.py").write_text("x = 1\n" * (MAX_LINES + 1))
     assert too_long(tmp_path) == [f"long.py: {MAX_LINES + 1} lines"]
+
+
+def top_level_imports(root: pathlib.Path) -> dict[str, set[str]]:
+    """As :func:`import_graph`, from the module bodies' own statements only
+    (what importing the module imports at once)."""
+    paths = {module_of(path, root): path for path in root.rglob("*.py")}
+    graph = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ImportFrom):
+                parts = package.split(".")
+                base = parts[: len(parts) - node.level + 1] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                for alias in node.names:
+                    full = f"{module}.{alias.name}"
+                    edges.add(full if full in paths else module)
+            elif isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names)
+        graph[name] = edges
+    return graph
+
+
+def test_a_wsgi_worker_imports_no_wsproto() -> None:
+    # Debian's python3 runs a spawned FastCGI app (mod_fcgid) with copies of
+    # the package and the app only: wsproto is imported once a WebSocket comes.
+    graph = top_level_imports(PACKAGE_DIR)
+    seen: set[str] = set()
+    todo = ["dumbwaiter.main", "dumbwaiter.server.worker", "dumbwaiter.process.arbiter"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(edge for edge in graph.get(name, ()) if edge.startswith("dumbwaiter"))
+    wsproto = {name for name in seen if any(e.startswith("wsproto") for e in graph.get(name, ()))}
+    assert wsproto == set()
+    assert "dumbwaiter.asgi.gateway" in seen  # (the check sees the ASGI gateway's imports)

@@ -33,12 +33,12 @@ from ..protocols.http_environ import wants_websocket
 from ..request import Request
 from ..server.exchange import ExchangeBase
 from ..server.session import Session
-from ..server.static import Conn
+from ..server.static import Conn, Upgraded
 from ..server.static import send as send_file
 from ..wsgi.environ import complete_environ
 from .detect import ASGIApp, Message
+from .handshake import Sockets, WebSocketSettings, handshake_refusal
 from .scope import http_scope, websocket_scope
-from .websocket import Sockets, WebSocket, WebSocketSettings, handshake_refusal
 
 __all__ = ["ASGIExchange", "ASGIGateway", "Lifespan", "LifespanFailed"]
 
@@ -71,7 +71,7 @@ class WebSocketExchange(ASGIExchange):
     """A WebSocket handshake, then the connection it opens."""
 
     __slots__ = ("websocket",)
-    websocket: WebSocket | None
+    websocket: Upgraded | None
 
     def cancel(self) -> None:
         super().cancel()
@@ -169,6 +169,8 @@ class ASGIGateway:
             call.body(b"", False)
             self.ended()
             return
+        from .websocket import WebSocket  # (wsproto: only once a WebSocket comes)
+
         state = self.lifespan.state if self.lifespan is not None else None
         websocket = exchange.websocket = WebSocket(
             conn, exchange, self.websocket, call, self.sockets

@@ -33,9 +33,6 @@ connection is gone raises :class:`~dumbwaiter.errors.ClientDisconnected`
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import logging
 import time
 from collections import deque
@@ -52,14 +49,14 @@ from wsproto.events import (
 )
 from wsproto.events import Message as Data
 from wsproto.extensions import Extension
-from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError
 
 from ..errors import ClientDisconnected
 from ..server.exchange import ExchangeBase
 from ..server.static import Conn
-from .deflate import BoundedDeflate
+from .deflate import agree
 from .detect import Message
+from .handshake import Sockets, WebSocketSettings, accept_token
 
 
 class Denial(Protocol):
@@ -78,7 +75,7 @@ class Denial(Protocol):
     def failed(self, detail: str) -> None: ...
 
 
-__all__ = ["CLOSE_WAIT", "INBOX", "Sockets", "WebSocket", "WebSocketSettings", "handshake_refusal"]
+__all__ = ["CLOSE_WAIT", "INBOX", "WebSocket"]
 
 log = logging.getLogger("dumbwaiter")
 
@@ -86,53 +83,8 @@ log = logging.getLogger("dumbwaiter")
 INBOX = 16
 #: How long a close we sent waits for the client's.
 CLOSE_WAIT = 5.0
-#: RFC 6455 section 1.3.
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 CONNECTING, OPEN, CLOSING, CLOSED = range(4)
-
-
-class Sockets:
-    """A worker's open WebSockets (a gauge: ``--metrics``, ``--status``)."""
-
-    def __init__(self) -> None:
-        self.open = 0
-
-
-class WebSocketSettings:
-    """``--ws-max-size``, ``--ws-ping-interval``, ``--ws-ping-timeout``,
-    ``--ws-no-compression``."""
-
-    def __init__(
-        self,
-        max_size: int = 16 * 1024 * 1024,
-        ping_interval: float = 20.0,
-        ping_timeout: float = 20.0,
-        compression: bool = True,
-    ) -> None:
-        self.max_size = max_size
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.compression = compression
-
-
-def handshake_refusal(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]]] | None:
-    """The answer to a handshake that is not a valid one (RFC 6455 section
-    4.2.1): 426 for another version, 400 without a proper key; None: valid."""
-    if environ.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip() != "13":
-        return "426 Upgrade Required", [("Sec-WebSocket-Version", "13")]
-    try:
-        key = base64.b64decode(environ.get("HTTP_SEC_WEBSOCKET_KEY", ""), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != 16:
-        return "400 Bad Request", []
-    return None
-
-
-def accept_token(key: str) -> str:
-    digest = hashlib.sha1(key.strip().encode("ascii") + GUID).digest()  # (the RFC's digest)
-    return base64.b64encode(digest).decode("ascii")
 
 
 class WebSocket:
@@ -238,13 +190,10 @@ class WebSocket:
         extensions: list[Extension] = []
         offers = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS", "")
         if offers and self.settings.compression:
-            deflate = BoundedDeflate(self.settings.max_size)
-            agreed = server_extensions_handshake(
-                [offer.strip() for offer in offers.split(",")], [deflate]
-            )
-            if agreed:
-                headers.append(("Sec-WebSocket-Extensions", agreed.decode("ascii")))
-                extensions.append(deflate)
+            agreed = agree(offers, self.settings.max_size)
+            if agreed is not None:
+                headers.append(("Sec-WebSocket-Extensions", agreed[0]))
+                extensions.append(agreed[1])
         for name, value in message.get("headers", ()):
             headers.append((bytes(name).decode("latin-1"), bytes(value).decode("latin-1")))
         tail = self.session.take_over(self.exchange)
@@ -319,7 +268,8 @@ class WebSocket:
     def message(self, event: Data[Any]) -> bool:
         """A piece of a message; False once the connection failed."""
         data = event.data
-        self.size += len(data)
+        # (the limit is in bytes: a text counts its UTF-8, not its characters)
+        self.size += len(data) if type(data) is not str or data.isascii() else len(data.encode())
         if self.size > self.settings.max_size:
             self.fail(1009, f"message over {self.settings.max_size} bytes")
             return False

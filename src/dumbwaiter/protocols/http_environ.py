@@ -122,7 +122,10 @@ def _target(url: bytes, environ: dict[str, str]) -> None:
 
 def wants_websocket(environ: dict[str, str]) -> bool:
     """Whether a GET that asks to upgrade asks for a WebSocket (RFC 6455
-    section 4.1: ``Upgrade: websocket``, ``Connection: Upgrade``)."""
+    section 4.1: ``Upgrade: websocket``, ``Connection: Upgrade``, and
+    HTTP/1.1: RFC 9110 section 7.8 has HTTP/1.0 ignore Upgrade)."""
+    if environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
+        return False
     upgrade = environ.get("HTTP_UPGRADE", "").lower()
     connection = environ.get("HTTP_CONNECTION", "").lower()
     return "websocket" in tokens(upgrade) and "upgrade" in tokens(connection)

@@ -37,7 +37,7 @@ from ..access import AddressList
 from ..accesslog import AccessLog
 from ..asgi.detect import ASGIApp, asgi3, interface_of
 from ..asgi.gateway import ASGIGateway, Lifespan, LifespanFailed
-from ..asgi.websocket import WebSocketSettings
+from ..asgi.handshake import WebSocketSettings
 from ..config import Config
 from ..typing import Exchange, WSGIApp
 from ..version import build as which_build
