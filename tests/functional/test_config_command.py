@@ -59,3 +59,33 @@ def test_bad_requests_exit_2_with_one_line() -> None:
         assert result.returncode == 2
         assert result.stderr.startswith("dumbwaiter config: error: ")
         assert result.stderr.count("\n") == 1
+
+
+def test_http_upstreams_pass_websocket_upgrades() -> None:
+    def config(front: str, address: str = "127.0.0.1:8080") -> str:
+        result = run_cli(["config", front, "--http", address])
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    nginx = config("nginx")
+    http, server = nginx.split("# --- in the server { } block\n")
+    # The map belongs to the http {} block; no Connection header keeps keep-alive.
+    assert "map $http_upgrade $dumbwaiter_connection {" in http
+    assert "    default upgrade;\n    '' '';\n" in http
+    assert "proxy_set_header Upgrade $http_upgrade;" in server
+    assert "proxy_set_header Connection $dumbwaiter_connection;" in server
+    assert 'proxy_set_header Connection "";' not in server
+    assert "proxy_read_timeout 300s;" in server
+    assert "    timeout tunnel 1h\n" in config("haproxy")
+    assert "passes WebSocket upgrades on by itself" in config("caddy")
+    h2o = config("h2o")
+    assert "  proxy.websocket: ON\n" in h2o and "proxy.tunnel: ON" in h2o
+    h2o_unix = config("h2o", "unix:/run/app.sock")
+    assert "proxy.reverse.url: http://[unix:/run/app.sock]/" in h2o_unix
+    apache = config("apache")
+    assert "ProxyPass / http://127.0.0.1:8080/ keepalive=On upgrade=websocket\n" in apache
+    assert "# a2enmod proxy proxy_http headers\n" in apache
+    assert 'proxy.header = ("upgrade" => "enable")' in config("lighttpd")
+    # FastCGI carries no WebSockets: nothing of it there.
+    fastcgi = run_cli(["config", "nginx", "--fastcgi", "unix:/run/a.sock"]).stdout
+    assert "upgrade" not in fastcgi.lower()
