@@ -56,6 +56,12 @@ async def app(scope, receive, send):
         except asyncio.CancelledError:
             note("cancelled")
             raise
+    if path.endswith("/stubborn"):
+        for _ in range(3):
+            try:
+                await asyncio.sleep(4)
+            except asyncio.CancelledError:
+                note("ignored a cancel")
     if path.endswith("/fail-early"):
         raise RuntimeError("before the response")
     if path.endswith("/wait-disconnect"):
@@ -275,6 +281,20 @@ def test_timeout_answers_504_and_cancels_the_task() -> None:
         assert "its task cancelled" in server.log()
         assert get(port, "/")[0] == 200
         assert "replacing worker" not in server.log()  # no thread was lost
+
+
+def test_a_task_that_ignores_its_cancellation_is_logged_and_frees_the_cap() -> None:
+    root = short_tmpdir()
+    pathlib.Path(root, "asgiapp.py").write_text(APP)
+    port = free_port()
+    args = ["--http", f"127.0.0.1:{port}", "--timeout", "1", "--threads", "1", "--queue-size", "0"]
+    with Server(args, "asgiapp:app", workdir=root) as server:
+        assert get(port, "/stubborn")[0] == 504
+        assert until(lambda: "ignored a cancel" in events(server))
+        assert get(port, "/")[0] == 503  # the cap (1) is still its
+        assert until(lambda: "ignored its cancellation" in server.log(), 10)
+        assert get(port, "/")[0] == 200
+        assert "replacing worker" not in server.log()
 
 
 def test_pathsend_and_max_requests() -> None:

@@ -46,6 +46,9 @@ log = logging.getLogger("dumbwaiter")
 
 #: The body chunk ``receive()`` hands over.
 CHUNK = 64 * 1024
+#: How long a cancelled task may take to end before it is logged and no
+#: longer counted against the cap.
+CANCEL_GRACE = 5.0
 ERROR_HEADERS = [("Content-Type", "text/plain; charset=utf-8")]
 
 
@@ -106,6 +109,8 @@ class ASGIGateway:
         self.served = 0
         #: Called as each request ends (the worker counts it: --max-requests).
         self.done: Callable[[], None] | None = None
+        #: Tasks cancelled by --timeout, until they end (or CANCEL_GRACE).
+        self.cancelled: list[tuple[float, ASGIExchange]] = []
 
     def dispatch(self, conn: Conn, request: Request) -> ExchangeBase | None:
         """Start ``request``'s task; None (a 503 from the session) when
@@ -128,6 +133,35 @@ class ASGIGateway:
         self.running.add(task)
         task.add_done_callback(self.running.discard)
         return exchange
+
+    def cancel(self, exchange: ASGIExchange) -> None:
+        """``--timeout`` answered for ``exchange``: its task is cancelled."""
+        exchange.task.cancel()
+        self.cancelled.append((time.monotonic() + CANCEL_GRACE, exchange))
+
+    def check_cancelled(self, now: float) -> None:
+        """(Each tick) A task still running :data:`CANCEL_GRACE` after its
+        cancellation ignores it: logged, and no longer counted against the
+        cap (it runs on, but the worker serves the others)."""
+        waiting = []
+        for deadline, exchange in self.cancelled:
+            task = exchange.task
+            if task.done():
+                continue
+            if now < deadline:
+                waiting.append((deadline, exchange))
+                continue
+            environ = exchange.request.environ
+            log.error(
+                "%s: ASGI task for %s %s ignored its cancellation (--timeout): still running "
+                "%gs later; no longer counted against the cap",
+                exchange.listener,
+                environ.get("REQUEST_METHOD", ""),
+                environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
+                CANCEL_GRACE,
+            )
+            self.running.discard(task)
+        self.cancelled = waiting
 
     def gauges(self) -> dict[str, int]:
         """Requests in the application, and open WebSockets."""

@@ -286,6 +286,8 @@ class LoopServer(Host):
             conn.check_writes(now)
         for conn in expired:
             conn.session.timed_out()
+        if self.asgi is not None and self.asgi.cancelled:
+            self.asgi.check_cancelled(now)
         if self.admission.deferred:  # room freed by connections that closed unread
             self.admission.read_deferred()
 
@@ -294,7 +296,8 @@ class LoopServer(Host):
         lost (an ASGI request's task is cancelled)."""
         if isinstance(exchange, ASGIExchange):
             exchange.session.expire(exchange)
-            exchange.task.cancel()
+            assert self.asgi is not None
+            self.asgi.cancel(exchange)
             return
         assert isinstance(exchange, LoopExchange)
         exchange.session.expire(exchange)
