@@ -23,8 +23,11 @@ from typing import Any
 from setuptools import build_meta
 from setuptools.build_meta import *  # noqa: F403  (the rest of the PEP 517 hooks)
 
-#: The mypy that compiles (mypyc comes with it).
+#: The mypy that compiles (mypyc comes with it), and the typed package the
+#: compiled modules import, which mypy reads (httptools and uvloop have no
+#: types: they are declared missing in pyproject's mypy settings).
 MYPY = "mypy>=1.10"
+TYPED_IMPORTS = ["wsproto>=1.2"]
 
 
 def pure_because() -> str:
@@ -48,7 +51,7 @@ def say(line: str) -> None:
 
 def get_requires_for_build_wheel(config_settings: Any = None) -> list[str]:
     needs: list[str] = build_meta.get_requires_for_build_wheel(config_settings)
-    return needs if pure_because() else [*needs, MYPY]
+    return needs if pure_because() else [*needs, MYPY, *TYPED_IMPORTS]
 
 
 def get_requires_for_build_editable(config_settings: Any = None) -> list[str]:
