@@ -1,6 +1,9 @@
 """The ASGI application the ASGI targets serve: bench/app.py's routes
-(``/hello``, ``/big``, ``/upload``) as an ASGI 3 coroutine.  Copied into the
-run's directory as ``benchasgi``."""
+(``/hello``, ``/big``, ``/upload``) as an ASGI 3 coroutine, and a WebSocket
+echo (any path: every message sent back as it came, text as text, bytes as
+bytes) for the ws-echo workload (bench/ws_echo.py).  Plain ASGI, no
+framework, so that every server runs the same code.  Copied into the run's
+directory as ``benchasgi``."""
 
 from __future__ import annotations
 
@@ -26,6 +29,9 @@ async def app(
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await echo(receive, send)
+        return
     route = scope["path"].rpartition("/")[2]
     if route == "hello":
         body = HELLO
@@ -50,3 +56,22 @@ async def app(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def echo(
+    receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+) -> None:
+    """Accept, then send every message back until the client leaves."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return  # websocket.disconnect
+        text = message.get("text")
+        if text is not None:
+            await send({"type": "websocket.send", "text": text})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})

@@ -12,7 +12,14 @@ defaults, and why:
   client), a 2 MiB ``client_body_buffer_size`` (1 MiB uploads stay in memory),
   16 x 16k response buffers (120 KiB responses never spill to disk), an upstream
   ``keepalive 64`` pool for the kept-alive protocols (FastCGI keep-conn, HTTP);
-- lighttpd: 16384 fds, request bodies spooled to the run's tmpfs directory.
+- lighttpd: 16384 fds, request bodies spooled to the run's tmpfs directory;
+- ``nginx-proxy-ws``: proxy_pass with the WebSocket upgrade passed on (the
+  client's ``Upgrade`` header and ``Connection: upgrade``, which nginx does
+  not forward by itself: hop-by-hop), no upstream keepalive (an upgraded
+  connection is never reused); nginx then relays the frames both ways.
+
+``direct`` is no front at all: the backend listens on a loopback TCP port
+(``{port}`` in its argv) and the client connects to it.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ BIG = b"0123456789abcdef" * 7680
 
 @dataclasses.dataclass(frozen=True)
 class Front:
-    server: str  # "lighttpd" or "nginx"
-    protocol: str  # "fastcgi", "scgi", "uwsgi", "http" or "static"
+    server: str  # "lighttpd", "nginx" or "none" (direct: no front)
+    protocol: str  # "fastcgi", "scgi", "uwsgi", "http", "ws", "static" or "direct"
     keep_conn: bool = False
 
 
@@ -38,6 +45,8 @@ FRONTS = {
     "nginx-uwsgi": Front("nginx", "uwsgi"),
     "nginx-scgi": Front("nginx", "scgi"),
     "nginx-proxy": Front("nginx", "http", keep_conn=True),
+    "nginx-proxy-ws": Front("nginx", "ws"),
+    "direct": Front("none", "direct"),
 }
 
 LIGHTTPD = """\
@@ -83,7 +92,7 @@ http {{
     uwsgi_buffers 16 16k;
     scgi_buffers 16 16k;
     proxy_buffers 16 16k;
-    upstream backend {{
+{maps}    upstream backend {{
         server unix:{sock};
 {keepalive}    }}
     server {{
@@ -115,7 +124,23 @@ NGINX_LOCATIONS = {
             proxy_set_header Host $host;
             proxy_pass http://backend;
 """,
+    "ws": """\
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_pass http://backend;
+""",
 }
+
+#: For the WebSocket location: "upgrade" when the client asks for one, else
+#: no Connection header (nginx's own documented recipe).
+NGINX_WS_MAP = """\
+    map $http_upgrade $connection_upgrade {
+        default upgrade;
+        ''      '';
+    }
+"""
 
 
 def write_config(kind: str, directory: Path, port: int, sock: str) -> list[str]:
@@ -123,9 +148,12 @@ def write_config(kind: str, directory: Path, port: int, sock: str) -> list[str]:
 
     The command runs in the foreground (``-D`` / ``daemon off``) and is stopped
     with SIGTERM.  For ``lighttpd-static`` the document root holds ``hello``
-    and ``big`` with the bodies the backends answer.
+    and ``big`` with the bodies the backends answer.  ``direct``: no front,
+    no command (empty).
     """
     front = FRONTS[kind]
+    if front.server == "none":
+        return []
     (directory / "tmp").mkdir(parents=True, exist_ok=True)
     root = directory / "www"
     root.mkdir(exist_ok=True)
@@ -142,7 +170,15 @@ def write_config(kind: str, directory: Path, port: int, sock: str) -> list[str]:
     keep = "            fastcgi_keep_conn on;\n" if front.keep_conn else ""
     location = NGINX_LOCATIONS[front.protocol].format(keep=keep)
     keepalive = "        keepalive 64;\n" if front.keep_conn else ""
+    maps = NGINX_WS_MAP if front.protocol == "ws" else ""
     config.write_text(
-        NGINX.format(dir=directory, port=port, sock=sock, keepalive=keepalive, location=location)
+        NGINX.format(
+            dir=directory,
+            port=port,
+            sock=sock,
+            keepalive=keepalive,
+            location=location,
+            maps=maps,
+        )
     )
     return ["nginx", "-p", str(directory), "-c", str(config)]

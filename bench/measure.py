@@ -1,4 +1,5 @@
-"""What one point measures: processes, CPU time, memory, wrk, the accept queue.
+"""What one point measures: processes, CPU time, memory, wrk (or the WebSocket
+echo client, bench/ws_echo.py), the accept queue.
 
 Everything comes from /proc and from the tools' own output; nothing here starts
 a server.  CPU time is in seconds, memory in bytes, latency in milliseconds.
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -188,9 +190,39 @@ def run_wrk(
     ``sample`` gets ``peak_sum`` and ``peak_max`` (bytes).  wrk is killed if it
     overruns its duration by 30 s.
     """
+    output, cpu = run_sampled(
+        wrk_argv(url, connections, seconds, script), seconds, sample, sample_sid
+    )
+    match = re.search(r"^BENCH-JSON (\{.*\})$", output, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk gave no summary: {output[-500:]!r}")
+    s = json.loads(match.group(1))
+    return WrkResult(
+        requests=s["requests"],
+        seconds=s["duration_us"] / 1e6,
+        bytes=s["bytes"],
+        non_2xx=s["status"],
+        socket_errors=s["connect"] + s["read"] + s["write"] + s["timeout"],
+        p50_ms=s["p50_us"] / 1000,
+        p90_ms=s["p90_us"] / 1000,
+        p99_ms=s["p99_us"] / 1000,
+        max_ms=s["max_us"] / 1000,
+        wrk_cpu=cpu,
+    )
+
+
+def run_sampled(
+    argv: list[str],
+    seconds: float,
+    sample: dict[str, int] | None = None,
+    sample_sid: int | None = None,
+) -> tuple[str, float]:
+    """Run a load generator that stops by itself after ``seconds``; (its output,
+    its CPU seconds).  Meanwhile the RSS of session ``sample_sid`` is sampled
+    into ``sample``; the generator is killed if it overruns by 30 s."""
     cpu_before = children_cpu()
     proc = subprocess.Popen(
-        wrk_argv(url, connections, seconds, script),
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -206,19 +238,40 @@ def run_wrk(
             os.killpg(proc.pid, signal.SIGKILL)
         time.sleep(0.25)
     output = proc.communicate()[0]
+    return output, children_cpu() - cpu_before
+
+
+# --- the WebSocket echo client (bench/ws_echo.py) -----------------------------------
+
+#: The client runs on this repo's .venv (uvloop; plain asyncio without it).
+WS_CLIENT = [str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"),
+             str(Path(__file__).resolve().parent / "ws_echo.py")]  # fmt: skip
+
+
+def ws_echo_argv(port: int, path: str, connections: int, seconds: float, size: int) -> list[str]:
+    """The client pinned to CPU 0, like wrk."""
+    return [
+        "taskset", "-c", "0", *WS_CLIENT, "--port", str(port), "--path", path,
+        "--connections", str(connections), "--seconds", str(seconds), "--size", str(size),
+    ]  # fmt: skip
+
+
+def run_ws_echo(
+    port: int,
+    path: str,
+    connections: int,
+    seconds: float,
+    size: int,
+    sample: dict[str, int] | None = None,
+    sample_sid: int | None = None,
+) -> dict[str, Any]:
+    """Run the echo client; its summary (bench/ws_echo.py) with ``client_cpu``,
+    the CPU seconds of the whole client process (start-up and handshakes too)."""
+    argv = ws_echo_argv(port, path, connections, seconds, size)
+    output, cpu = run_sampled(argv, seconds, sample, sample_sid)
     match = re.search(r"^BENCH-JSON (\{.*\})$", output, re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"wrk gave no summary: {output[-500:]!r}")
-    s = json.loads(match.group(1))
-    return WrkResult(
-        requests=s["requests"],
-        seconds=s["duration_us"] / 1e6,
-        bytes=s["bytes"],
-        non_2xx=s["status"],
-        socket_errors=s["connect"] + s["read"] + s["write"] + s["timeout"],
-        p50_ms=s["p50_us"] / 1000,
-        p90_ms=s["p90_us"] / 1000,
-        p99_ms=s["p99_us"] / 1000,
-        max_ms=s["max_us"] / 1000,
-        wrk_cpu=children_cpu() - cpu_before,
-    )
+        raise RuntimeError(f"ws_echo gave no summary: {output[-500:]!r}")
+    summary: dict[str, Any] = json.loads(match.group(1))
+    summary["client_cpu"] = cpu
+    return summary

@@ -16,6 +16,13 @@ The sequence (``run_point``):
 
 A failed check makes the point *invalid*; more than ``FOREIGN_LIMIT`` of a
 core used by processes not ours makes it *disturbed* (run.py reruns it).
+
+The ws-echo workload follows the same sequence with bench/ws_echo.py in
+wrk's place (pinned to CPU 0 as wrk is): its check is a WebSocket handshake,
+a text and a binary message echoed byte for byte and a clean close; a
+request is one echo round trip.  A target on the ``direct`` front has no
+front server: its backend listens on a loopback TCP port, which the client
+connects to.
 """
 
 from __future__ import annotations
@@ -37,11 +44,13 @@ from typing import Any
 import fronts
 import measure
 import overload
+import ws_echo
 from targets import Target, source_fingerprint
 
 FOREIGN_LIMIT = 0.10  # of one core
 BIG = b"0123456789abcdef" * 7680
 UPLOAD_SIZE = 1024 * 1024
+WS_MESSAGE = 32  # bytes of each echoed text message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +62,7 @@ class Workload:
     body_size: int = 0
     expect: bytes = b"Hello world\n"
     what: str = ""
+    kind: str = "http"  # "http" (wrk), "overload" or "ws" (bench/ws_echo.py)
 
 
 WORKLOADS = {
@@ -73,7 +83,24 @@ WORKLOADS = {
         Workload("sweep1", "/hello", 1, what="hello, 1 connection"),
         Workload("sweep10", "/hello", 10, what="hello, 10 connections"),
         Workload("sweep100", "/hello", 100, what="hello, 100 connections"),
-        Workload("overload", "/slow", 0, expect=b"slow\n", what="open-loop at 10x capacity"),
+        Workload(
+            "overload",
+            "/slow",
+            0,
+            expect=b"slow\n",
+            what="open-loop at 10x capacity",
+            kind="overload",
+        ),
+        Workload(
+            "ws-echo",
+            "/ws",
+            50,
+            body_size=WS_MESSAGE,
+            expect=b"",
+            what=f"WebSocket echo, {WS_MESSAGE}-byte text messages, 50 connections, one"
+            " message in flight on each; a request is a round trip",
+            kind="ws",
+        ),
     ]
 }
 
@@ -180,7 +207,8 @@ def chain(target: Target, directory: Path, app_dir: Path) -> Iterator[dict[str, 
     sock = str(directory / "backend.sock")
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(app_dir), BENCH_COUNT_FILE=str(directory / "calls"))
-    argv = target.command(sock, app_dir)
+    direct = fronts.FRONTS[target.front].server == "none"
+    argv = target.command(sock, app_dir, port if direct else None)
     front_argv = fronts.write_config(target.front, directory, port, sock)
     info: dict[str, Any] = {"argv": argv, "front_argv": front_argv, "port": port, "sock": sock}
     with contextlib.ExitStack() as stack:
@@ -188,13 +216,17 @@ def chain(target: Target, directory: Path, app_dir: Path) -> Iterator[dict[str, 
             backend = stack.enter_context(
                 started(argv, 1, directory / "backend.log", env, target.stop)
             )
-            wait_connect(socket.AF_UNIX, sock, backend, 60)
+            if direct:  # (the client talks to the backend's own port)
+                wait_connect(socket.AF_INET, ("127.0.0.1", port), backend, 60)
+            else:
+                wait_connect(socket.AF_UNIX, sock, backend, 60)
             info["backend"] = backend
-        front = stack.enter_context(
-            started(front_argv, 0, directory / "front.log", env, signal.SIGTERM)
-        )
-        wait_connect(socket.AF_INET, ("127.0.0.1", port), front, 30)
-        info["front"] = front
+        if front_argv:
+            front = stack.enter_context(
+                started(front_argv, 0, directory / "front.log", env, signal.SIGTERM)
+            )
+            wait_connect(socket.AF_INET, ("127.0.0.1", port), front, 30)
+            info["front"] = front
         yield info
 
 
@@ -217,8 +249,10 @@ def run_point(
         with chain(target, directory, app_dir) as info:
             record["argv"] = info["argv"]
             record["front_argv"] = info["front_argv"]
-            if workload.name == "overload":
+            if workload.kind == "overload":
                 _measure_overload(record, info, workload, settings, directory)
+            elif workload.kind == "ws":
+                _measure_ws(record, info, workload, settings)
             else:
                 _measure(record, info, workload, settings, directory)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
@@ -238,7 +272,7 @@ def _measure(
 ) -> None:
     port, sock = info["port"], info["sock"]
     backend: subprocess.Popen[bytes] | None = info.get("backend")
-    front: subprocess.Popen[bytes] = info["front"]
+    front: subprocess.Popen[bytes] | None = info.get("front")  # (None: direct)
     record["check_before"] = check(port, workload)
     if record["check_before"] is not None:
         return
@@ -258,12 +292,12 @@ def _measure(
     wall0 = time.monotonic()
     busy0, own0 = measure.core_busy(), measure.own_cpu()
     backend0 = measure.tree_cpu(sid) if sid else 0.0
-    front0 = measure.tree_cpu(front.pid)
+    front0 = measure.tree_cpu(front.pid) if front else 0.0
     sample: dict[str, int] = {}
     wrk = measure.run_wrk(url, workload.connections, settings.seconds, script, sample, sid)
     busy1, own1 = measure.core_busy(), measure.own_cpu()
     backend_cpu = (measure.tree_cpu(sid) - backend0) if sid else 0.0
-    front_cpu = measure.tree_cpu(front.pid) - front0
+    front_cpu = (measure.tree_cpu(front.pid) - front0) if front else 0.0
     wall = time.monotonic() - wall0
 
     window = wrk.seconds
@@ -283,7 +317,7 @@ def _measure(
             "bytes_per_req": wrk.bytes / max(wrk.requests, 1),
             "backend_cpu_s": backend_cpu,
             "backend_us_per_req": backend_cpu / max(wrk.requests, 1) * 1e6 if sid else None,
-            "front_us_per_req": front_cpu / max(wrk.requests, 1) * 1e6,
+            "front_us_per_req": front_cpu / max(wrk.requests, 1) * 1e6 if front else None,
             "cpu0_busy": (busy1[0] - busy0[0]) / wall,
             "cpu1_busy": (busy1[1] - busy0[1]) / wall,
             "foreign0": (busy1[0] - busy0[0] - ours0) / wall,
@@ -296,6 +330,86 @@ def _measure(
     record["backend_alive"] = backend is None or backend.poll() is None
     record["valid"] = record["check_after"] is None and record["backend_alive"]
     record["disturbed"] = disturbed(record, backend is not None)
+
+
+def ws_check(port: int, workload: Workload) -> str | None:
+    """bench/ws_echo.py's check through the whole chain; None if it passed."""
+    try:
+        return asyncio.run(
+            ws_echo.check("127.0.0.1", port, None, workload.path, workload.body_size)
+        )
+    except (OSError, RuntimeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _measure_ws(
+    record: dict[str, Any], info: dict[str, Any], workload: Workload, settings: Settings
+) -> None:
+    """The ws-echo workload: bench/ws_echo.py where _measure runs wrk."""
+    port = info["port"]
+    backend: subprocess.Popen[bytes] = info["backend"]
+    front: subprocess.Popen[bytes] | None = info.get("front")
+    record["check_before"] = ws_check(port, workload)
+    if record["check_before"] is not None:
+        return
+    sid = backend.pid
+    record["rss_idle_sum"], record["rss_idle_max"] = measure.tree_rss(sid)
+    load = (port, workload.path, workload.connections)
+    if settings.warmup > 0:
+        measure.run_ws_echo(*load, settings.warmup, workload.body_size)
+    time.sleep(settings.pause)
+
+    wall0 = time.monotonic()
+    busy0, own0 = measure.core_busy(), measure.own_cpu()
+    backend0 = measure.tree_cpu(sid)
+    front0 = measure.tree_cpu(front.pid) if front else 0.0
+    sample: dict[str, int] = {}
+    ws = measure.run_ws_echo(*load, settings.seconds, workload.body_size, sample, sid)
+    busy1, own1 = measure.core_busy(), measure.own_cpu()
+    backend_cpu = measure.tree_cpu(sid) - backend0
+    front_cpu = (measure.tree_cpu(front.pid) - front0) if front else 0.0
+    wall = time.monotonic() - wall0
+
+    # The backend's CPU is over the client's whole life (its handshakes and
+    # closes too: 50 of each against some 10^5 round trips); the rate over the
+    # round trips' own window.
+    trips = max(ws["round_trips"], 1)
+    window = ws["duration_s"] or wall
+    ours0 = front_cpu + ws["client_cpu"] + (own1 - own0)
+    record.update(
+        {
+            "requests": ws["round_trips"],
+            "duration": window,
+            "rps_2xx": ws["round_trips"] / window,
+            "non_2xx": ws["mismatches"],
+            "socket_errors": ws["not_connected"]
+            + ws["closed_early"]
+            + ws["unanswered_closes"]
+            + ws["not_ended"],
+            "ws": {k: v for k, v in ws.items() if not k.endswith("_ms")},
+            "p50_ms": ws["p50_ms"],
+            "p90_ms": ws["p90_ms"],
+            "p99_ms": ws["p99_ms"],
+            "max_ms": ws["max_ms"],
+            "mb_per_s": ws["round_trips"] * workload.body_size * 2 / window / 1e6,
+            "backend_cpu_s": backend_cpu,
+            "backend_us_per_req": backend_cpu / trips * 1e6,
+            "front_us_per_req": front_cpu / trips * 1e6 if front else None,
+            "client_us_per_rt": ws["client_cpu_s"] / trips * 1e6,
+            "cpu0_busy": (busy1[0] - busy0[0]) / wall,
+            "cpu1_busy": (busy1[1] - busy0[1]) / wall,
+            "foreign0": (busy1[0] - busy0[0] - ours0) / wall,
+            "foreign1": (busy1[1] - busy0[1] - backend_cpu) / wall,
+            "rss_peak_sum": sample.get("peak_sum"),
+            "rss_peak_max": sample.get("peak_max"),
+        }
+    )
+    record["check_after"] = ws_check(port, workload)
+    record["backend_alive"] = backend.poll() is None
+    record["valid"] = (
+        record["check_after"] is None and record["backend_alive"] and ws["connected"] > 0
+    )
+    record["disturbed"] = disturbed(record, True)
 
 
 def _measure_overload(

@@ -408,6 +408,11 @@ def workload_table(data: dict[str, Any], get: Lookup, workload: str) -> str:
         "backend µs/req", "front µs/req", "backend RSS MiB idle → peak", "CPU0 / CPU1 %",
         "foreign CPU0 / CPU1 %", "MB/s", f"÷ {ref}",
     ]  # fmt: skip
+    if workload == WS:  # (a request is an echo round trip)
+        header[2:8] = [
+            "round trips/s", "min-max", "p50 ms", "p99 ms", "bad echoes", "conn. errors",
+        ]  # fmt: skip
+        header[8:10] = ["backend µs/rt", "front µs/rt"]
     return _table(header, rows)
 
 
@@ -740,9 +745,27 @@ def render(data: dict[str, Any]) -> str:
     if (asgi := asgi_table(get)) is not None:
         out += [
             "\n## ASGI, hello\n",
-            "bench/asgi_app.py (as benchasgi) behind nginx's proxy_pass, and behind\n"
-            "lighttpd's FastCGI against fcgisgi; ratios are the target's over the peer's.\n\n",
+            "bench/asgi_app.py (as benchasgi) behind nginx's proxy_pass, behind\n"
+            "lighttpd's FastCGI against fcgisgi, and behind nginx's uwsgi_pass against\n"
+            "gunicorn 27's ASGI worker (`-k asgi --protocol uwsgi`); ratios are the\n"
+            "target's over the peer's.\n\n",
             asgi,
+        ]
+    if (ws := ws_table(get)) is not None:
+        out += [
+            "\n## WebSockets, echo\n",
+            "bench/asgi_app.py's WebSocket echo (as benchasgi) driven by bench/ws_echo.py:\n"
+            "50 connections, each sending a 32-byte text message and waiting for its echo\n"
+            "(no compression negotiated), pinned to CPU 0 like wrk; *direct* is the\n"
+            "client on the backend's own loopback TCP port, *nginx* through proxy_pass\n"
+            "with the upgrade passed on (nginx and the client share CPU 0). *backend\n"
+            "µs/round trip* is the backend's CPU per echo; *client µs/rt* the client's\n"
+            "own; *errors*: echoes not as sent, connections refused, ended early or\n"
+            "not closed cleanly. Ratios are the target's over uvicorn's (default\n"
+            "`--ws`: websockets) behind the same front. Direct, the backend's core is\n"
+            "the limit; through nginx, as for hello, CPU 0 (nginx and the client) may be,\n"
+            "and the backend's µs per round trip tells the servers apart.\n\n",
+            ws,
         ]
     if (hooks := hooks_table(get)) is not None:
         out += [
@@ -818,6 +841,7 @@ ASGI_PAIRS = [
     ("granian-asgi-nginx", "uvicorn-asgi-nginx", "(granian, for comparison)"),
     ("hypercorn-asgi-nginx", "uvicorn-asgi-nginx", "(hypercorn, for comparison)"),
     ("dumbwaiter-asgi-lighttpd", "fcgisgi-asgi-lighttpd", "FastCGI via lighttpd: req/s >= 3x"),
+    ("dumbwaiter-asgi-uwsgi-nginx", "gunicorn-asgi-uwsgi-nginx", "uwsgi via nginx (gunicorn 27)"),
 ]
 
 
@@ -833,6 +857,64 @@ def asgi_table(get: Lookup) -> str | None:
         rows.append([*row, num(_ratio(us, peer_us), 2), goal])
     header = ["target", "against", "req/s", "÷", "backend µs/req", "÷", "bar"]
     return _table(header, rows) if rows else None
+
+
+WS = "ws-echo"
+#: WebSocket echo: each target and the uvicorn target behind the same front.
+WS_PAIRS = [
+    ("dumbwaiter-ws-direct", "uvicorn-ws-direct", "round trips/s >= 1.0x uvicorn"),
+    ("uvicorn-wsproto-ws-direct", "uvicorn-ws-direct", "(uvicorn --ws wsproto)"),
+    ("granian-ws-direct", "uvicorn-ws-direct", "(granian, for comparison)"),
+    ("hypercorn-ws-direct", "uvicorn-ws-direct", "(hypercorn, for comparison)"),
+    ("gunicorn-ws-direct", "uvicorn-ws-direct", "(gunicorn ASGI, for comparison)"),
+    ("dumbwaiter-ws-nginx", "uvicorn-ws-nginx", "round trips/s >= 1.0x uvicorn"),
+    ("uvicorn-wsproto-ws-nginx", "uvicorn-ws-nginx", "(uvicorn --ws wsproto)"),
+    ("granian-ws-nginx", "uvicorn-ws-nginx", "(granian, for comparison)"),
+    ("hypercorn-ws-nginx", "uvicorn-ws-nginx", "(hypercorn, for comparison)"),
+    ("gunicorn-ws-nginx", "uvicorn-ws-nginx", "(gunicorn ASGI, for comparison)"),
+]
+
+
+def ws_table(get: Lookup) -> str | None:
+    """WebSocket echo round trips against uvicorn, direct and via nginx (None
+    when the run has no ws-echo point).  The peer's own row comes first."""
+    rows = []
+    listed: set[str] = set()
+    for target, peer, bar in WS_PAIRS:
+        rps, us = get(target, WS, "rps_2xx"), get(target, WS, "backend_us_per_req")
+        peer_rps, peer_us = get(peer, WS, "rps_2xx"), get(peer, WS, "backend_us_per_req")
+        if rps is None:
+            continue
+        if peer not in listed and peer_rps is not None:
+            listed.add(peer)
+            rows.append(_ws_row(get, peer, peer, "1", "1", "(the reference)"))
+        ratio_rps = num(_ratio(rps, peer_rps), 2)
+        rows.append(_ws_row(get, target, peer, ratio_rps, num(_ratio(us, peer_us), 2), bar))
+    header = [
+        "target", "against", "n", "round trips/s", "÷", "backend µs/round trip", "÷",
+        "p50 / p99 ms", "errors", "client µs/rt", "CPU0 / CPU1 %", "bar",
+    ]  # fmt: skip
+    return _table(header, rows) if rows else None
+
+
+def _ws_row(
+    get: Lookup, target: str, peer: str, ratio_rps: str, ratio_us: str, bar: str
+) -> list[str]:
+    cell = get.cells[(target, WS)]
+    return [
+        get.tag(target, WS),
+        peer,
+        cell.n,
+        num(get(target, WS, "rps_2xx")),
+        ratio_rps,
+        num(get(target, WS, "backend_us_per_req"), 1),
+        ratio_us,
+        f"{num(get(target, WS, 'p50_ms'), 2)} / {num(get(target, WS, 'p99_ms'), 2)}",
+        num(get.errors(target, WS)),
+        num(get(target, WS, "client_us_per_rt"), 1),
+        f"{_pct(get(target, WS, 'cpu0_busy'))} / {_pct(get(target, WS, 'cpu1_busy'))}",
+        bar,
+    ]
 
 
 def _backend_cost(data: dict[str, Any], get: Lookup) -> str:

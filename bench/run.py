@@ -17,6 +17,16 @@ foreign CPU load is rerun at once, up to ``--reruns`` times.
 Raw records go to bench/results/run-DATE.json (and latest.json); the report to
 docs/performance.md (bench/report.py, which can also be rerun on a JSON file).
 
+WebSockets (the ws-echo workload): bench/ws_echo.py, run by this repo's .venv
+python (uvloop) in wrk's place, drives bench/asgi_app.py's echo over 50
+connections; the *-ws-direct targets have no front (the client on the
+backend's loopback TCP port), the *-ws-nginx ones nginx proxy_pass with the
+upgrade passed on.  dumbwaiter against uvicorn (websockets) and the others,
+3 rounds (about 8 minutes for the 12 targets):
+
+    python3 bench/run.py --workloads ws-echo --rounds-workloads ws-echo --rounds 3 \
+        --targets '*-ws-direct,*-ws-nginx'
+
 Before/after (``--base REF``, REF any commit-ish of this repository: a sha,
 ``HEAD~3``, a tag): every chosen target that runs dumbwaiter -- its argv uses
 ``{python}`` (this repo's .venv, pure Python) or its venv is ``dumbwaiter``
@@ -70,7 +80,9 @@ import report
 import targets
 from targets import BENCH, REPO
 
-WORKLOAD_ORDER = ["hello", "big", "upload", "c1000", "sweep1", "sweep10", "sweep100", "overload"]
+WORKLOAD_ORDER = [
+    "hello", "big", "upload", "c1000", "sweep1", "sweep10", "sweep100", "overload", "ws-echo",
+]  # fmt: skip
 TOOLS = ["wrk", "lighttpd", "nginx", "taskset", "ss", "gcc"]
 
 
@@ -178,6 +190,17 @@ def describe(record: dict[str, Any]) -> str:
             f"{record['n_503']} x 503 p99 {report.num(record['p99_503_ms'], 2)} ms, "
             f"{record['n_200']} x 200, app calls {record['app_calls']}"
         )
+    elif record["workload"] == "ws-echo":
+        ws = record["ws"]
+        text = (
+            f"{record['rps_2xx']:,.0f} round trips/s, p50 {report.num(record['p50_ms'], 2)} p99 "
+            f"{report.num(record['p99_ms'], 2)} ms, {ws['connected']}/{ws['connections']}"
+            f" connected, errors {record['non_2xx']}+{record['socket_errors']}, backend "
+            f"{report.num(record['backend_us_per_req'])} us/rt, client "
+            f"{report.num(record['client_us_per_rt'])} us/rt"
+        )
+        if ws["problems"]:
+            text += f" ({'; '.join(ws['problems'])})"
     else:
         text = (
             f"{record['rps_2xx']:,.0f} req/s, p50 {record['p50_ms']:.2f} p99 "

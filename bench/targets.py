@@ -42,11 +42,13 @@ class Target:
     stop: signal.Signals
     role: str
 
-    def command(self, sock: str, app_dir: Path) -> list[str]:
-        """The backend's argv for this point."""
+    def command(self, sock: str, app_dir: Path, port: int | None = None) -> list[str]:
+        """The backend's argv for this point (``port``: its loopback TCP port,
+        for a target without a front)."""
         venv = CACHE / "venvs" / self.venv if self.venv else ""
         values = {
             "sock": sock,
+            "port": str(port),
             "venv": str(venv),
             "python": str(REPO / ".venv" / "bin" / "python"),
             "cfcgi": str(CACHE / "cfcgi"),
