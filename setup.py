@@ -52,6 +52,7 @@ COMPILED = [
     "src/dumbwaiter/asgi/scope.py",
     "src/dumbwaiter/asgi/gateway.py",
     "src/dumbwaiter/asgi/handshake.py",
+    "src/dumbwaiter/asgi/frames.py",
     "src/dumbwaiter/asgi/websocket.py",
     "src/dumbwaiter/server/blocking.py",
     "src/dumbwaiter/server/direct.py",

@@ -56,6 +56,7 @@ from ..server.exchange import ExchangeBase
 from ..server.static import Conn
 from .deflate import agree
 from .detect import Message
+from .frames import Frames, data_frame
 from .handshake import Sockets, WebSocketSettings, accept_token
 
 
@@ -107,6 +108,8 @@ class WebSocket:
         self.state = CONNECTING
         self.connected = False  # websocket.connect handed over
         self.framing: Framing | None = None
+        #: The common frames' reader (None: compression agreed, all is wsproto's).
+        self.fast: Frames | None = None
         #: Messages for the application, then the disconnect once there is one.
         self.inbox: deque[Message] = deque()
         self.disconnect: Message | None = None
@@ -149,11 +152,18 @@ class WebSocket:
                 raise RuntimeError("websocket.send before websocket.accept")
             text = message.get("text")
             data = message.get("bytes")
-            assert self.framing is not None
+            framing = self.framing
+            assert framing is not None
             if data is not None:
-                self.write(self.framing.send(BytesMessage(data=bytes(data))))
+                if self.fast is not None:
+                    self.write(data_frame(bytes(data), False))
+                else:
+                    self.write(framing.send(BytesMessage(data=bytes(data))))
             elif text is not None:
-                self.write(self.framing.send(TextMessage(data=str(text))))
+                if self.fast is not None:
+                    self.write(data_frame(str(text).encode("utf-8"), True))
+                else:
+                    self.write(framing.send(TextMessage(data=str(text))))
             else:
                 raise RuntimeError("websocket.send with neither bytes nor text")
             if self.conn.write_paused:  # (no coroutine made for nothing)
@@ -206,6 +216,7 @@ class WebSocket:
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
         self.conn.write(f"HTTP/1.1 101 Switching Protocols\r\n{lines}\r\n".encode("latin-1"))
         self.framing = Framing(ConnectionType.SERVER, extensions)
+        self.fast = None if extensions else Frames()
         self.state = OPEN
         self.sockets.open += 1
         self.conn.upgraded = self
@@ -237,20 +248,50 @@ class WebSocket:
 
     # -- the connection's (Upgraded) ---------------------------------------------
     def receive_data(self, data: bytes) -> None:
-        framing = self.framing
-        if framing is None or self.state == CLOSED:
+        if self.framing is None or self.state == CLOSED:
             return
         self.seen = time.monotonic()
+        fast = self.fast
+        if fast is None:
+            self.framed(data)
+        else:
+            for piece in fast.split(data):
+                if type(piece) is bytearray:  # a frame (or part) for wsproto
+                    if not self.framed(bytes(piece)):
+                        return
+                elif not self.whole(piece):
+                    return
+        if len(self.inbox) >= INBOX and not self.paused:
+            self.paused = True
+            self.conn.pause_reading()
+
+    def whole(self, data: str | bytes | bytearray) -> bool:
+        """A whole message from a common frame; False once the connection failed."""
+        size = len(data) if type(data) is not str or data.isascii() else len(data.encode())
+        if size > self.settings.max_size:
+            self.fail(1009, f"message over {self.settings.max_size} bytes")
+            return False
+        if type(data) is str:
+            self.post({"type": "websocket.receive", "text": data})
+        else:
+            self.post({"type": "websocket.receive", "bytes": data})
+        return True
+
+    def framed(self, data: bytes) -> bool:
+        """Bytes for wsproto, and the events they make; False once the
+        connection ended."""
+        framing = self.framing
+        assert framing is not None
         try:
             framing.receive_data(data)
         except LocalProtocolError:  # (bytes after the close: dropped)
-            return
+            return False
         for event in framing.events():
             kind = type(event)
             if kind is TextMessage or kind is BytesMessage:
                 assert isinstance(event, Data)
                 if not self.message(event):
-                    return
+                    return False
             elif kind is Ping:
                 assert isinstance(event, Ping)
                 if framing.state == ConnectionState.OPEN:
@@ -260,10 +301,8 @@ class WebSocket:
             elif kind is CloseConnection:
                 assert isinstance(event, CloseConnection)
                 self.closed(event)
-                return
-        if len(self.inbox) >= INBOX and not self.paused:
-            self.paused = True
-            self.conn.pause_reading()
+                return False
+        return True
 
     def message(self, event: Data[Any]) -> bool:
         """A piece of a message; False once the connection failed."""
