@@ -11,6 +11,7 @@ import os
 import pathlib
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -56,6 +57,19 @@ async def app(scope, receive, send):
         except asyncio.CancelledError:
             note("cancelled")
             raise
+    if path.endswith("/pid"):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+        return
+    if path.endswith("/hold"):
+        note("holding")
+        for _ in range(200):  # until the test releases it (10 s at most)
+            if os.path.exists(os.path.join(os.environ["DW_TEST_DIR"], "go")):
+                break
+            await asyncio.sleep(0.05)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"held and done"})
+        return
     if path.endswith("/stubborn"):
         for _ in range(3):
             try:
@@ -295,6 +309,27 @@ def test_a_task_that_ignores_its_cancellation_is_logged_and_frees_the_cap() -> N
         assert until(lambda: "ignored its cancellation" in server.log(), 10)
         assert get(port, "/")[0] == 200
         assert "replacing worker" not in server.log()
+
+
+def test_a_reload_waits_for_requests_in_flight_then_runs_lifespan_shutdown() -> None:
+    root = short_tmpdir()
+    pathlib.Path(root, "asgiapp.py").write_text(APP)
+    port = free_port()
+    args = ["--http", f"127.0.0.1:{port}", "--workers", "1"]
+    with Server(args, "asgiapp:app", workdir=root) as server:
+        old = get(port, "/pid")[2]
+        held: list[tuple] = []
+        thread = threading.Thread(target=lambda: held.append(get(port, "/hold")))
+        thread.start()
+        assert until(lambda: "holding" in events(server))
+        server.send_signal(signal.SIGHUP)
+        assert until(lambda: get(port, "/pid")[2] != old)  # the new generation serves
+        assert events(server).count("startup") == 2
+        assert "shutdown" not in events(server)  # the old one still has a request
+        server.release("go")
+        thread.join(15)
+        assert held and held[0][0] == 200 and held[0][2] == b"held and done"
+        assert until(lambda: "shutdown" in events(server))
 
 
 def test_pathsend_and_max_requests() -> None:
