@@ -55,19 +55,27 @@ ERROR_HEADERS = [("Content-Type", "text/plain; charset=utf-8")]
 class ASGIExchange(ExchangeBase):
     """A request an ASGI task answers (on the loop, through the session)."""
 
-    __slots__ = ("session", "task", "wake")
-    #: Set when the client is gone or the response complete (``receive``'s end).
-    wake: asyncio.Event
+    __slots__ = ("over", "overs", "session", "task")
+    #: True once the client is gone or the response complete (``receive``'s
+    #: end); ``overs``: the event a ``receive`` waiting for that awaits
+    #: (made only then: most requests never wait for it).
+    over: bool
+    overs: asyncio.Event | None
     session: Session
     #: The task running the application (``--timeout`` cancels it).
     task: asyncio.Task[None]
 
     def cancel(self) -> None:
         super().cancel()
-        self.wake.set()
+        self.wake()
 
     def peer_closed(self) -> None:
-        self.wake.set()
+        self.wake()
+
+    def wake(self) -> None:
+        self.over = True
+        if self.overs is not None:
+            self.overs.set()
 
 
 class WebSocketExchange(ASGIExchange):
@@ -126,7 +134,8 @@ class ASGIGateway:
         else:
             exchange = ASGIExchange(request, session.peer, session.listener)
             run = self.run(conn, exchange)
-        exchange.wake = asyncio.Event()
+        exchange.over = False
+        exchange.overs = None
         exchange.session = session
         exchange.began = exchange.queued = time.monotonic()  # (for --timeout)
         exchange.task = task = conn.loop.create_task(run)
@@ -247,7 +256,11 @@ class Call:
             data = self.input.read(CHUNK)
             self.body_left = len(data) == CHUNK
             return {"type": "http.request", "body": data, "more_body": self.body_left}
-        await self.exchange.wake.wait()
+        exchange = self.exchange
+        if not exchange.over:
+            if exchange.overs is None:
+                exchange.overs = asyncio.Event()
+            await exchange.overs.wait()
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
@@ -285,7 +298,7 @@ class Call:
             if size and await send_file(self.conn, self.exchange, file, 0, size):
                 self.session.send_end(self.exchange)
         self.complete = True
-        self.exchange.wake.set()
+        self.exchange.wake()
 
     def body(self, body: bytes, more: bool) -> None:
         session, exchange = self.session, self.exchange
@@ -301,7 +314,7 @@ class Call:
                 session.send_end(exchange)
         if not more:
             self.complete = True
-            exchange.wake.set()
+            exchange.wake()
 
     def returned(self) -> None:
         """The application returned: a response it started but did not
@@ -328,19 +341,22 @@ class Call:
         self.session.send_head(
             self.exchange, "500 Internal Server Error", ERROR_HEADERS, text.encode(), True
         )
-        self.exchange.wake.set()
+        self.exchange.wake()
 
     def abort(self) -> None:
         self.complete = True
         self.session.send_abort(self.exchange)
-        self.exchange.wake.set()
+        self.exchange.wake()
+
+
+#: Every status line HTTPStatus knows, made once (the enum's lookup was a
+#: measurable part of an ASGI response's cost).
+STATUS_LINES = {int(known): f"{int(known)} {known.phrase}" for known in http.HTTPStatus}
 
 
 def status_line(status: int) -> str:
-    try:
-        return f"{status} {http.HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"{status} Unknown"
+    line = STATUS_LINES.get(status)
+    return line if line is not None else f"{status} Unknown"
 
 
 def headers_of(pairs: Any) -> list[tuple[str, str]]:
