@@ -51,6 +51,7 @@ COMPILED = [
     "src/dumbwaiter/asgi/detect.py",
     "src/dumbwaiter/asgi/scope.py",
     "src/dumbwaiter/asgi/gateway.py",
+    "src/dumbwaiter/asgi/lifespan.py",
     "src/dumbwaiter/asgi/handshake.py",
     "src/dumbwaiter/asgi/frames.py",
     "src/dumbwaiter/asgi/websocket.py",

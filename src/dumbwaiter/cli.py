@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import configfile
-from .asgi.gateway import LifespanFailed
+from .asgi.lifespan import LifespanFailed
 from .config import Config, ConfigError, flag_of, settings
 from .configfile import FILE_NAME, Settings
 from .hooks import HookError, Hooks

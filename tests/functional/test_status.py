@@ -89,7 +89,8 @@ def test_status_json_shows_workers_requests_in_flight_and_the_recent_past() -> N
 def test_the_status_address_serves_the_page_healthz_and_metrics() -> None:
     port, board, metrics = free_port(), free_port(), free_port()
     args = ["--http", f"127.0.0.1:{port}", "--status", f"127.0.0.1:{board}"]
-    with Server([*args, "--metrics", f"127.0.0.1:{metrics}"]):
+    addresses = [f"127.0.0.1:{port}", f"127.0.0.1:{board}", f"127.0.0.1:{metrics}"]
+    with Server([*args, "--metrics", f"127.0.0.1:{metrics}"], wait=addresses):
         assert until(lambda: get(board, "/healthz") == 200, 10)
         code, headers, page = fetch(board, "/")
         assert code == 200 and headers["Content-Type"] == "text/html; charset=utf-8"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import pathlib
 import signal
+import socket
+import struct
 import time
 import urllib.request
 
@@ -57,6 +59,8 @@ async def app(scope, receive, send):
         raise RuntimeError("before accept")
     if path == "/return-early":
         return
+    if path == "/slow-accept":
+        await asyncio.sleep(1)
     await send({"type": "websocket.accept",
                 "subprotocol": scope["subprotocols"][-1] if scope["subprotocols"] else None,
                 "headers": [(b"x-hello", b"there")]})
@@ -89,6 +93,21 @@ async def app(scope, receive, send):
         except OSError as exc:
             note(f"send raised {type(exc).__name__}")
         return
+    elif path == "/flood-on":
+        try:
+            for sent in range(1, 100_000):  # until the client goes (6 GiB at most)
+                await send({"type": "websocket.send", "bytes": b"x" * 65536})
+                if sent % 10 == 0:
+                    note(f"sent {sent}")
+        except OSError as exc:
+            note(f"send raised {type(exc).__name__}")
+        return
+    elif path == "/sleepy":
+        await asyncio.sleep(3)
+    elif path == "/cancelled":
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
     elif path == "/send-after-disconnect":
         message = await receive()
         note("got " + message["type"])
@@ -384,3 +403,91 @@ def test_a_wsgi_app_answers_an_upgrade_as_a_plain_request() -> None:
             WSClient.connect(("127.0.0.1", port), "/")
         assert refused.value.status == 404  # (server_apps has no /)
         assert b"Connection: close" in refused.value.head
+
+
+def test_a_client_that_resets_while_the_app_waits_to_send_frees_its_place(
+    root: pathlib.Path,
+) -> None:
+    # (The cap is --threads + --queue-size: 2.)  Each client leaves the
+    # app blocked in send(), then resets the connection.
+    server, port = serve(root, "--threads", "1", "--queue-size", "1")
+    with server:
+        for _ in range(2):
+            client = WSClient.connect(("127.0.0.1", port), "/flood-on")
+            assert until(lambda: len(notes(server)) > 0)
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.shut()
+            assert until(lambda: "send raised ClientDisconnected" in notes(server)), (
+                notes(server)[-3:],
+                server.log()[-2000:],
+            )
+            server.path("notes").unlink()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            assert response.read() == b"plain http"
+        assert "RuntimeError" not in server.log()
+
+
+@pytest.mark.parametrize("path", ["/echo", "/sleepy"])
+def test_a_client_that_does_not_read_or_an_app_that_does_not_receive_stops_the_reading(
+    root: pathlib.Path, path: str
+) -> None:
+    # /echo: pings (each answered with a pong) sent by a client that reads
+    # nothing; /sleepy: messages to an app that does not receive yet.
+    server, port = serve(root)
+    with server:
+        client = WSClient.connect(("127.0.0.1", port), path)
+        frame = (
+            client.frame(PING, b"p" * 125) if path == "/echo" else client.frame(BINARY, b"x" * 4000)
+        )
+        burst = frame * (1_000_000 // len(frame))
+        client.sock.settimeout(2.0)
+        sent = 0
+        with pytest.raises(TimeoutError):
+            for _ in range(100):  # 100 MB at most: the server stops reading long before
+                client.sock.sendall(burst)
+                sent += len(burst)
+        assert sent < 60_000_000, sent
+
+
+def test_a_request_that_is_not_a_get_is_no_handshake(root: pathlib.Path) -> None:
+    server, port = serve(root)
+    with server:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 0\r\n\r\n"
+            )
+            answer = b""
+            while not answer.endswith(b"plain http"):
+                chunk = sock.recv(65536)
+                assert chunk, answer
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_frames_before_the_101_past_the_bound_get_a_400(root: pathlib.Path) -> None:
+    server, port = serve(root)
+    with server:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"GET /slow-accept HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            time.sleep(0.3)  # (read apart from the handshake: what comes with it is kept)
+            sock.sendall(b"\x82\x7e\xff\xff" + b"\x00" * 100_000)  # did not wait
+            answer = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer[:80]
+
+
+def test_an_app_cancelled_after_accept_closes_with_1011(root: pathlib.Path) -> None:
+    server, port = serve(root)
+    with server:
+        client = WSClient.connect(("127.0.0.1", port), "/cancelled")
+        assert client.receive_close()[0] == 1011

@@ -16,6 +16,7 @@ WebSockets and ``http.response.pathsend`` are not here yet.
 from __future__ import annotations
 
 from .detect import ASGIApp, interface_of
-from .gateway import ASGIExchange, ASGIGateway, Lifespan
+from .gateway import ASGIExchange, ASGIGateway
+from .lifespan import Lifespan
 
 __all__ = ["ASGIApp", "ASGIExchange", "ASGIGateway", "Lifespan", "interface_of"]

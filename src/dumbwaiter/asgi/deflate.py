@@ -33,6 +33,11 @@ PARAMETERS = {
 }
 
 
+#: The window sizes a server may agree to (8 too is valid, but zlib's raw
+#: deflate has no 256-byte window); as text: only these, in ASCII digits.
+WINDOW_BITS = frozenset(str(bits) for bits in range(9, 16))
+
+
 def agree(header: str, max_size: int) -> tuple[str, BoundedDeflate] | None:
     """The ``Sec-WebSocket-Extensions`` answer to the client's offers in
     ``header``, and the extension it agrees to; None: no offer is
@@ -70,7 +75,7 @@ def normalized(offer: str) -> str | None:
         seen.add(key)
         if not equals:
             parts.append(key)
-        elif takes is False or not value.isdigit() or not 9 <= int(value) <= 15:
+        elif takes is False or value not in WINDOW_BITS:
             return None  # (8 too: zlib's raw deflate has no 256-byte window)
         else:
             parts.append(f"{key}={int(value)}")
@@ -96,3 +101,11 @@ class BoundedDeflate(PerMessageDeflate):
         if self._decompressor.unconsumed_tail or len(inflated) > self.max_size:
             return CloseReason.MESSAGE_TOO_BIG
         return inflated
+
+    def frame_inbound_complete(self, proto: Any, fin: bool) -> bytes | CloseReason | None:
+        # wsproto forgets that a fragmented message is compressed when a
+        # control frame (a ping) comes between its fragments: a control
+        # frame's end changes nothing here.
+        if fin and not self._inbound_is_compressible:
+            return None
+        return super().frame_inbound_complete(proto, fin)

@@ -80,6 +80,7 @@ class Frames:
                 first in (FIN_TEXT, FIN_BINARY)
                 and masked
                 and size <= FAST_MAX
+                and (head == 2 or size >= 126)  # (a length not in its shortest form: 1002)
                 and not fragmented  # (wsproto must see a new message inside one)
             )
             if common and end - position >= whole:

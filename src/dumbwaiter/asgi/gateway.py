@@ -38,9 +38,10 @@ from ..server.static import send as send_file
 from ..wsgi.environ import complete_environ
 from .detect import ASGIApp, Message
 from .handshake import Sockets, WebSocketSettings, handshake_refusal
+from .lifespan import Lifespan
 from .scope import http_scope, websocket_scope
 
-__all__ = ["ASGIExchange", "ASGIGateway", "Lifespan", "LifespanFailed"]
+__all__ = ["ASGIExchange", "ASGIGateway", "Call", "WebSocketExchange"]
 
 log = logging.getLogger("dumbwaiter")
 
@@ -89,6 +90,11 @@ class WebSocketExchange(ASGIExchange):
         if self.websocket is not None:  # (gone before or after the accept)
             self.websocket.lost()
 
+    def peer_closed(self) -> None:
+        super().peer_closed()
+        if self.websocket is not None:  # (before the accept: after, it is the connection's)
+            self.websocket.eof()
+
 
 class ASGIGateway:
     """The ASGI application of a worker and its requests in flight."""
@@ -112,6 +118,8 @@ class ASGIGateway:
         self.lifespan = lifespan
         self.websocket = websocket or WebSocketSettings()
         self.sockets = Sockets()
+        #: WebSocket tasks running (handshakes and open ones: not requests).
+        self.socket_tasks = 0
         #: Requests running now (their tasks), and done so far.
         self.running: set[asyncio.Task[None]] = set()
         self.served = 0
@@ -141,6 +149,9 @@ class ASGIGateway:
         exchange.task = task = conn.loop.create_task(run)
         self.running.add(task)
         task.add_done_callback(self.running.discard)
+        if isinstance(exchange, WebSocketExchange):
+            self.socket_tasks += 1
+            task.add_done_callback(self.socket_task_done)
         return exchange
 
     def cancel(self, exchange: ASGIExchange) -> None:
@@ -174,8 +185,11 @@ class ASGIGateway:
 
     def gauges(self) -> dict[str, int]:
         """Requests in the application, and open WebSockets."""
-        sockets = self.sockets.open
-        return {"asgi": len(self.running) - sockets, "websockets": sockets}
+        requests = len(self.running) - self.socket_tasks
+        return {"asgi": max(0, requests), "websockets": self.sockets.open}
+
+    def socket_task_done(self, task: asyncio.Task[None]) -> None:
+        self.socket_tasks -= 1
 
     async def run(self, conn: Conn, exchange: ASGIExchange) -> None:
         environ = complete_environ(
@@ -220,7 +234,10 @@ class ASGIGateway:
         )
         try:
             await self.app(websocket_scope(environ, state), websocket.receive, websocket.send)
-        except asyncio.CancelledError:  # --timeout answered for it
+        except asyncio.CancelledError:
+            if not exchange.expired:  # (not --timeout's: the application's own)
+                self.ended()
+                websocket.returned(failed=True)
             return
         except Exception as exc:
             self.ended()
@@ -279,6 +296,8 @@ class Call:
                 raise RuntimeError("http.response.body before http.response.start")
             if self.complete:
                 raise RuntimeError("http.response.body after the response ended")
+            if self.conn.gone:
+                raise ClientDisconnected("the client is gone")
             body = bytes(message.get("body", b""))
             more = bool(message.get("more_body", False))
             self.body(body, more)
@@ -363,79 +382,3 @@ def headers_of(pairs: Any) -> list[tuple[str, str]]:
     return [
         (bytes(name).decode("latin-1"), bytes(value).decode("latin-1")) for name, value in pairs
     ]
-
-
-class LifespanFailed(Exception):
-    """The application's lifespan startup failed; the message says why."""
-
-
-class Lifespan:
-    """The lifespan protocol for one worker: ``startup`` before it serves,
-    ``shutdown`` when it stops.  ``mode``: ``on`` (an app that does not
-    speak it fails the start), ``auto`` (it is served without, logged once),
-    ``off``."""
-
-    def __init__(self, app: ASGIApp, mode: str, timeout: float) -> None:
-        self.app = app
-        self.mode = mode
-        self.timeout = timeout
-        self.state: dict[str, Any] = {}
-        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self.outbox: asyncio.Queue[Message] = asyncio.Queue()
-        self.task: asyncio.Task[None] | None = None
-        self.supported = mode != "off"
-
-    async def startup(self) -> None:
-        """Raises :class:`LifespanFailed` (the app's message)."""
-        if not self.supported:
-            return
-        scope = {
-            "type": "lifespan",
-            "asgi": {"version": "3.0", "spec_version": "2.0"},
-            "state": self.state,
-        }
-        self.task = asyncio.get_running_loop().create_task(self.main(scope))
-        answer = await self.ask("lifespan.startup")
-        if answer is None:
-            return
-        if answer["type"] == "lifespan.startup.failed":
-            raise LifespanFailed(f"lifespan startup failed: {answer.get('message', '')}")
-
-    async def main(self, scope: dict[str, Any]) -> None:
-        try:
-            await self.app(scope, self.inbox.get, self.outbox.put)
-        except Exception as exc:
-            await self.outbox.put({"type": "dumbwaiter.raised", "exc": exc})
-        else:
-            await self.outbox.put({"type": "dumbwaiter.returned"})
-
-    async def ask(self, kind: str) -> Message | None:
-        """Send ``kind``, and wait for the app's answer; None when it does
-        not speak lifespan (``auto``)."""
-        await self.inbox.put({"type": kind})
-        try:
-            answer = await asyncio.wait_for(self.outbox.get(), self.timeout)
-        except asyncio.TimeoutError:
-            raise LifespanFailed(f"{kind}: no answer within {self.timeout:g}s") from None
-        if answer["type"] in ("dumbwaiter.raised", "dumbwaiter.returned"):
-            self.supported = False
-            if self.mode == "on" or kind == "lifespan.shutdown":
-                exc = answer.get("exc")
-                raise LifespanFailed(
-                    f"{kind}: the application {'raised ' + repr(exc) if exc else 'returned'}"
-                )
-            log.info("the application does not speak ASGI lifespan: served without it")
-            return None
-        return answer
-
-    async def shutdown(self) -> None:
-        """Tell the app; a failure is logged (the worker stops anyway)."""
-        if not self.supported or self.task is None:
-            return
-        try:
-            answer = await self.ask("lifespan.shutdown")
-            if answer is not None and answer["type"] == "lifespan.shutdown.failed":
-                log.error("lifespan shutdown failed: %s", answer.get("message", ""))
-        except LifespanFailed as exc:
-            log.error("%s", exc)
-        self.task.cancel()

@@ -8,9 +8,18 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["GUID", "Sockets", "WebSocketSettings", "accept_token", "handshake_refusal"]
+from .detect import Message
+
+__all__ = [
+    "GUID",
+    "Denial",
+    "Sockets",
+    "WebSocketSettings",
+    "accept_token",
+    "handshake_refusal",
+]
 
 #: RFC 6455 section 1.3.
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -57,3 +66,19 @@ def handshake_refusal(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str
 def accept_token(key: str) -> str:
     digest = hashlib.sha1(key.strip().encode("ascii") + GUID).digest()  # (the RFC's digest)
     return base64.b64encode(digest).decode("ascii")
+
+
+class Denial(Protocol):
+    """The handshake's HTTP answer when it is not accepted: the gateway's
+    ``Call`` (a 403, the application's denial response, a 400 or a 500)."""
+
+    start: tuple[int, list[tuple[str, str]]] | None
+    complete: bool
+
+    async def send(self, message: Message) -> None: ...
+
+    def body(self, body: bytes, more: bool) -> None: ...
+
+    def returned(self) -> None: ...
+
+    def failed(self, detail: str) -> None: ...

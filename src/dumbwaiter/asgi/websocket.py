@@ -1,33 +1,19 @@
 """WebSockets for ASGI applications on HTTP listeners (RFC 6455), framed by
-wsproto.
+wsproto (and :mod:`.frames` for the common frame); docs/asgi.md says what
+an application sees.
 
-A GET that asks to upgrade to a WebSocket reaches the application as a
-``websocket`` scope.  Its first ``receive()`` is ``websocket.connect``; the
-handshake then waits on the application:
-
-* ``websocket.accept``: the 101 goes out (with the subprotocol and headers
-  it chose, and ``permessage-deflate`` when the client offered it), the
-  HTTP protocol gives the connection up (:meth:`Session.take_over`) and its
-  bytes come here (``Connection.upgraded``);
-* ``websocket.close`` before that: a 403; ``websocket.http.response.*``
-  (the denial-response extension): the application's own HTTP response;
-* an exception or a return before either: a 500, logged.
-
-Once open, each whole message the client sends (its fragments joined,
-``--ws-max-size`` bounding it: 1009 beyond) is a ``websocket.receive``.
-Pings are answered; a connection silent for ``--ws-ping-interval`` is
-pinged, and closed when the pong does not come within
-``--ws-ping-timeout``.  Reading pauses while :data:`INBOX` messages wait for
-the application; its sends wait while the client is slow to read.
-
-Closing: the client's close frame is answered and the application gets
-``websocket.disconnect`` with its code and reason (spec 2.5); the
-application's ``websocket.close`` sends one with its code and reason (2.3)
-and the connection ends when the client answers, or after
-:data:`CLOSE_WAIT`.  A frame that breaks the protocol gets a close with its
-code (1002, 1007 ...) and the connection ends.  ``send()`` once the
-connection is gone raises :class:`~dumbwaiter.errors.ClientDisconnected`
-(2.4).  The session reports the connection when it ends, as a ``101``.
+The handshake waits on the application: ``websocket.accept`` sends the 101
+and takes the connection from the HTTP protocol (:meth:`Session.take_over`;
+its bytes then come here, ``Connection.upgraded``); ``websocket.close``
+before it is a 403, ``websocket.http.response.*`` the application's own
+answer, an exception or a return a 500.  Once open, what is read goes
+through :meth:`WebSocket.take_in` while the application keeps up: reading
+pauses while :data:`INBOX` messages (or :data:`INBOX_BYTES`, or a message
+at the limit) wait, and while the client is slow to take what we write
+(pongs included); what was read meanwhile waits as bytes, or as wsproto's
+events not yet drawn.  Closing either way ends in :meth:`WebSocket.ended`:
+the application gets ``websocket.disconnect`` (code and reason) and the
+session reports the connection (a ``101``) and closes it.
 """
 
 from __future__ import annotations
@@ -36,13 +22,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Iterator
 
 from wsproto.connection import Connection as Framing
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
+    Event,
     Ping,
     Pong,
     TextMessage,
@@ -57,31 +44,16 @@ from ..server.static import Conn
 from .deflate import agree
 from .detect import Message
 from .frames import Frames, data_frame
-from .handshake import Sockets, WebSocketSettings, accept_token
+from .handshake import Denial, Sockets, WebSocketSettings, accept_token
 
-
-class Denial(Protocol):
-    """The handshake's HTTP answer when it is not accepted: the gateway's
-    ``Call`` (a 403, the application's denial response, a 500)."""
-
-    start: tuple[int, list[tuple[str, str]]] | None
-    complete: bool
-
-    async def send(self, message: Message) -> None: ...
-
-    def body(self, body: bytes, more: bool) -> None: ...
-
-    def returned(self) -> None: ...
-
-    def failed(self, detail: str) -> None: ...
-
-
-__all__ = ["CLOSE_WAIT", "INBOX", "WebSocket"]
+__all__ = ["CLOSE_WAIT", "INBOX", "INBOX_BYTES", "WebSocket"]
 
 log = logging.getLogger("dumbwaiter")
 
-#: Messages received ahead of the application before reading pauses.
+#: Messages, and their bytes (or one message at the limit, if more),
+#: received ahead of the application before reading pauses.
 INBOX = 16
+INBOX_BYTES = 1 << 20
 #: How long a close we sent waits for the client's.
 CLOSE_WAIT = 5.0
 
@@ -105,24 +77,32 @@ class WebSocket:
         self.session = conn.session
         self.exchange = exchange
         self.settings = settings
+        self.denial = denial
+        self.sockets = sockets
         self.state = CONNECTING
         self.connected = False  # websocket.connect handed over
         self.framing: Framing | None = None
         #: The common frames' reader (None: compression agreed, all is wsproto's).
         self.fast: Frames | None = None
-        #: Messages for the application, then the disconnect once there is one.
+        #: Messages for the application (and their bytes), then the
+        #: disconnect once there is one; ``arrived`` wakes a waiting receive.
         self.inbox: deque[Message] = deque()
+        self.queued = 0
+        self.budget = max(INBOX_BYTES, settings.max_size)
         self.disconnect: Message | None = None
-        self.waiter: asyncio.Future[None] | None = None
+        self.arrived: asyncio.Event | None = None
+        #: Read but not yet taken in (see take_in), and reading paused.
+        self.backlog: deque[str | bytes | bytearray] = deque()
+        self.events: Iterator[Event] | None = None
         self.paused = False
-        self.fragments: list[Any] = []
+        self.unblock: asyncio.Task[None] | None = None
+        #: A fragmented message so far (text as its UTF-8), and its size.
+        self.fragments = bytearray()
         self.size = 0
         self.seen = time.monotonic()
         self.pinged = 0.0  # (when a ping went out and no pong came yet)
         self.close_by = 0.0  # (when a close we sent stops waiting)
         self.timer: asyncio.TimerHandle | None = None
-        self.denial = denial
-        self.sockets = sockets
 
     # -- the application's -------------------------------------------------------
     async def receive(self) -> Message:
@@ -132,12 +112,14 @@ class WebSocket:
         while not self.inbox:
             if self.disconnect is not None:
                 return self.disconnect
-            self.waiter = self.loop.create_future()
-            await self.waiter
+            if self.arrived is None:
+                self.arrived = asyncio.Event()
+            self.arrived.clear()
+            await self.arrived.wait()
         message = self.inbox.popleft()
-        if self.paused and len(self.inbox) < INBOX // 2:
-            self.paused = False
-            self.conn.resume_reading()
+        self.queued -= len(message.get("text") or message.get("bytes") or b"")
+        if self.paused or self.backlog or self.events is not None:
+            self.take_in()
         return message
 
     async def send(self, message: Message) -> None:
@@ -147,6 +129,8 @@ class WebSocket:
             if kind == "websocket.close":
                 return
             raise ClientDisconnected("the WebSocket is closed")
+        if state == OPEN and self.conn.gone:  # (before the loop runs connection_lost)
+            raise ClientDisconnected("the connection is gone")
         if kind == "websocket.send":
             if state == CONNECTING:
                 raise RuntimeError("websocket.send before websocket.accept")
@@ -206,11 +190,14 @@ class WebSocket:
                 extensions.append(agreed[1])
         for name, value in message.get("headers", ()):
             headers.append((bytes(name).decode("latin-1"), bytes(value).decode("latin-1")))
-        tail = self.session.take_over(self.exchange)
-        if tail is None:  # (the client left as the application accepted)
+        exchange = self.exchange
+        tail = self.session.take_over(exchange)
+        if tail is None:  # the client left, or sent too much before the 101
+            if not exchange.cancelled:
+                self.denial.start = (400, [])
+                self.denial.body(b"", False)
             self.ended(1006, "")
             return
-        exchange = self.exchange
         exchange.started = exchange.upgraded = True
         exchange.status = "101 Switching Protocols"
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
@@ -224,6 +211,8 @@ class WebSocket:
         self.arm()
         if tail:
             self.receive_data(tail)
+        if self.session.draining:  # accepted as the server stops
+            self.going_away()
 
     def deny(self, code: int) -> None:
         """``websocket.close`` before the handshake was accepted: 403."""
@@ -233,15 +222,16 @@ class WebSocket:
 
     def returned(self, failed: bool) -> None:
         """The application is done: an open connection is closed (1000, or
-        1011 when it raised); an unanswered handshake gets a 500."""
+        1011 when it raised); an unanswered handshake gets a 500 (or, when
+        the application began a denial response and returned, its end)."""
         if self.state == CONNECTING:
             denial = self.denial
-            if denial.start is not None:  # (an empty body ends it, if it has none)
-                denial.returned()
-            else:
+            if failed or denial.start is None:
                 if not failed:
                     log.error("ASGI application returned without answering a WebSocket handshake")
                 denial.failed("")
+            else:
+                denial.returned()
             self.ended(1006, "")
         elif self.state == OPEN:
             self.close(1011 if failed else 1000, "")
@@ -251,80 +241,113 @@ class WebSocket:
         if self.framing is None or self.state == CLOSED:
             return
         self.seen = time.monotonic()
-        fast = self.fast
-        if fast is None:
-            self.framed(data)
+        if self.fast is None:
+            self.backlog.append(bytearray(data))
         else:
-            for piece in fast.split(data):
-                if type(piece) is bytearray:  # a frame (or part) for wsproto
-                    if not self.framed(bytes(piece)):
-                        return
-                elif not self.whole(piece):
-                    return
-        if len(self.inbox) >= INBOX and not self.paused:
-            self.paused = True
-            self.conn.pause_reading()
+            self.backlog.extend(self.fast.split(data))
+        self.take_in()
 
-    def whole(self, data: str | bytes | bytearray) -> bool:
-        """A whole message from a common frame; False once the connection failed."""
-        size = len(data) if type(data) is not str or data.isascii() else len(data.encode())
-        if size > self.settings.max_size:
-            self.fail(1009, f"message over {self.settings.max_size} bytes")
-            return False
-        if type(data) is str:
-            self.post({"type": "websocket.receive", "text": data})
-        else:
-            self.post({"type": "websocket.receive", "bytes": data})
-        return True
-
-    def framed(self, data: bytes) -> bool:
-        """Bytes for wsproto, and the events they make; False once the
-        connection ended."""
+    def take_in(self) -> None:
+        """Turn what was read into messages while the application keeps up
+        and the client takes what we write; then pause or resume reading."""
         framing = self.framing
         assert framing is not None
-        try:
-            framing.receive_data(data)
-        except LocalProtocolError:  # (bytes after the close: dropped)
-            return False
-        for event in framing.events():
-            kind = type(event)
-            if kind is TextMessage or kind is BytesMessage:
-                assert isinstance(event, Data)
-                if not self.message(event):
-                    return False
-            elif kind is Ping:
-                assert isinstance(event, Ping)
-                if framing.state == ConnectionState.OPEN:
-                    self.write(framing.send(event.response()))
-            elif kind is Pong:
-                self.pinged = 0.0
-            elif kind is CloseConnection:
-                assert isinstance(event, CloseConnection)
-                self.closed(event)
-                return False
-        return True
+        backlog = self.backlog
+        while self.state != CLOSED and not self.full() and not self.conn.write_paused:
+            events = self.events
+            if events is None:
+                if not backlog:
+                    break
+                piece = backlog.popleft()
+                if not isinstance(piece, bytearray):  # a whole message of a common frame
+                    self.message(piece, True)
+                    continue
+                try:
+                    framing.receive_data(bytes(piece))
+                except LocalProtocolError:  # (bytes after the close: dropped)
+                    break
+                events = self.events = framing.events()
+            for event in events:
+                self.event(event)
+                if self.state == CLOSED or self.full():
+                    break
+            else:
+                self.events = None
+        if self.state == CLOSED:
+            backlog.clear()
+            self.events = None
+            return
+        stop = self.full() or self.conn.write_paused
+        if stop and not self.paused:
+            self.paused = True
+            self.conn.pause_reading()
+            if self.conn.write_paused and self.unblock is None:
+                self.unblock = self.loop.create_task(self.when_drained())
+        elif not stop and self.paused:
+            self.paused = False
+            self.conn.resume_reading()
 
-    def message(self, event: Data[Any]) -> bool:
-        """A piece of a message; False once the connection failed."""
-        data = event.data
-        # (the limit is in bytes: a text counts its UTF-8, not its characters)
-        self.size += len(data) if type(data) is not str or data.isascii() else len(data.encode())
+    async def when_drained(self) -> None:
+        await self.conn.drained()
+        self.unblock = None
+        if self.state != CLOSED:
+            self.take_in()
+
+    def full(self) -> bool:
+        return len(self.inbox) >= INBOX or self.queued >= self.budget
+
+    def event(self, event: Event) -> None:
+        framing = self.framing
+        assert framing is not None
+        kind = type(event)
+        if kind is TextMessage or kind is BytesMessage:
+            assert isinstance(event, Data)
+            data = event.data
+            if not event.message_finished or self.fragments:
+                self.fragment(data, event.message_finished)
+            else:
+                self.message(data if type(data) is str else bytes(data), False)
+        elif kind is Ping:
+            assert isinstance(event, Ping)
+            if framing.state == ConnectionState.OPEN:
+                self.write(framing.send(event.response()))
+        elif kind is Pong:
+            self.pinged = 0.0
+        elif kind is CloseConnection:
+            assert isinstance(event, CloseConnection)
+            self.closed(event)
+
+    def fragment(self, data: str | bytes | bytearray, last: bool) -> None:
+        """A piece of a fragmented message: kept as bytes (an empty piece
+        costs nothing), joined at the last."""
+        text = type(data) is str
+        piece = data.encode() if isinstance(data, str) else data
+        self.size += len(piece)
         if self.size > self.settings.max_size:
             self.fail(1009, f"message over {self.settings.max_size} bytes")
-            return False
-        if not event.message_finished:
-            self.fragments.append(data)
-            return True
-        if self.fragments:
-            self.fragments.append(data)
-            data = "".join(self.fragments) if isinstance(data, str) else b"".join(self.fragments)
-            self.fragments = []
-        self.size = 0
-        if isinstance(data, str):
-            self.post({"type": "websocket.receive", "text": data})
+            return
+        self.fragments += piece
+        if last:
+            joined = bytes(self.fragments)
+            self.fragments = bytearray()
+            self.size = 0
+            self.message(joined.decode() if text else joined, False)
+
+    def message(self, data: str | bytes, checked: bool) -> None:
+        """A whole message for the application (``checked``: not yet
+        against the limit, which is in bytes: a text counts its UTF-8)."""
+        if checked:
+            size = len(data) if type(data) is not str or data.isascii() else len(data.encode())
+            if size > self.settings.max_size:
+                self.fail(1009, f"message over {self.settings.max_size} bytes")
+                return
+        if type(data) is str:
+            self.inbox.append({"type": "websocket.receive", "text": data})
         else:
-            self.post({"type": "websocket.receive", "bytes": bytes(data)})
-        return True
+            self.inbox.append({"type": "websocket.receive", "bytes": data})
+        self.queued += len(data)
+        if self.arrived is not None:
+            self.arrived.set()
 
     def closed(self, event: CloseConnection) -> None:
         """A close frame came (or wsproto found the frames broken)."""
@@ -370,12 +393,6 @@ class WebSocket:
             self.close(1001, "server stopping")
 
     # -- helpers -------------------------------------------------------------------
-    def post(self, message: Message) -> None:
-        self.inbox.append(message)
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def ended(self, code: int, reason: str) -> None:
         """The connection is over: the application is told, the session
         reports it and closes the connection."""
@@ -387,9 +404,8 @@ class WebSocket:
         if self.timer is not None:
             self.timer.cancel()
         self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self.arrived is not None:
+            self.arrived.set()
         # Reported once, and the connection closed (not again after a denial
         # or a 504, which finished it).
         self.session.finish(self.exchange)

@@ -126,9 +126,8 @@ class HTTPServerProtocol:
         if not self._reading:
             tail = self._tail
             if tail is not None and data:  # after a WebSocket handshake: take_over's
-                if len(tail) + len(data) > self._max_head_raw:
-                    raise RemoteProtocolError("frames before the WebSocket handshake's answer")
-                self._tail = tail + data
+                # (past the bound, a client that did not wait for the 101: no take-over)
+                self._tail = None if len(tail) + len(data) > self._max_head_raw else tail + data
             return []
         events: list[Event] = []
         self._events = events
@@ -255,8 +254,9 @@ class HTTPServerProtocol:
         if body and parser.should_upgrade():
             self._fail(400, "Upgrade or CONNECT with a body")  # llhttp would skip the body
         exchange = self._current = Owed(method == "HEAD", http10, parser.should_keep_alive())
-        if method == "GET" and parser.should_upgrade():
-            exchange.websocket = wants_websocket(environ)
+        if parser.should_upgrade() and wants_websocket(environ):  # (a GET, in HTTP/1.1)
+            exchange.websocket = True
+            self._tail = b""  # (what follows it, if llhttp says: see receive_data)
         queue = self._queue
         queue.append(exchange)
         if body and not http10 and environ.get("HTTP_EXPECT", "").lower() == "100-continue":
@@ -393,7 +393,7 @@ class HTTPServerProtocol:
     def take_over(self, stream_id: int) -> bytes | None:
         """A WebSocket handshake's: the bytes after it, and HTTP ends here."""
         exchange = self._front(stream_id)
-        if exchange is None or not exchange.websocket or self._mode != _IDLE:
+        if exchange is None or not exchange.websocket or self._mode != _IDLE or self._tail is None:
             return None
         self._break()
         tail, self._tail = self._tail, None

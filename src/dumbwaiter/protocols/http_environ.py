@@ -122,11 +122,13 @@ def _target(url: bytes, environ: dict[str, str]) -> None:
 
 def wants_websocket(environ: dict[str, str]) -> bool:
     """Whether a GET that asks to upgrade asks for a WebSocket (RFC 6455
-    section 4.1: ``Upgrade: websocket``, ``Connection: Upgrade``, and
-    HTTP/1.1: RFC 9110 section 7.8 has HTTP/1.0 ignore Upgrade)."""
+    section 4.1: a GET with ``Upgrade: websocket``, ``Connection: Upgrade``,
+    and HTTP/1.1: RFC 9110 section 7.8 has HTTP/1.0 ignore Upgrade)."""
     upgrade = environ.get("HTTP_UPGRADE")
-    if upgrade is None or environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
+    if upgrade is None:
         return False  # (every plain request: one lookup)
+    if environ.get("SERVER_PROTOCOL") != "HTTP/1.1" or environ.get("REQUEST_METHOD") != "GET":
+        return False
     upgrade = upgrade.lower()
     connection = environ.get("HTTP_CONNECTION", "").lower()
     return "websocket" in tokens(upgrade) and "upgrade" in tokens(connection)

@@ -229,17 +229,19 @@ class Connection:
             self.deferred = False
             self.server.admission.forget(self)
         self.transport = None
-        self.session.lost()
-        if self.upgraded is not None:
-            self.upgraded.lost()
-        # Wake the writers waiting on this connection, if any can be: one
-        # waits only while paused or past the mark (both lowered only by the
-        # loop thread, this one), and none starts now that the transport is gone.
-        if self._paused or self._queued > self._limit:
-            with self._flow:
-                self._paused = False
-                self._flow.notify_all()
-        self.wake_drained()
+        try:
+            self.session.lost()
+            if self.upgraded is not None:
+                self.upgraded.lost()
+        finally:
+            # Wake the writers waiting on this connection, if any can be: one
+            # waits only while paused or past the mark (both lowered only by the
+            # loop thread, this one), and none starts now that the transport is gone.
+            if self._paused or self._queued > self._limit:
+                with self._flow:
+                    self._paused = False
+                    self._flow.notify_all()
+            self.wake_drained()
 
     def pause_writing(self) -> None:
         with self._flow:
@@ -254,6 +256,13 @@ class Connection:
     @property
     def write_paused(self) -> bool:
         return self._paused and self.transport is not None
+
+    @property
+    def gone(self) -> bool:
+        """The transport is closing or closed: what is written is dropped (an
+        application that never yields would not see ``connection_lost``)."""
+        transport = self.transport
+        return transport is None or transport.is_closing()
 
     async def drained(self) -> None:
         """(Loop thread) Wait while the transport is paused; every writer of

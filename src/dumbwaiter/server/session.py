@@ -176,8 +176,9 @@ class Session(Deadline):
         for request in self.waiting:
             request.discard()
         self.waiting.clear()
-        for exchange in self.running.values():
-            exchange.cancel()
+        if self.running:  # (a copy: a WebSocket's cancel finishes its exchange)
+            for exchange in list(self.running.values()):
+                exchange.cancel()
 
     def begin(self, request: Request) -> None:
         """Hand a complete request to the driver, or answer 503 for it."""

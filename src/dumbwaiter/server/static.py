@@ -61,6 +61,10 @@ class Conn(Protocol):
     def write_paused(self) -> bool:
         """Whether a writer must await :meth:`drained` now."""
 
+    @property
+    def gone(self) -> bool:
+        """Whether what is written now would be dropped."""
+
     async def drained(self) -> None: ...
 
     def write(self, data: bytes) -> None: ...

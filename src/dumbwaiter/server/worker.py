@@ -36,8 +36,9 @@ from collections.abc import Callable
 from ..access import AddressList
 from ..accesslog import AccessLog
 from ..asgi.detect import ASGIApp, asgi3, interface_of
-from ..asgi.gateway import ASGIGateway, Lifespan, LifespanFailed
+from ..asgi.gateway import ASGIGateway
 from ..asgi.handshake import WebSocketSettings
+from ..asgi.lifespan import Lifespan, LifespanFailed
 from ..config import Config
 from ..typing import Exchange, WSGIApp
 from ..version import build as which_build
