@@ -8,8 +8,10 @@ after a bound).  Its stderr goes to a file the test can read.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -22,11 +24,31 @@ TESTS = pathlib.Path(__file__).parent
 START_SECONDS = 15.0
 
 
+#: Ports for listeners, below the kernel's ephemeral range (32768 and up on
+#: Linux): a port the kernel hands out for 0 can be taken a moment later as
+#: the source port of one of the tests' own connections, and a front server
+#: binding it fails ("address already in use").
+LISTEN_PORTS = (20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port nothing listens on or connects from now, outside the range
+    the kernel picks source ports from."""
+    for _ in range(200):
+        port = random.randint(*LISTEN_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            with socket.socket(socket.AF_INET6) as s6:  # (fronts may bind [::] too)
+                try:
+                    s6.bind(("::1", port))
+                except OSError as exc:
+                    if exc.errno != errno.EADDRNOTAVAIL:  # (no IPv6 here: fine)
+                        continue
+            return port
+    raise RuntimeError(f"no free port between {LISTEN_PORTS[0]} and {LISTEN_PORTS[1]}")
 
 
 def short_tmpdir() -> str:
