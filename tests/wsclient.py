@@ -86,16 +86,7 @@ class WSClient:
 
     # -- sending ------------------------------------------------------------------
     def frame(self, opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0) -> bytes:
-        first = (0x80 if fin else 0) | (rsv << 4) | opcode
-        size = len(payload)
-        if size < 126:
-            head = struct.pack("!BB", first, 0x80 | size)
-        elif size < 65536:
-            head = struct.pack("!BBH", first, 0x80 | 126, size)
-        else:
-            head = struct.pack("!BBQ", first, 0x80 | 127, size)
-        mask = os.urandom(4)
-        return head + mask + mask_bytes(payload, mask)
+        return build_frame(opcode, payload, fin=fin, rsv=rsv)
 
     def send(self, opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0) -> None:
         self.sock.sendall(self.frame(opcode, payload, fin=fin, rsv=rsv))
@@ -164,6 +155,20 @@ class WSClient:
 
     def shut(self) -> None:
         self.sock.close()
+
+
+def build_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0) -> bytes:
+    """A masked client frame; ``rsv``: 4 = RSV1, 2 = RSV2, 1 = RSV3."""
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    size = len(payload)
+    if size < 126:
+        head = struct.pack("!BB", first, 0x80 | size)
+    elif size < 65536:
+        head = struct.pack("!BBH", first, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, size)
+    mask = os.urandom(4)
+    return head + mask + mask_bytes(payload, mask)
 
 
 def mask_bytes(data: bytes, mask: bytes) -> bytes:

@@ -57,8 +57,8 @@ from wsclient import (
     TEXT,
     HandshakeRefused,
     WSClient,
+    build_frame,
     header,
-    mask_bytes,
 )
 
 __all__ = [
@@ -348,21 +348,6 @@ def update_doc(path: str, label: str, text: str) -> None:
 
 
 # -- the client side ---------------------------------------------------------------------
-def build_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0) -> bytes:
-    """A masked client frame (``WSClient.frame`` without a connection);
-    ``rsv``: 4 = RSV1, 2 = RSV2, 1 = RSV3."""
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    size = len(payload)
-    if size < 126:
-        head = struct.pack("!BB", first, 0x80 | size)
-    elif size < 65536:
-        head = struct.pack("!BBH", first, 0x80 | 126, size)
-    else:
-        head = struct.pack("!BBQ", first, 0x80 | 127, size)
-    mask = os.urandom(4)
-    return head + mask + mask_bytes(payload, mask)
-
-
 #: A frame to send: (opcode, payload[, fin[, rsv]]).
 Spec = tuple[int, bytes] | tuple[int, bytes, bool] | tuple[int, bytes, bool, int]
 

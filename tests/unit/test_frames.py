@@ -4,27 +4,17 @@ them to the same messages)."""
 
 from __future__ import annotations
 
-import os
-import struct
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, Ping, TextMessage
 
-from dumbwaiter.asgi.frames import Frames, data_frame, unmask
+from dumbwaiter.asgi.frames import Frames, data_frame
+from wsclient import build_frame
 
 
 def client_frame(first: int, payload: bytes) -> bytes:
-    size = len(payload)
-    if size < 126:
-        head = struct.pack("!BB", first, 0x80 | size)
-    elif size < 65536:
-        head = struct.pack("!BBH", first, 0x80 | 126, size)
-    else:
-        head = struct.pack("!BBQ", first, 0x80 | 127, size)
-    mask = os.urandom(4)
-    return head + mask + unmask(payload, mask)
+    return build_frame(first & 0x0F, payload, fin=bool(first & 0x80))
 
 
 # A message: (text?, payload, how many fragments)
