@@ -303,7 +303,7 @@ def export_source(sha: str, dest: Path) -> None:
 def ensure_base(base: Base, compiled: bool) -> Path:
     """Make (or reuse) the venv of the pure or compiled base twins.
 
-    Pure: REF's source installed with ``[speed]`` into a venv of the .venv's
+    Pure: REF's source installed with ``[speed]`` (``DUMBWAITER_PURE=1``) into a venv of the .venv's
     interpreter, uvloop and httptools pinned to the .venv's versions.  Compiled:
     ``DUMBWAITER_COMPILE=1`` with ``--no-build-isolation`` (what every commit since
     the compiled build understands), uvloop and httptools pinned to the versions of
@@ -337,7 +337,10 @@ def ensure_base(base: Base, compiled: bool) -> Path:
     speed = [p for p in pins if p.split("==")[0] in SPEED_PACKAGES]
     if compiled:
         compiler = [p for p in pins if p.split("==")[0] in COMPILER_PACKAGES] or ["mypy>=1.10"]
-        subprocess.run([*pip, "setuptools>=77", "wheel", *compiler], check=True, timeout=1800)
+        # (wsproto: mypyc type-checks the ASGI modules against it, without isolation)
+        subprocess.run(
+            [*pip, "setuptools>=77", "wheel", "wsproto>=1.2", *compiler], check=True, timeout=1800
+        )
         subprocess.run(
             [*pip, "--no-build-isolation", f"{source}[speed]", *speed],
             env={**env, "DUMBWAITER_COMPILE": "1"},
@@ -346,8 +349,15 @@ def ensure_base(base: Base, compiled: bool) -> Path:
             timeout=1800,
         )
     else:
+        # (Since the fast build became the default, a plain install compiles
+        # where it can: DUMBWAITER_PURE=1 asks for pure Python, and older
+        # commits, which compiled only when asked, ignore it.)
         subprocess.run(
-            [*pip, f"{source}[speed]", *speed], env=env, cwd=CACHE, check=True, timeout=1800
+            [*pip, f"{source}[speed]", *speed],
+            env={**env, "DUMBWAITER_PURE": "1"},
+            cwd=CACHE,
+            check=True,
+            timeout=1800,
         )
     check_base_venv(venv, compiled)
     shutil.rmtree(source, ignore_errors=True)
