@@ -9,6 +9,7 @@ limit, the transfer codings we implement -- and raise
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
@@ -41,6 +42,18 @@ def _cgi_name(name: bytes) -> str | None:
 _CGI_NAMES: Final[dict[bytes, str | None]] = {}
 _CACHE_MAX: Final = 512
 
+#: A Host value: host [":" port] (RFC 9112 section 3.2).  What is refused
+#: is what would change a URL rebuilt from it (``/ ? # @ \\``), spaces and
+#: controls, a port that is not digits: bytes past ASCII pass, as nginx
+#: passes them, and so does h2o's ``[unix:/path]`` for a unix socket
+#: backend.  Empty is valid; "," is left out: two Host lines joined (see
+#: request_environ).
+_HOST: Final = re.compile(
+    r"(?:\[[^\x00-\x20\x7f\]\\?#@,]*\]|[^\x00-\x20\x7f/\\?#@\[\],:]*)(?::[0-9]*)?"
+)
+#: Host values found valid, up to _CACHE_MAX of them (a server hears few).
+_GOOD_HOSTS: Final[set[str]] = set()
+
 
 def request_environ(
     fields: list[tuple[bytes, bytes]], url: bytes, method: str, protocol: str, max_bytes: int
@@ -51,15 +64,25 @@ def request_environ(
     ``SERVER_PROTOCOL`` (``protocol``: ``HTTP/1.1`` or ``HTTP/1.0``).
 
     Raises :class:`RemoteProtocolError`: 431 when the field section is over
-    ``max_bytes``; 400 for an HTTP/1.1 request without Host, or for more
-    than one Host.
+    ``max_bytes``; 400 for an HTTP/1.1 request without Host, for more than
+    one Host or one not of its syntax (RFC 9112 section 3.2), for more than
+    one Content-Type, and for the target ``*`` with another method than
+    OPTIONS (section 3.2.4).
     """
     environ = _fields_environ(fields, max_bytes)
     host = environ.get("HTTP_HOST")
-    if host is None and protocol != "HTTP/1.0":
-        raise RemoteProtocolError("HTTP/1.1 request without Host")  # RFC 9112 section 3.2
-    if host is not None and "," in host:
+    if host is None:
+        if protocol != "HTTP/1.0":
+            raise RemoteProtocolError("HTTP/1.1 request without Host")
+    elif "," in host:
         raise RemoteProtocolError("more than one Host")
+    elif host not in _GOOD_HOSTS:
+        if _HOST.fullmatch(host) is None:
+            raise RemoteProtocolError("Host is not a host[:port]")
+        if len(_GOOD_HOSTS) < _CACHE_MAX:
+            _GOOD_HOSTS.add(host)
+    if url == b"*" and method != "OPTIONS":
+        raise RemoteProtocolError("the target * is for OPTIONS only")
     _target(url, environ)
     environ["REQUEST_METHOD"] = method
     environ["SCRIPT_NAME"] = ""
@@ -86,6 +109,8 @@ def _fields_environ(fields: list[tuple[bytes, bytes]], max_bytes: int) -> dict[s
         # llhttp strips leading whitespace only (RFC 9110 section 5.5: both go).
         text = value.rstrip(b" \t").decode("latin-1")
         if key in environ:  # RFC 9110 5.3; Cookie lines join with "; " (RFC 6265 5.4)
+            if key == "CONTENT_TYPE":  # one value, never a list: which would the app take?
+                raise RemoteProtocolError("more than one Content-Type")
             environ[key] += ("; " if key == "HTTP_COOKIE" else ", ") + text
         else:
             environ[key] = text

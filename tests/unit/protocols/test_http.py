@@ -408,6 +408,16 @@ MALFORMED = {
     "http-0.9": b"GET /\r\n\r\n",
     "tls": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
     "control-in-value": b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n",
+    "host-with-space": b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "host-with-path": b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+    "host-with-userinfo": b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n",
+    "host-with-query": b"GET / HTTP/1.1\r\nHost: a?b\r\n\r\n",
+    "host-half-bracketed": b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+    "host-port-not-digits": b"GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n",
+    "host-two-ports": b"GET / HTTP/1.1\r\nHost: a:80:80\r\n\r\n",
+    "host-in-http10-checked-too": b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n",
+    "asterisk-not-options": b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+    "two-content-types": POST + b"Content-Type: a/b\r\nContent-Type: c/d\r\n\r\n",
 }
 
 
@@ -415,6 +425,36 @@ MALFORMED = {
 @pytest.mark.parametrize("way", WAYS)
 def test_malformed_is_400(case: str, way: str) -> None:
     assert refused(MALFORMED[case], way) == 400
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"",
+        b"h",
+        b"a.example:8080",
+        b"a.example:",
+        b"127.0.0.1:80",
+        b"[::1]",
+        b"[::1]:443",
+        b"xn--bcher-kva.example",
+        b"a_b-c~d.example",
+        b"%65x.example",
+        "b\u00fccher.example".encode(),  # raw UTF-8, as nginx passes it on
+        b"[unix:/run/app.sock]",  # h2o's, to a unix socket without preserve-host
+    ],
+)
+def test_hosts_a_front_sends_are_taken(host: bytes) -> None:
+    proto = HTTPServerProtocol()
+    events = proto.receive_data(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert isinstance(events[0], RequestReceived)
+    assert events[0].environ["HTTP_HOST"] == host.decode("latin-1")
+
+
+def test_options_asterisk_is_taken() -> None:
+    events = HTTPServerProtocol().receive_data(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert isinstance(events[0], RequestReceived)
+    assert events[0].environ["REQUEST_URI"] == "*"
 
 
 def test_other_statuses() -> None:
