@@ -93,7 +93,8 @@ def ensure_venv(name: str, requirements: list[str]) -> Path:
     shutil.rmtree(venv, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, *requirements], check=True, timeout=1800)
+    if requirements:  # (none: the interpreter alone)
+        subprocess.run([*pip, *requirements], check=True, timeout=1800)
     stamp.write_text(wanted)
     return venv
 
