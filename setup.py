@@ -38,6 +38,7 @@ COMPILED = [
     "src/dumbwaiter/protocols/scgi.py",
     "src/dumbwaiter/protocols/http_environ.py",
     "src/dumbwaiter/request.py",
+    "src/dumbwaiter/fields.py",
     "src/dumbwaiter/wsgi/environ.py",
     "src/dumbwaiter/wsgi/gateway.py",
     "src/dumbwaiter/server/pool.py",

@@ -78,6 +78,22 @@ async def app(scope, receive, send):
                 note("ignored a cancel")
     if path.endswith("/fail-early"):
         raise RuntimeError("before the response")
+    if path.endswith("/start-only"):  # a head that promises 5 bytes, then nothing
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"5")]})
+        return
+    if path.endswith("/split"):  # a value that would write a field of its own
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"x-next", b"a\\r\\nset-cookie: evil=1")]})
+        await send({"type": "http.response.body", "body": b"split"})
+        return
+    if path.endswith("/status"):
+        import http
+        status = {"enum": http.HTTPStatus.CREATED, "text": "200", "bool": True, "big": 600}
+        await send({"type": "http.response.start", "headers": [],
+                    "status": status[scope["query_string"].decode()]})
+        await send({"type": "http.response.body", "body": b"status"})
+        return
     if path.endswith("/wait-disconnect"):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"started\\n", "more_body": True})
@@ -187,6 +203,22 @@ def test_streaming_and_errors(served: tuple) -> None:
     assert status == 500
     with pytest.raises((http.client.IncompleteRead, ConnectionError)):
         get(port, "/fail-late")  # broken off: never taken for a whole response
+    assert get(port, "/")[0] == 200  # the worker serves on
+
+
+def test_what_the_app_sends_is_checked_before_it_is_written(served: tuple) -> None:
+    server, port, _ = served
+    # A head without its body: a 500 rather than a head promising 5 bytes.
+    assert get(port, "/start-only")[0] == 500
+    assert until(lambda: "returned without the end of its response (GET" in server.log())
+    # A CR LF in a value is refused, not written (response splitting).
+    status, headers, _ = get(port, "/split")
+    assert status == 500 and "set-cookie" not in headers
+    assert "bad value for header x-next" in server.log()
+    # The status: an int (an IntEnum too) from 100 to 599.
+    assert get(port, "/status?enum")[:1] == (201,)
+    for bad in ("text", "bool", "big"):
+        assert get(port, f"/status?{bad}")[0] == 500, bad
     assert get(port, "/")[0] == 200  # the worker serves on
 
 

@@ -59,6 +59,8 @@ async def app(scope, receive, send):
         raise RuntimeError("before accept")
     if path == "/return-early":
         return
+    if path == "/split-accept":  # a value that would write a field of its own
+        await send({"type": "websocket.accept", "headers": [(b"x-a", b"1\\r\\nx-evil: 1")]})
     if path == "/slow-accept":
         await asyncio.sleep(1)
     await send({"type": "websocket.accept",
@@ -215,6 +217,7 @@ def test_the_apps_close_reaches_the_client_with_its_code_and_reason(root: pathli
         ("/deny-with-response", 401, b"no entry"),
         ("/fail-early", 500, b"Internal Server Error\n"),
         ("/return-early", 500, b"Internal Server Error\n"),
+        ("/split-accept", 500, b"Internal Server Error\n"),  # refused, not written
     ],
 )
 def test_a_handshake_the_app_does_not_accept(
@@ -228,6 +231,7 @@ def test_a_handshake_the_app_does_not_accept(
         assert refused.value.body == body
         if path == "/deny-with-response":
             assert b"x-why: token" in refused.value.head
+        assert b"x-evil" not in refused.value.head
         if status == 500:
             assert until(lambda: "WebSocket" in server.log())
 

@@ -25,10 +25,10 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
 
 from ..access import AddressList
 from ..errors import ClientDisconnected
+from ..fields import pairs_of, status_code
 from ..protocols.http_environ import wants_websocket
 from ..request import Request
 from ..server.exchange import ExchangeBase
@@ -288,7 +288,7 @@ class Call:
         if kind == "http.response.start":
             if self.start is not None:
                 raise RuntimeError("http.response.start sent twice")
-            self.start = (int(message["status"]), headers_of(message.get("headers", ())))
+            self.start = (status_code(message["status"]), pairs_of(message.get("headers", ())))
         elif kind == "http.response.pathsend":  # the extension: a file, zero-copy if it can
             await self.pathsend(str(message["path"]))
         elif kind == "http.response.body":
@@ -340,12 +340,13 @@ class Call:
         finish is broken off; none at all is a 500 (and logged)."""
         if self.complete:
             return
-        if self.start is not None and not self.head_sent:
-            self.body(b"", False)  # started, no body: an empty one
-        elif self.head_sent:
+        if self.head_sent:
             self.abort()
-        else:
-            log.error("ASGI application returned without a response")
+        else:  # (a start without a body: its head may promise one; none sent)
+            what = "a response" if self.start is None else "the end of its response"
+            environ = self.exchange.request.environ
+            method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO")
+            log.error("ASGI application returned without %s (%s %s)", what, method, path)
             self.failed("")
 
     def failed(self, detail: str) -> None:
@@ -376,9 +377,3 @@ STATUS_LINES = {int(known): f"{int(known)} {known.phrase}" for known in http.HTT
 def status_line(status: int) -> str:
     line = STATUS_LINES.get(status)
     return line if line is not None else f"{status} Unknown"
-
-
-def headers_of(pairs: Any) -> list[tuple[str, str]]:
-    return [
-        (bytes(name).decode("latin-1"), bytes(value).decode("latin-1")) for name, value in pairs
-    ]

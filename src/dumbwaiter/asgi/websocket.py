@@ -39,6 +39,7 @@ from wsproto.extensions import Extension
 from wsproto.utilities import LocalProtocolError
 
 from ..errors import ClientDisconnected
+from ..fields import check_value, pairs_of
 from ..server.exchange import ExchangeBase
 from ..server.static import Conn
 from .deflate import agree
@@ -180,6 +181,7 @@ class WebSocket:
         ]
         subprotocol = message.get("subprotocol")
         if subprotocol:
+            check_value("Sec-WebSocket-Protocol", str(subprotocol))
             headers.append(("Sec-WebSocket-Protocol", str(subprotocol)))
         extensions: list[Extension] = []
         offers = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS", "")
@@ -188,8 +190,7 @@ class WebSocket:
             if agreed is not None:
                 headers.append(("Sec-WebSocket-Extensions", agreed[0]))
                 extensions.append(agreed[1])
-        for name, value in message.get("headers", ()):
-            headers.append((bytes(name).decode("latin-1"), bytes(value).decode("latin-1")))
+        headers += pairs_of(message.get("headers", ()))
         exchange = self.exchange
         tail = self.session.take_over(exchange)
         if tail is None:  # the client left, or sent too much before the 101

@@ -22,14 +22,22 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from ..access import AddressList
 from ..errors import ClientDisconnected
+from ..fields import (
+    STATUS,
+    VALID_MAX,
+    VALID_NAMES,
+    VALID_STATUS,
+    VALID_VALUES,
+    valid_name,
+    valid_value,
+)
 from ..typing import Exchange, WSGIApp
 from .environ import complete_environ
 from .objects import ErrorStream, FileWrapper
@@ -38,21 +46,6 @@ __all__ = ["WSGIGateway"]
 
 log = logging.getLogger("dumbwaiter")
 app_log = logging.getLogger("dumbwaiter.app")
-
-# Status and header values must be latin-1 (PEP 3333): the protocols encode them.
-_STATUS: Final = re.compile(r"[1-9][0-9][0-9] [^\r\n\0\u0100-\U0010ffff]*\Z")
-_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_BAD_VALUE: Final = re.compile(r"[\r\n\0\u0100-\U0010ffff]")
-#: Status lines, header names and values already found valid: an application answers
-#: with a handful of each, so most are checked once (bounded, shared by the
-#: threads; a set's add and lookup are atomic).
-_VALID_STATUS: Final[set[str]] = set()
-_VALID_NAMES: Final[set[str]] = set()
-_VALID_VALUES: Final[set[str]] = set()
-_VALID_MAX: Final = 512
-#: Values are remembered only when short (Content-Type, Content-Length):
-#: long ones (cookies, policies) are neither frequent nor worth keeping.
-_VALUE_CACHED: Final = 32
 
 
 class WSGIGateway:
@@ -145,11 +138,11 @@ class _Call:
             raise AssertionError("start_response() called a second time without exc_info")
         if type(status) is not str:
             raise ValueError(f"bad status line {status!r}")
-        if status not in _VALID_STATUS:
-            if not _STATUS.match(status):
+        if status not in VALID_STATUS:
+            if not STATUS.match(status):
                 raise ValueError(f"bad status line {status!r}")
-            if len(_VALID_STATUS) < _VALID_MAX:
-                _VALID_STATUS.add(status)
+            if len(VALID_STATUS) < VALID_MAX:
+                VALID_STATUS.add(status)
         length = -1
         checked: list[tuple[str, str]] = []
         for header in headers:
@@ -158,18 +151,11 @@ class _Call:
             name, value = header
             if type(name) is not str:
                 raise ValueError(f"bad header name {name!r}")
-            if name not in _VALID_NAMES:
-                if not _TOKEN.match(name):
-                    raise ValueError(f"bad header name {name!r}")
-                if len(_VALID_NAMES) < _VALID_MAX:
-                    _VALID_NAMES.add(name)
-            if type(value) is not str:
+            # (the sets looked at here: no call for what was seen before)
+            if name not in VALID_NAMES and not valid_name(name):
+                raise ValueError(f"bad header name {name!r}")
+            if type(value) is not str or (value not in VALID_VALUES and not valid_value(value)):
                 raise ValueError(f"bad value for header {name}: {value!r}")
-            if value not in _VALID_VALUES:
-                if _BAD_VALUE.search(value):
-                    raise ValueError(f"bad value for header {name}: {value!r}")
-                if len(value) <= _VALUE_CACHED and len(_VALID_VALUES) < _VALID_MAX:
-                    _VALID_VALUES.add(value)
             if len(name) == 14 and name.lower() == "content-length":
                 length = int(value) if value.isdigit() else -1
             checked.append(header)
