@@ -11,10 +11,19 @@ from typing import Any
 
 import pytest
 
-from integration.matrix import ASGI_BEHAVIOURS, ASGI_CELLS, BEHAVIOURS, CELLS
+from integration.matrix import (
+    ASGI_BEHAVIOURS,
+    ASGI_CELLS,
+    ASGI_FRAMEWORK_NA,
+    BEHAVIOURS,
+    CELLS,
+    Cell,
+)
 
 #: nodeid -> outcome: "passed", "failed", "n/a: why" or "skipped: why".
 RESULTS: dict[str, str] = {}
+#: nodeid -> "n/a: why", for the tests not collected (see CHECKS_ITS_NA).
+NOT_COLLECTED: dict[str, str] = {}
 MATRIX_FILE = "test_matrix.py"
 ASGI_FILE = "test_asgi_frameworks.py"
 WORST = {"passed": 0, "skipped": 1, "failed": 2}
@@ -77,13 +86,55 @@ QUIRKS = """\
 """
 
 
+#: The tests that run in their n/a cells, to check that the reason still
+#: holds (found by running, not assumed): they pass when it does, and say so
+#: with an ``n/a`` property.  Every other test of an n/a cell has nothing to
+#: run there (the front cannot do it at all) and is not collected; the
+#: report shows it as n/a all the same.
+CHECKS_ITS_NA = {(MATRIX_FILE, "test_reuse"), (ASGI_FILE, "test_disconnect")}
+
+
+def na_reason(item: pytest.Item) -> str | None:
+    """Why ``item`` (a behaviour in a cell of the matrix or the ASGI grid)
+    does not apply there, or None when it does."""
+    name, test, _ = split(item.nodeid)
+    callspec = getattr(item, "callspec", None)
+    params: dict[str, Any] = callspec.params if callspec is not None else {}
+    cell = params.get("site")
+    if name not in (MATRIX_FILE, ASGI_FILE) or not isinstance(cell, Cell):
+        return None
+    behaviour = test.removeprefix("test_")
+    reason = cell.na.get(behaviour)
+    if reason is None and name == ASGI_FILE:
+        framework = getattr(params.get("stack"), "name", "")
+        reason = ASGI_FRAMEWORK_NA.get(framework, {}).get(behaviour)
+    return reason
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
+    for item in items:
+        name, test, _ = split(item.nodeid)
+        reason = na_reason(item)
+        if reason is not None and (name, test) not in CHECKS_ITS_NA:
+            NOT_COLLECTED[item.nodeid] = reason
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_runtest_logreport(report: Any) -> None:
     if "integration" not in report.nodeid:
         return
     if report.when != "call" and report.outcome == "passed":
         return  # setup and teardown count only when they fail or skip
     outcome = report.outcome
-    if outcome == "skipped":
+    if outcome == "passed":
+        outcome = dict(report.user_properties).get("n/a", outcome)  # (CHECKS_ITS_NA)
+    elif outcome == "skipped":
         reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
         reason = reason.removeprefix("Skipped: ")
         outcome = reason if reason.startswith("n/a:") else f"skipped: {reason}"
@@ -181,6 +232,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = os.environ.get("DUMBWAITER_INTEROP_REPORT")
     if not path or not RESULTS:
         return
+    # (after what ran: the grids' rows come in the order the run met them)
+    RESULTS.update({k: v for k, v in NOT_COLLECTED.items() if k not in RESULTS})
     lines = [
         "# Interoperability: dumbwaiter behind real front servers",
         "",
