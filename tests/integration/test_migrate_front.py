@@ -54,3 +54,34 @@ def test_the_translated_file_serves_through_the_same_nginx_config() -> None:
         assert b'"args":{"a":["1"]}' in body.replace(b" ", b"")
         assert until(lambda: "2 worker(s) ready" in backend.log()), backend.log()
     assert not os.path.exists(f"{root}/app.sock")  # vacuum's job, done anyway
+
+
+#: The mount uWSGI's docs long showed: the whole path in PATH_INFO, the mount
+#: point in SCRIPT_NAME, and modifier1 30 for the server to take it off.
+NGINX_MOUNTED = (
+    "location /myapp {\n"
+    "    include uwsgi_params;\n"
+    "    uwsgi_param SCRIPT_NAME /myapp;\n"
+    "    uwsgi_modifier1 30;\n"
+    "    uwsgi_pass app;\n"
+    "}\n"
+)
+
+
+def test_a_mount_made_with_uwsgi_modifier1_30_keeps_working() -> None:
+    root = short_tmpdir()
+    shutil.copy(TESTS / "apps" / "flask_app.py", root)
+    port = free_port()
+    snippet = NginxSnippet(NGINX_HTTP % root, NGINX_MOUNTED)
+    sock = f"unix:{root}/app.sock"
+    with (
+        nginx(root, port, nginx_conf(root, port, snippet)) as front,
+        Server(["--uwsgi", sock, "--socket-mode", "666"], "flask_app:app", workdir=root) as backend,
+    ):
+        status, _, body = get(front, "/myapp/query?a=1")
+        assert status == 200, front.log() + backend.log()
+        compact = body.replace(b" ", b"")
+        # Flask routed /query and knows where it is mounted.
+        assert b'"path":"/query"' in compact and b'"script_root":"/myapp"' in compact, body
+        status, _, body = get(front, "/myapp/link")
+        assert status == 200 and b"/myapp/" in body, body

@@ -10,6 +10,13 @@ closes the connection.  Everything else is in :mod:`.oneshot`.
 
 The 16-bit datasize bounds a var block at 64 KiB.  Decoding is latin-1
 (PEP 3333); a var that appears twice keeps its last value.
+
+``modifier1`` 30 is uWSGI's "manage PATH_INFO": the front sends the whole
+path in PATH_INFO and the mount point in SCRIPT_NAME, and the server takes
+the one off the other (nginx's ``uwsgi_modifier1 30`` beside ``uwsgi_param
+SCRIPT_NAME /app``, which uWSGI's own docs long showed).  It is honoured
+where SCRIPT_NAME is a prefix of PATH_INFO at a segment boundary (uWSGI
+cuts its length off blindly).  Any other modifier is not a WSGI request.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ __all__ = ["UwsgiServerProtocol", "encode_request"]
 HEADER = struct.Struct("<BHB")
 HEAD_SIZE: Final = HEADER.size
 SIZE = struct.Struct("<H")
+#: The modifiers served: a WSGI request, and one whose PATH_INFO holds SCRIPT_NAME.
+WSGI: Final = 0
+MANAGE_PATH_INFO: Final = 30
 
 
 class UwsgiServerProtocol(OneShotServerProtocol):
@@ -37,7 +47,7 @@ class UwsgiServerProtocol(OneShotServerProtocol):
         # (byte reads, not HEADER.unpack_from: plain ints when compiled)
         modifier1 = buffer[0]
         size = buffer[1] | buffer[2] << 8
-        if modifier1 != 0:
+        if modifier1 != WSGI and modifier1 != MANAGE_PATH_INFO:
             raise RemoteProtocolError(f"uwsgi modifier1 {modifier1} is not a WSGI request")
         if size > self.limits.max_header_bytes:
             raise RemoteProtocolError(f"uwsgi vars over {self.limits.max_header_bytes} bytes", 431)
@@ -60,13 +70,26 @@ class UwsgiServerProtocol(OneShotServerProtocol):
                 position = value_end
         except IndexError:
             raise RemoteProtocolError("truncated uwsgi var") from None
+        if modifier1 == MANAGE_PATH_INFO:
+            _strip_script_name(environ)
         return environ, end
 
     def response_head(self, status: str, headers: list[tuple[str, str]]) -> bytes:
         return http_head(status, headers)
 
 
-def encode_request(environ: dict[str, str], body: bytes = b"") -> bytes:
+def _strip_script_name(environ: dict[str, str]) -> None:
+    """PATH_INFO without the SCRIPT_NAME it begins with (modifier1 30)."""
+    script = environ.get("SCRIPT_NAME", "").rstrip("/")
+    path = environ.get("PATH_INFO")
+    if script and path is not None and path.startswith(script):
+        rest = path[len(script) :]
+        if not rest or rest[0] == "/":
+            environ["SCRIPT_NAME"] = script
+            environ["PATH_INFO"] = rest
+
+
+def encode_request(environ: dict[str, str], body: bytes = b"", modifier1: int = WSGI) -> bytes:
     """A complete uwsgi request (the client side, for tests and tools)."""
     fields = dict(environ)
     fields["CONTENT_LENGTH"] = str(len(body))
@@ -76,4 +99,4 @@ def encode_request(environ: dict[str, str], body: bytes = b"") -> bytes:
     )
     if len(block) > 0xFFFF:
         raise ValueError("uwsgi vars cannot exceed 65535 bytes")
-    return HEADER.pack(0, len(block), 0) + block + body
+    return HEADER.pack(modifier1, len(block), 0) + block + body

@@ -112,6 +112,32 @@ def test_uwsgi_malformed() -> None:
         uwsgi.UwsgiServerProtocol().receive_data(truncated)
 
 
+@pytest.mark.parametrize(
+    ("script", "path", "after"),
+    [
+        ("/myapp", "/myapp/items/1", ("/myapp", "/items/1")),
+        ("/myapp", "/myapp", ("/myapp", "")),
+        ("/myapp/", "/myapp/x", ("/myapp", "/x")),
+        ("/myapp", "/myapplication", ("/myapp", "/myapplication")),  # not at a boundary
+        ("/myapp", "/other", ("/myapp", "/other")),
+        ("", "/x", ("", "/x")),
+    ],
+)
+def test_uwsgi_modifier1_30_takes_script_name_off_path_info(
+    script: str, path: str, after: tuple[str, str]
+) -> None:
+    """nginx's ``uwsgi_modifier1 30``, uWSGI's "manage PATH_INFO"."""
+    environ = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": script, "PATH_INFO": path}
+    events = uwsgi.UwsgiServerProtocol().receive_data(uwsgi.encode_request(environ, modifier1=30))
+    assert isinstance(events[0], RequestReceived)
+    got = events[0].environ
+    assert (got["SCRIPT_NAME"], got["PATH_INFO"]) == after
+    # modifier1 0: the vars as they came
+    events = uwsgi.UwsgiServerProtocol().receive_data(uwsgi.encode_request(environ))
+    assert isinstance(events[0], RequestReceived)
+    assert (events[0].environ["SCRIPT_NAME"], events[0].environ["PATH_INFO"]) == (script, path)
+
+
 def test_response_heads() -> None:
     head = scgi.SCGIServerProtocol().start_response(
         1, "200 OK", [("X", "1"), ("Connection", "close")], b"b"
