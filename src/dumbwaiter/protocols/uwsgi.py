@@ -17,6 +17,10 @@ the one off the other (nginx's ``uwsgi_modifier1 30`` beside ``uwsgi_param
 SCRIPT_NAME /app``, which uWSGI's own docs long showed).  It is honoured
 where SCRIPT_NAME is a prefix of PATH_INFO at a segment boundary (uWSGI
 cuts its length off blindly).  Any other modifier is not a WSGI request.
+
+Of uWSGI's "magic variables", ``UWSGI_SCHEME`` is honoured: it names the
+request's scheme (``uwsgi_param UWSGI_SCHEME https;``, its documented way
+to say a request came over TLS), as REQUEST_SCHEME.
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ class UwsgiServerProtocol(OneShotServerProtocol):
             raise RemoteProtocolError("truncated uwsgi var") from None
         if modifier1 == MANAGE_PATH_INFO:
             _strip_script_name(environ)
+        scheme = environ.get("UWSGI_SCHEME")
+        if scheme:
+            environ["REQUEST_SCHEME"] = scheme
         return environ, end
 
     def response_head(self, status: str, headers: list[tuple[str, str]]) -> bytes:

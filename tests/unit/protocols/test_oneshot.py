@@ -138,6 +138,22 @@ def test_uwsgi_modifier1_30_takes_script_name_off_path_info(
     assert (events[0].environ["SCRIPT_NAME"], events[0].environ["PATH_INFO"]) == (script, path)
 
 
+@pytest.mark.parametrize(
+    ("sent", "scheme"),
+    [
+        ({"UWSGI_SCHEME": "https"}, "https"),
+        ({"UWSGI_SCHEME": "https", "REQUEST_SCHEME": "http"}, "https"),
+        ({"REQUEST_SCHEME": "http"}, "http"),
+        ({"UWSGI_SCHEME": ""}, None),
+    ],
+)
+def test_uwsgi_scheme_names_the_scheme(sent: dict[str, str], scheme: str | None) -> None:
+    """uWSGI's magic variable UWSGI_SCHEME, as REQUEST_SCHEME."""
+    events = uwsgi.UwsgiServerProtocol().receive_data(uwsgi.encode_request({"A": "1", **sent}))
+    assert isinstance(events[0], RequestReceived)
+    assert events[0].environ.get("REQUEST_SCHEME") == scheme
+
+
 def test_response_heads() -> None:
     head = scgi.SCGIServerProtocol().start_response(
         1, "200 OK", [("X", "1"), ("Connection", "close")], b"b"
