@@ -1,5 +1,5 @@
 """What an application may put in a response head, checked before it is
-written: a status line (WSGI's text, ASGI's int), field names (RFC 9110
+written: a status line (WSGI's text, ASGI's int 200-599), field names (RFC 9110
 tokens) and values (no CR, LF or NUL, latin-1).  A CR or LF in a value
 would let the application, or whoever fills the value in, write fields and
 responses of its own (response splitting).  The WSGI and ASGI gateways
@@ -83,8 +83,9 @@ def pairs_of(pairs: Any) -> list[tuple[str, str]]:
 
 
 def status_code(status: object) -> int:
-    """ASGI's status: an int from 100 to 599 (an IntEnum such as
-    ``http.HTTPStatus.OK`` too, not a bool or a string)."""
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        raise ValueError(f"bad status {status!r}: an int from 100 to 599")
+    """ASGI's status: an int from 200 to 599 (an IntEnum such as
+    ``http.HTTPStatus.OK`` too, not a bool or a string).  A 1xx is no final
+    answer: a client would take it as an interim one and wait on."""
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        raise ValueError(f"bad status {status!r}: an int from 200 to 599")
     return int(status)

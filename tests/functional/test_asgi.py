@@ -82,6 +82,12 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", b"5")]})
         return
+    if path.endswith("/poll"):  # a long poll: its client leaves before the answer
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        note("poll returned")
+        return
     if path.endswith("/split"):  # a value that would write a field of its own
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"x-next", b"a\\r\\nset-cookie: evil=1")]})
@@ -89,7 +95,8 @@ async def app(scope, receive, send):
         return
     if path.endswith("/status"):
         import http
-        status = {"enum": http.HTTPStatus.CREATED, "text": "200", "bool": True, "big": 600}
+        status = {"enum": http.HTTPStatus.CREATED, "text": "200", "bool": True, "big": 600,
+                  "interim": 100}
         await send({"type": "http.response.start", "headers": [],
                     "status": status[scope["query_string"].decode()]})
         await send({"type": "http.response.body", "body": b"status"})
@@ -215,11 +222,18 @@ def test_what_the_app_sends_is_checked_before_it_is_written(served: tuple) -> No
     status, headers, _ = get(port, "/split")
     assert status == 500 and "set-cookie" not in headers
     assert "bad value for header x-next" in server.log()
-    # The status: an int (an IntEnum too) from 100 to 599.
+    # The status: an int (an IntEnum too) from 200 to 599.
     assert get(port, "/status?enum")[:1] == (201,)
-    for bad in ("text", "bool", "big"):
+    for bad in ("text", "bool", "big", "interim"):
         assert get(port, f"/status?{bad}")[0] == 500, bad
     assert get(port, "/")[0] == 200  # the worker serves on
+    # A long poll whose client left may return without its body: no error.
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+    assert until(lambda: "poll returned" in events(server)), server.log()
+    assert get(port, "/")[0] == 200
+    assert "(GET /poll)" not in server.log()  # no "returned without ...", no error
 
 
 def test_over_fastcgi_multiplexed_with_the_root_path(served: tuple) -> None:

@@ -59,6 +59,8 @@ async def app(scope, receive, send):
         raise RuntimeError("before accept")
     if path == "/return-early":
         return
+    if path == "/split-subprotocol":
+        await send({"type": "websocket.accept", "subprotocol": "one\\r\\nx-evil: 1"})
     if path == "/split-accept":  # a value that would write a field of its own
         await send({"type": "websocket.accept", "headers": [(b"x-a", b"1\\r\\nx-evil: 1")]})
     if path == "/slow-accept":
@@ -218,6 +220,7 @@ def test_the_apps_close_reaches_the_client_with_its_code_and_reason(root: pathli
         ("/fail-early", 500, b"Internal Server Error\n"),
         ("/return-early", 500, b"Internal Server Error\n"),
         ("/split-accept", 500, b"Internal Server Error\n"),  # refused, not written
+        ("/split-subprotocol", 500, b"Internal Server Error\n"),
     ],
 )
 def test_a_handshake_the_app_does_not_accept(

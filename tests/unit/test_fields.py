@@ -9,13 +9,13 @@ import pytest
 from dumbwaiter.fields import check_name, check_value, pairs_of, status_code
 
 
-@pytest.mark.parametrize("status", [100, 200, 599, http.HTTPStatus.NOT_FOUND])
+@pytest.mark.parametrize("status", [200, 599, http.HTTPStatus.NOT_FOUND])
 def test_an_int_status_is_taken(status: int) -> None:
     assert status_code(status) == int(status)
     assert type(status_code(status)) is int
 
 
-@pytest.mark.parametrize("status", [99, 600, -1, True, "200", 200.0, None])
+@pytest.mark.parametrize("status", [100, 101, 199, 600, -1, True, "200", 200.0, None])
 def test_any_other_status_is_refused(status: object) -> None:
     with pytest.raises(ValueError, match="bad status"):
         status_code(status)

@@ -337,10 +337,15 @@ class Call:
 
     def returned(self) -> None:
         """The application returned: a response it started but did not
-        finish is broken off; none at all is a 500 (and logged)."""
+        finish is broken off; none at all, or a start without a body, is a
+        500 (and logged), unless the client had gone: then nothing is owed."""
         if self.complete:
             return
         if self.head_sent:
+            self.abort()
+        elif self.exchange.over:
+            # The client left or closed its side, the application was told
+            # (http.disconnect) and ended: no error, and nothing is owed.
             self.abort()
         else:  # (a start without a body: its head may promise one; none sent)
             what = "a response" if self.start is None else "the end of its response"

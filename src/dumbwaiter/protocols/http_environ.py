@@ -51,8 +51,10 @@ _CACHE_MAX: Final = 512
 _HOST: Final = re.compile(
     r"(?:\[[^\x00-\x20\x7f\]\\?#@,]*\]|[^\x00-\x20\x7f/\\?#@\[\],:]*)(?::[0-9]*)?"
 )
-#: Host values found valid, up to _CACHE_MAX of them (a server hears few).
+#: Host values found valid, up to _CACHE_MAX of them (a server hears few),
+#: each at most _HOST_CACHED long (a name is at most 253).
 _GOOD_HOSTS: Final[set[str]] = set()
+_HOST_CACHED: Final = 260
 
 
 def request_environ(
@@ -70,20 +72,20 @@ def request_environ(
     OPTIONS (section 3.2.4).
     """
     environ = _fields_environ(fields, max_bytes)
+    if "HTTP_HOST" not in environ and protocol != "HTTP/1.0":
+        raise RemoteProtocolError("HTTP/1.1 request without Host")
+    if url[:1] == b"*" and (url != b"*" or method != "OPTIONS"):
+        raise RemoteProtocolError("the target * is for OPTIONS only, alone")
+    _target(url, environ)
+    # (after _target: an absolute-form target's authority replaces Host)
     host = environ.get("HTTP_HOST")
-    if host is None:
-        if protocol != "HTTP/1.0":
-            raise RemoteProtocolError("HTTP/1.1 request without Host")
-    elif "," in host:
-        raise RemoteProtocolError("more than one Host")
-    elif host not in _GOOD_HOSTS:
+    if host is not None and host not in _GOOD_HOSTS:
+        if "," in host:
+            raise RemoteProtocolError("more than one Host")
         if _HOST.fullmatch(host) is None:
             raise RemoteProtocolError("Host is not a host[:port]")
-        if len(_GOOD_HOSTS) < _CACHE_MAX:
+        if len(host) <= _HOST_CACHED and len(_GOOD_HOSTS) < _CACHE_MAX:
             _GOOD_HOSTS.add(host)
-    if url == b"*" and method != "OPTIONS":
-        raise RemoteProtocolError("the target * is for OPTIONS only")
-    _target(url, environ)
     environ["REQUEST_METHOD"] = method
     environ["SCRIPT_NAME"] = ""
     environ["SERVER_PROTOCOL"] = protocol

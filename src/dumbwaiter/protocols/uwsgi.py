@@ -14,13 +14,15 @@ The 16-bit datasize bounds a var block at 64 KiB.  Decoding is latin-1
 ``modifier1`` 30 is uWSGI's "manage PATH_INFO": the front sends the whole
 path in PATH_INFO and the mount point in SCRIPT_NAME, and the server takes
 the one off the other (nginx's ``uwsgi_modifier1 30`` beside ``uwsgi_param
-SCRIPT_NAME /app``, which uWSGI's own docs long showed).  It is honoured
-where SCRIPT_NAME is a prefix of PATH_INFO at a segment boundary (uWSGI
-cuts its length off blindly).  Any other modifier is not a WSGI request.
+SCRIPT_NAME /app``, which uWSGI's own docs long showed).  Where SCRIPT_NAME
+is a prefix of PATH_INFO at a segment boundary it is taken off; where it is
+not (``location /app`` matches ``/application`` too) the request is not
+under the mount, and SCRIPT_NAME becomes "" (uWSGI cuts its length off
+blindly).  Any other modifier is not a WSGI request.
 
 Of uWSGI's "magic variables", ``UWSGI_SCHEME`` is honoured: it names the
 request's scheme (``uwsgi_param UWSGI_SCHEME https;``, its documented way
-to say a request came over TLS), as REQUEST_SCHEME.
+to say a request came over TLS), as REQUEST_SCHEME, when it is http or https.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ class UwsgiServerProtocol(OneShotServerProtocol):
             _strip_script_name(environ)
         scheme = environ.get("UWSGI_SCHEME")
         if scheme:
-            environ["REQUEST_SCHEME"] = scheme
+            scheme = scheme.lower()
+            if scheme == "https" or scheme == "http":
+                environ["REQUEST_SCHEME"] = scheme
         return environ, end
 
     def response_head(self, status: str, headers: list[tuple[str, str]]) -> bytes:
@@ -86,14 +90,18 @@ class UwsgiServerProtocol(OneShotServerProtocol):
 
 
 def _strip_script_name(environ: dict[str, str]) -> None:
-    """PATH_INFO without the SCRIPT_NAME it begins with (modifier1 30)."""
-    script = environ.get("SCRIPT_NAME", "").rstrip("/")
+    """PATH_INFO without the SCRIPT_NAME it begins with (modifier1 30); a
+    path not under SCRIPT_NAME is the application's whole."""
     path = environ.get("PATH_INFO")
-    if script and path is not None and path.startswith(script):
-        rest = path[len(script) :]
-        if not rest or rest[0] == "/":
-            environ["SCRIPT_NAME"] = script
-            environ["PATH_INFO"] = rest
+    if path is None:  # (fix_paths derives it from REQUEST_URI)
+        return
+    script = environ.get("SCRIPT_NAME", "").rstrip("/")
+    rest = path[len(script) :]
+    if script and path.startswith(script) and (not rest or rest[0] == "/"):
+        environ["SCRIPT_NAME"] = script
+        environ["PATH_INFO"] = rest
+    else:
+        environ["SCRIPT_NAME"] = ""
 
 
 def encode_request(environ: dict[str, str], body: bytes = b"", modifier1: int = WSGI) -> bytes:

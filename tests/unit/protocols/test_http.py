@@ -417,6 +417,12 @@ MALFORMED = {
     "host-two-ports": b"GET / HTTP/1.1\r\nHost: a:80:80\r\n\r\n",
     "host-in-http10-checked-too": b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n",
     "asterisk-not-options": b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+    "asterisk-with-query": b"OPTIONS *?a HTTP/1.1\r\nHost: h\r\n\r\n",
+    "asterisk-twice": b"GET ** HTTP/1.1\r\nHost: h\r\n\r\n",
+    "absolute-form-bad-port": b"GET http://a:b/x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "absolute-form-userinfo-bad-port": b"GET http://u@e:8o/x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "absolute-form-list": b"GET http://a,b/x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "absolute-form-half-bracket": b"GET http://[x/x HTTP/1.1\r\nHost: h\r\n\r\n",
     "two-content-types": POST + b"Content-Type: a/b\r\nContent-Type: c/d\r\n\r\n",
 }
 

@@ -118,8 +118,10 @@ def test_uwsgi_malformed() -> None:
         ("/myapp", "/myapp/items/1", ("/myapp", "/items/1")),
         ("/myapp", "/myapp", ("/myapp", "")),
         ("/myapp/", "/myapp/x", ("/myapp", "/x")),
-        ("/myapp", "/myapplication", ("/myapp", "/myapplication")),  # not at a boundary
-        ("/myapp", "/other", ("/myapp", "/other")),
+        # not under the mount (nginx's location /myapp matches these too)
+        ("/myapp", "/myapplication", ("", "/myapplication")),
+        ("/myapp", "/other", ("", "/other")),
+        ("/", "/x", ("", "/x")),
         ("", "/x", ("", "/x")),
     ],
 )
@@ -142,6 +144,8 @@ def test_uwsgi_modifier1_30_takes_script_name_off_path_info(
     ("sent", "scheme"),
     [
         ({"UWSGI_SCHEME": "https"}, "https"),
+        ({"UWSGI_SCHEME": "HTTPS"}, "https"),
+        ({"UWSGI_SCHEME": "gopher"}, None),
         ({"UWSGI_SCHEME": "https", "REQUEST_SCHEME": "http"}, "https"),
         ({"REQUEST_SCHEME": "http"}, "http"),
         ({"UWSGI_SCHEME": ""}, None),
