@@ -34,6 +34,7 @@ COMPILED = [
     "src/dumbwaiter/protocols/fastcgi_states.py",
     "src/dumbwaiter/protocols/fastcgi.py",
     "src/dumbwaiter/protocols/oneshot.py",
+    "src/dumbwaiter/protocols/mount.py",
     "src/dumbwaiter/protocols/uwsgi.py",
     "src/dumbwaiter/protocols/scgi.py",
     "src/dumbwaiter/protocols/http_environ.py",

@@ -456,15 +456,21 @@ def test_a_client_that_does_not_read_or_an_app_that_does_not_receive_stops_the_r
         assert sent < 60_000_000, sent
 
 
+def handshake(request: bytes, more: bytes = b"") -> bytes:
+    """A WebSocket handshake's head, written by hand: ``request`` is its
+    method and target, ``more`` its extra header lines."""
+    return (
+        request + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" + more + b"\r\n"
+    )
+
+
 def test_a_request_that_is_not_a_get_is_no_handshake(root: pathlib.Path) -> None:
     server, port = serve(root)
     with server:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(
-                b"POST /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 0\r\n\r\n"
-            )
+            sock.sendall(handshake(b"POST /echo", b"Content-Length: 0\r\n"))
             answer = b""
             while not answer.endswith(b"plain http"):
                 chunk = sock.recv(65536)
@@ -477,11 +483,7 @@ def test_frames_before_the_101_past_the_bound_get_a_400(root: pathlib.Path) -> N
     server, port = serve(root)
     with server:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(
-                b"GET /slow-accept HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-            )
+            sock.sendall(handshake(b"GET /slow-accept"))
             time.sleep(0.3)  # (read apart from the handshake: what comes with it is kept)
             sock.sendall(b"\x82\x7e\xff\xff" + b"\x00" * 100_000)  # did not wait
             answer = b""

@@ -181,8 +181,9 @@ class WebSocket:
         ]
         subprotocol = message.get("subprotocol")
         if subprotocol:
-            check_value("Sec-WebSocket-Protocol", str(subprotocol))
-            headers.append(("Sec-WebSocket-Protocol", str(subprotocol)))
+            subprotocol = str(subprotocol)
+            check_value("Sec-WebSocket-Protocol", subprotocol)
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
         extensions: list[Extension] = []
         offers = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS", "")
         if offers and self.settings.compression:

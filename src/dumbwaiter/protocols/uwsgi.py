@@ -32,6 +32,7 @@ from typing import Final
 
 from .errors import RemoteProtocolError
 from .heads import http_head
+from .mount import split_at
 from .oneshot import OneShotServerProtocol
 
 __all__ = ["UwsgiServerProtocol", "encode_request"]
@@ -93,15 +94,9 @@ def _strip_script_name(environ: dict[str, str]) -> None:
     """PATH_INFO without the SCRIPT_NAME it begins with (modifier1 30); a
     path not under SCRIPT_NAME is the application's whole."""
     path = environ.get("PATH_INFO")
-    if path is None:  # (fix_paths derives it from REQUEST_URI)
-        return
-    script = environ.get("SCRIPT_NAME", "").rstrip("/")
-    rest = path[len(script) :]
-    if script and path.startswith(script) and (not rest or rest[0] == "/"):
-        environ["SCRIPT_NAME"] = script
-        environ["PATH_INFO"] = rest
-    else:
-        environ["SCRIPT_NAME"] = ""
+    if path is not None:  # (else fix_paths derives it from REQUEST_URI)
+        script = environ.get("SCRIPT_NAME", "").rstrip("/")
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = split_at(script, path)
 
 
 def encode_request(environ: dict[str, str], body: bytes = b"", modifier1: int = WSGI) -> bytes:

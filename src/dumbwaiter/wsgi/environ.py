@@ -17,6 +17,7 @@ from urllib.parse import unquote_to_bytes
 
 from ..access import AddressList, apply_forwarded
 from ..protocols import Role
+from ..protocols.mount import split_at
 from ..typing import FORWARDED
 
 if TYPE_CHECKING:
@@ -135,12 +136,7 @@ def fix_paths(environ: dict[str, Any], script_name: str | None) -> None:
         path = _request_path(environ)
     else:
         path = environ.get("SCRIPT_NAME", "") + path_info
-    if script_name and (path == script_name or path.startswith(script_name + "/")):
-        environ["SCRIPT_NAME"] = script_name
-        environ["PATH_INFO"] = path[len(script_name) :]
-    else:
-        environ["SCRIPT_NAME"] = ""
-        environ["PATH_INFO"] = path
+    environ["SCRIPT_NAME"], environ["PATH_INFO"] = split_at(script_name, path)
 
 
 def _apache_proxy_path(filename: str) -> str | None:
