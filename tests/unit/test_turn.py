@@ -55,6 +55,24 @@ def test_a_free_turn_goes_to_the_watcher_at_once() -> None:
     assert turn.owner == 2
 
 
+def test_the_watcher_pauses_long_unless_the_owner_is_well_into_a_hold() -> None:
+    turn = Turn()
+    assert turn.enter(1, 0.01) == OWNER
+    # Free to accept (working through the backlog): the long pause.
+    assert turn.pause(0.01, 0.5) == 0.5
+    # Held only since a moment (an ordinary request): the long pause too.
+    turn.hold(1)
+    assert turn.pause(10.0, 0.5) == 0.5
+    # Held past half of the take-over time: only until it is all passed.
+    time.sleep(0.02)
+    left = turn.pause(0.03, 0.5)
+    assert 0.0 < left <= 0.015
+    # Held past all of it: look again at once.
+    assert turn.pause(0.01, 0.5) == 0.0
+    assert turn.resume(1)
+    assert turn.pause(0.01, 0.5) == 0.5
+
+
 def race(turn: Turn) -> dict[str, bool]:
     """The held owner's resume against the watcher's take-over, from two
     threads at once."""

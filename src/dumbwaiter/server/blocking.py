@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 __all__ = [
     "OWNER",
     "RECV_SIZE",
+    "TAKE_OVER_AFTER",
     "WATCHER",
+    "WATCH_PAUSE",
     "DirectExchange",
     "DirectLink",
     "Sock",
@@ -54,6 +56,14 @@ __all__ = [
 Sock = _socket.socket
 
 RECV_SIZE: Final = 256 * 1024
+#: How long the turn's owner may be held (in the app, or by its peer) while a
+#: connection waits before the watcher takes the turn (:class:`Turn`).
+TAKE_OVER_AFTER: Final = 0.001
+#: How long the watcher sleeps after a look that found the owner working
+#: (free to accept, or held only since a moment).  Under load a connection
+#: nearly always waits, so each look is a wake-up that finds nothing to do;
+#: an owner held from just after a look is relieved within about this long.
+WATCH_PAUSE: Final = 0.004
 
 
 def timeval(seconds: float) -> bytes:
@@ -318,6 +328,18 @@ class Turn:
                 return False
             self.owned(me)
             return True
+
+    def pause(self, after: float, longest: float) -> float:
+        """How long the watcher may sleep before it looks again: until the
+        owner will have been held for ``after``, if it has been held for
+        half of that already (a long wait, likely to be taken over);
+        else ``longest``."""
+        held = self.held
+        if held:
+            left = held + after - time.monotonic()
+            if left <= after / 2:
+                return max(0.0, left)
+        return longest
 
     def give(self, me: int) -> None:
         """Give the turn back, if thread ``me`` owns it."""

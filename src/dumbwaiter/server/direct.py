@@ -24,8 +24,10 @@ queued, or the worker stops), for :data:`ACCEPT_WAKE` at most.  It keeps the
 turn from one connection to the next, through the application; one other
 thread watches, and takes the turn over when a connection waits while the
 owner has been held (in the application, or by a peer slow to send) for
-:data:`TAKE_OVER_AFTER`.  With a connection, the owner reads the request
-into the connection's session, and then:
+:data:`~.blocking.TAKE_OVER_AFTER` (it looks every
+:data:`~.blocking.WATCH_PAUSE` while the owner works: each look is a
+wake-up).  With a connection, the owner reads the request into the
+connection's session, and then:
 
 1. reads on until the session hands it a complete request (head and body).
    A peer that has not sent it all within :data:`HANDOFF_AFTER` is handed
@@ -65,6 +67,8 @@ from typing import TYPE_CHECKING, Final
 from .blocking import (
     OWNER,
     RECV_SIZE,
+    TAKE_OVER_AFTER,
+    WATCH_PAUSE,
     WATCHER,
     DirectExchange,
     DirectLink,
@@ -100,10 +104,6 @@ FIRST_WAIT: Final = 0.002
 HANDOFF_AFTER: Final = 0.02
 #: How often a thread waiting for a connection looks whether the worker stops.
 ACCEPT_WAKE: Final = 0.5
-#: How long the turn's owner may be held (in the app, or by its peer) while a
-#: connection waits before the watcher takes the turn (:class:`~.blocking.Turn`);
-#: also how long the watcher sleeps while the owner is free to accept it.
-TAKE_OVER_AFTER: Final = 0.001
 #: (an int once: the flag is an enum member)
 MSG_DONTWAIT: Final = int(socket.MSG_DONTWAIT)
 
@@ -291,7 +291,7 @@ class DirectServer:
     def watch(self, me: int) -> bool:
         """Wait for a connection while another thread owns the turn; True
         once this one owns it (its owner gave it up, or was held past
-        :data:`TAKE_OVER_AFTER` with a connection waiting), False for the
+        ``TAKE_OVER_AFTER`` with a connection waiting), False for the
         queue, the stop, or ACCEPT_WAKE passed."""
         turn = self.turn
         try:
@@ -300,7 +300,7 @@ class DirectServer:
                     return False
                 if turn.take_over(me, TAKE_OVER_AFTER):
                     return True
-                time.sleep(TAKE_OVER_AFTER)  # the owner takes it, or is held that long
+                time.sleep(turn.pause(TAKE_OVER_AFTER, WATCH_PAUSE))
             return False
         finally:
             turn.leave_watch()
