@@ -9,6 +9,11 @@ log, no 503; a malformed request or a FastCGI connection kept open would
 break it.  It is not a server to use: it measures what no pure-Python server
 on this interpreter can go below, so that a target set in CPU per request
 can be checked against what pure Python allows at all (bench/history.md).
+
+The ``floor-compiled-*`` targets run this same file compiled by mypyc (as
+``floor_compiled``, built by bench/targets.py at a run's start), as the
+README's install compiles dumbwaiter's request path: what a compiled Python
+server costs at least.
 """
 
 from __future__ import annotations

@@ -335,19 +335,21 @@ def goals(get: Lookup) -> list[Goal]:
     }.items():
         text = f"pure Python: backend µs/req ≤ 1.5 x uWSGI, {front}"
         at_most(text, ours, theirs, "hello", us, 1.5)
-    # What any pure-Python server costs at least (bench/floor_serve.py), when run:
-    # evidence for the rows above, not a goal of its own.
-    for front, (floor, theirs) in {
-        "FastCGI (lighttpd)": ("floor-fcgi-lighttpd", "uwsgi-fcgi-lighttpd"),
-        "FastCGI (nginx)": ("floor-fcgi-nginx", "uwsgi-fcgi-nginx"),
-        "uwsgi protocol (nginx)": ("floor-uwsgi-nginx", "uwsgi-uwsgi-nginx"),
-    }.items():
-        va, vb = get(floor, "hello", us), get(theirs, "hello", us)
-        if va is not None:
-            tags = get.tag(floor, "hello"), get.tag(theirs, "hello")
-            measured = f"{tags[0]} {num(va)} vs {tags[1]} {num(vb)}"
-            text = f"(evidence) the pure-Python floor's backend µs/req ÷ uWSGI's, {front}"
-            rows.append(Goal(text, measured, _ratio(va, vb), None))
+    # What any pure-Python server costs at least (bench/floor_serve.py), and the
+    # same compiled by mypyc, when run: evidence for the CPU rows, not goals.
+    for kind, prefix in (("pure-Python", "floor-"), ("compiled", "floor-compiled-")):
+        for front, (floor, theirs) in {
+            "FastCGI (lighttpd)": ("fcgi-lighttpd", "uwsgi-fcgi-lighttpd"),
+            "FastCGI (nginx)": ("fcgi-nginx", "uwsgi-fcgi-nginx"),
+            "uwsgi protocol (nginx)": ("uwsgi-nginx", "uwsgi-uwsgi-nginx"),
+        }.items():
+            floor = prefix + floor
+            va, vb = get(floor, "hello", us), get(theirs, "hello", us)
+            if va is not None:
+                tags = get.tag(floor, "hello"), get.tag(theirs, "hello")
+                measured = f"{tags[0]} {num(va)} vs {tags[1]} {num(vb)}"
+                text = f"(evidence) the {kind} floor's backend µs/req ÷ uWSGI's, {front}"
+                rows.append(Goal(text, measured, _ratio(va, vb), None))
 
     over = "dumbwaiter-overload-lighttpd"
     p99_503 = get(over, "overload", "p99_503_ms")

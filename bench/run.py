@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(BENCH / "app.py", app_dir / "benchapp.py")
     shutil.copy(BENCH / "flup_serve.py", app_dir / "flup_serve.py")
     shutil.copy(BENCH / "floor_serve.py", app_dir / "floor_serve.py")
+    if any(target.venv == targets.FLOOR_COMPILED_VENV for target in selected):
+        targets.compile_floor(app_dir)
     shutil.copy(BENCH / "asgi_app.py", app_dir / "benchasgi.py")
     shutil.copy(BENCH / "fcgisgi_serve.py", app_dir / "fcgisgi_serve.py")
     for hooks in ("hooks_fork", "hooks_request"):

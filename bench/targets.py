@@ -115,6 +115,29 @@ def ensure_cfcgi() -> Path:
 
 
 COMPILED_VENV = "dumbwaiter"
+#: The venv whose mypyc compiles bench/floor_serve.py (the floor-compiled-* targets).
+FLOOR_COMPILED_VENV = "floorc"
+
+
+def compile_floor(app_dir: Path) -> None:
+    """Compile bench/floor_serve.py with mypyc into ``app_dir`` as the module
+    ``floor_compiled`` (the floor-compiled-* targets import it)."""
+    build = app_dir / "floor-build"
+    build.mkdir()
+    shutil.copy(BENCH / "floor_serve.py", build / "floor_compiled.py")
+    mypyc = CACHE / "venvs" / FLOOR_COMPILED_VENV / "bin" / "mypyc"
+    print("compiling the pure-Python floor with mypyc", flush=True)
+    subprocess.run(
+        [str(mypyc), "floor_compiled.py"],
+        cwd=build,
+        check=True,
+        timeout=600,
+        stdout=subprocess.DEVNULL,
+    )
+    for built in build.glob("floor_compiled.*.so"):
+        shutil.copy(built, app_dir / built.name)
+    if not list(app_dir.glob("floor_compiled.*.so")):
+        raise SystemExit("mypyc built no floor_compiled module")
 
 
 def ensure_compiled() -> Path:
