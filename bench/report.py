@@ -31,6 +31,13 @@ HISTORY = Path(__file__).resolve().parent / "history.md"
 DASH = "\N{EN DASH}"  # for a value not measured
 DUMBWAITER = "dumbwaiter-lighttpd"
 C_LIMIT = "c-nolinger-lighttpd"
+#: The paths whose CPU per request is held against uWSGI's: the front, then
+#: the suffix of dumbwaiter's targets and of the floors', and uWSGI's target.
+CPU_PATHS = {
+    "FastCGI (lighttpd)": ("lighttpd", "fcgi-lighttpd", "uwsgi-fcgi-lighttpd"),
+    "FastCGI (nginx)": ("nginx", "fcgi-nginx", "uwsgi-fcgi-nginx"),
+    "uwsgi protocol (nginx)": ("uwsgi-nginx", "uwsgi-nginx", "uwsgi-uwsgi-nginx"),
+}
 
 
 def num(value: float | None, digits: int = 0) -> str:
@@ -213,30 +220,9 @@ def goals(get: Lookup) -> list[Goal]:
         rps,
         3.0,
     )
-    at_most(
-        "hello: backend µs/req ≤ uWSGI, FastCGI (lighttpd)",
-        DUMBWAITER,
-        "uwsgi-fcgi-lighttpd",
-        "hello",
-        us,
-        1.0,
-    )
-    at_most(
-        "hello: backend µs/req ≤ uWSGI, FastCGI (nginx)",
-        "dumbwaiter-nginx",
-        "uwsgi-fcgi-nginx",
-        "hello",
-        us,
-        1.0,
-    )
-    at_most(
-        "hello: backend µs/req ≤ uWSGI, uwsgi protocol (nginx)",
-        "dumbwaiter-uwsgi-nginx",
-        "uwsgi-uwsgi-nginx",
-        "hello",
-        us,
-        1.0,
-    )
+    for front, (ours, _, theirs) in CPU_PATHS.items():
+        text = f"hello: backend µs/req ≤ uWSGI, {front}"
+        at_most(text, f"dumbwaiter-{ours}", theirs, "hello", us, 1.0)
     at_least(
         "nginx FastCGI keep-conn: req/s ≥ 0.9 x threaded C",
         "dumbwaiter-nginx-keepconn",
@@ -328,22 +314,14 @@ def goals(get: Lookup) -> list[Goal]:
         1.0,
     )
 
-    for front, (ours, theirs) in {
-        "FastCGI (lighttpd)": ("dumbwaiter-pure-lighttpd", "uwsgi-fcgi-lighttpd"),
-        "FastCGI (nginx)": ("dumbwaiter-pure-nginx", "uwsgi-fcgi-nginx"),
-        "uwsgi protocol (nginx)": ("dumbwaiter-pure-uwsgi-nginx", "uwsgi-uwsgi-nginx"),
-    }.items():
+    for front, (ours, _, theirs) in CPU_PATHS.items():
         text = f"pure Python: backend µs/req ≤ 1.5 x uWSGI, {front}"
-        at_most(text, ours, theirs, "hello", us, 1.5)
+        at_most(text, f"dumbwaiter-pure-{ours}", theirs, "hello", us, 1.5)
     # What any pure-Python server costs at least (bench/floor_serve.py), and the
     # same compiled by mypyc, when run: evidence for the CPU rows, not goals.
     for kind, prefix in (("pure-Python", "floor-"), ("compiled", "floor-compiled-")):
-        for front, (floor, theirs) in {
-            "FastCGI (lighttpd)": ("fcgi-lighttpd", "uwsgi-fcgi-lighttpd"),
-            "FastCGI (nginx)": ("fcgi-nginx", "uwsgi-fcgi-nginx"),
-            "uwsgi protocol (nginx)": ("uwsgi-nginx", "uwsgi-uwsgi-nginx"),
-        }.items():
-            floor = prefix + floor
+        for front, (_, suffix, theirs) in CPU_PATHS.items():
+            floor = prefix + suffix
             va, vb = get(floor, "hello", us), get(theirs, "hello", us)
             if va is not None:
                 tags = get.tag(floor, "hello"), get.tag(theirs, "hello")

@@ -341,11 +341,9 @@ class Call:
         500 (and logged), unless the client had gone: then nothing is owed."""
         if self.complete:
             return
-        if self.head_sent:
-            self.abort()
-        elif self.exchange.over:
-            # The client left or closed its side, the application was told
-            # (http.disconnect) and ended: no error, and nothing is owed.
+        if self.head_sent or self.exchange.over:
+            # (over: the client left or closed its side, the application was
+            # told with http.disconnect and ended: no error, nothing owed)
             self.abort()
         else:  # (a start without a body: its head may promise one; none sent)
             what = "a response" if self.start is None else "the end of its response"
